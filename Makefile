@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each one creates or updates the project's virtual environment (.venv) first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(EXTRAS_ID)
+EXTRAS := dev
+EXTRAS_ID := $(subst $(comma),-,$(EXTRAS))
+comma := ,
+
+.PHONY: demo test test-all bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: venv
+	$(BIN)/backend demo
+
+# pytest exits 5 when it collected nothing: that is a failure, not a pass.
+test: venv
+	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+
+test-all: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/backend bench ehm --json
+
+clean:
+	rm -rf $(VENV) out build dist *.egg-info

@@ -1,0 +1,258 @@
+"""The EHM asset format: one versioned ``.npz`` holding a body model's arrays plus JSON metadata.
+
+Array fields and their shapes, with symbolic dimensions shared across fields:
+
+    V vertices, F faces, J joints, NB betas, NE expressions, T uv coordinates,
+    H head vertices, HJ head joints, NS head shapes, NL eyelid directions, P = (J-1)*9.
+
+The metadata (key ``meta.json``, UTF-8 bytes) carries the format version, joint names, the
+parameter spec, which parameters drive which joints, landmark-set names, provenance and license.
+Files are read with ``allow_pickle=False``: an asset is data, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AssetFormatError
+from .params import ParamSpec, spec_hash
+
+FORMAT_NAME = "pear-ehm-asset"
+FORMAT_VERSION = 1
+META_KEY = "meta.json"
+LANDMARK_PREFIX = "landmarks/"
+
+# field -> (symbolic shape, dtype, required)
+ARRAY_SCHEMA: dict[str, tuple[tuple[str | int, ...], str, bool]] = {
+    "v_template": (("V", 3), "float32", True),
+    "faces": (("F", 3), "int32", True),
+    "parents": (("J",), "int32", True),
+    "J_regressor": (("J", "V"), "float32", True),
+    "lbs_weights": (("V", "J"), "float32", True),
+    "shapedirs": (("V", 3, "NB"), "float32", True),
+    "exprdirs": (("V", 3, "NE"), "float32", False),
+    "posedirs": (("V", 3, "P"), "float32", False),
+    "head_vertex_ids": (("H",), "int32", True),
+    "uv_coords": (("T", 2), "float32", False),
+    "uv_faces": (("F", 3), "int32", False),
+    # The swapped-in head model (FLAME in GUAVA's EHM); vertex i of it replaces
+    # body vertex head_vertex_ids[i].
+    "head_v_template": (("H", 3), "float32", False),
+    "head_shapedirs": (("H", 3, "NS"), "float32", False),
+    "head_exprdirs": (("H", 3, "NE"), "float32", False),
+    "head_posedirs": (("H", 3, "HP"), "float32", False),
+    "head_J_regressor": (("HJ", "H"), "float32", False),
+    "head_lbs_weights": (("H", "HJ"), "float32", False),
+    "head_parents": (("HJ",), "int32", False),
+    "head_eyelid_dirs": (("NL", "H", 3), "float32", False),
+}
+HEAD_MODEL_FIELDS = (
+    "head_v_template", "head_shapedirs", "head_exprdirs", "head_posedirs",
+    "head_J_regressor", "head_lbs_weights", "head_parents",
+)
+LANDMARK_SCHEMA = {
+    "faces": (("K",), "int32"),
+    "bary": (("K", 3), "float32"),
+    "joint": (("K",), "int32"),
+}
+REQUIRED_META = ("format", "format_version", "asset_id", "kind", "joint_names", "param_spec",
+                 "pose_joints", "license")
+
+
+@dataclass
+class LandmarkSet:
+    """Points on the body: a barycentric point of triangle ``faces[k]``, or joint ``joint[k]``
+    where that is >= 0."""
+
+    faces: np.ndarray
+    bary: np.ndarray
+    joint: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+
+@dataclass
+class Asset:
+    """A validated body-model asset."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict
+    landmarks: dict[str, LandmarkSet] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def asset_id(self) -> str:
+        return self.meta["asset_id"]
+
+    @property
+    def joint_names(self) -> list[str]:
+        return list(self.meta["joint_names"])
+
+    @property
+    def param_spec(self) -> list[ParamSpec]:
+        return [ParamSpec.from_json(p) for p in self.meta["param_spec"]]
+
+    @property
+    def has_head_model(self) -> bool:
+        return "head_v_template" in self.arrays
+
+    @property
+    def spec_hash(self) -> str:
+        return spec_hash(self.param_spec, self.joint_names)
+
+    def summary(self) -> dict:
+        """What ``backend models list`` shows."""
+        return {
+            "asset_id": self.asset_id,
+            "kind": self.meta["kind"],
+            "vertices": int(self.arrays["v_template"].shape[0]),
+            "faces": int(self.arrays["faces"].shape[0]),
+            "joints": len(self.joint_names),
+            "params": {p.name: p.size for p in self.param_spec},
+            "expression_names": self.meta.get("expression_names", []),
+            "landmark_sets": {name: len(s) for name, s in self.landmarks.items()},
+            "spec_hash": self.spec_hash,
+            "license": self.meta["license"],
+        }
+
+
+def _check_dims(
+    where: str, array: np.ndarray, shape: tuple, dtype: str, bound: dict[str, int]
+) -> None:
+    if array.dtype != np.dtype(dtype):
+        raise AssetFormatError(f"{where}: expected dtype {dtype}, found {array.dtype}")
+    if array.ndim != len(shape):
+        raise AssetFormatError(
+            f"{where}: expected {len(shape)} dimensions {shape}, found shape {array.shape}"
+        )
+    for axis, (want, got) in enumerate(zip(shape, array.shape)):
+        if isinstance(want, int):
+            if got != want:
+                raise AssetFormatError(f"{where}: axis {axis} must be {want}, found {array.shape}")
+        elif bound.setdefault(want, got) != got:
+            raise AssetFormatError(
+                f"{where}: axis {axis} is {want}={got} here but {want}={bound[want]} elsewhere "
+                f"(shape {array.shape})"
+            )
+
+
+def validate(asset: Asset) -> None:
+    """Check every array's shape and dtype and the metadata; raise naming the offending field."""
+    meta = asset.meta
+    for key in REQUIRED_META:
+        if key not in meta:
+            raise AssetFormatError(f"meta.json: missing key {key!r}")
+    if meta["format"] != FORMAT_NAME:
+        raise AssetFormatError(f"meta.json: format is {meta['format']!r}, not {FORMAT_NAME!r}")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise AssetFormatError(
+            f"asset format version {meta['format_version']} is newer than this backend reads "
+            f"({FORMAT_VERSION}): update the backend or rebuild the asset"
+        )
+    unknown = set(asset.arrays) - set(ARRAY_SCHEMA)
+    if unknown:
+        raise AssetFormatError(f"unknown array field(s): {sorted(unknown)}")
+
+    bound: dict[str, int] = {}
+    for name, (shape, dtype, required) in ARRAY_SCHEMA.items():
+        if name not in asset.arrays:
+            if required:
+                raise AssetFormatError(f"{name}: required array is missing")
+            continue
+        _check_dims(name, asset.arrays[name], shape, dtype, bound)
+
+    present = [f for f in HEAD_MODEL_FIELDS if f in asset.arrays]
+    if present and len(present) != len(HEAD_MODEL_FIELDS):
+        missing = sorted(set(HEAD_MODEL_FIELDS) - set(present))
+        raise AssetFormatError(f"head model is incomplete: missing {missing}")
+    if "P" in bound and bound["P"] != (bound["J"] - 1) * 9:
+        raise AssetFormatError(f"posedirs: expected {(bound['J'] - 1) * 9} pose features "
+                               f"(9 per non-root joint), found {bound['P']}")
+
+    num_vertices, num_joints = bound["V"], bound["J"]
+    if len(meta["joint_names"]) != num_joints:
+        raise AssetFormatError(
+            f"meta.json joint_names: {len(meta['joint_names'])} names for {num_joints} joints"
+        )
+    _check_index_range("faces", asset.arrays["faces"], num_vertices)
+    _check_index_range("head_vertex_ids", asset.arrays["head_vertex_ids"], num_vertices)
+    parents = asset.arrays["parents"]
+    if parents[0] != -1 or any(not 0 <= p < j for j, p in enumerate(parents) if j > 0):
+        raise AssetFormatError("parents: the root must come first (-1) and parents precede children")
+    for name, joints in meta["pose_joints"].items():
+        if any(not 0 <= j < num_joints for j in joints):
+            raise AssetFormatError(f"meta.json pose_joints[{name!r}]: joint index out of range")
+
+    for set_name, landmarks in asset.landmarks.items():
+        set_bound: dict[str, int] = {}
+        for part, (shape, dtype) in LANDMARK_SCHEMA.items():
+            _check_dims(f"{LANDMARK_PREFIX}{set_name}/{part}", getattr(landmarks, part),
+                        shape, dtype, set_bound)
+        _check_index_range(f"{LANDMARK_PREFIX}{set_name}/faces", landmarks.faces, bound["F"])
+        if landmarks.joint.max(initial=-1) >= num_joints:
+            raise AssetFormatError(f"{LANDMARK_PREFIX}{set_name}/joint: joint index out of range")
+
+
+def _check_index_range(name: str, index: np.ndarray, upper: int) -> None:
+    if index.size and (index.min() < 0 or index.max() >= upper):
+        raise AssetFormatError(
+            f"{name}: indices must lie in [0, {upper}), found [{index.min()}, {index.max()}]"
+        )
+
+
+def save_asset(asset: Asset, path: str | Path) -> Path:
+    """Write an asset (atomically: a crash never leaves a half-written file under its name)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(asset.meta, landmark_sets={n: s.names for n, s in asset.landmarks.items()})
+    payload = dict(asset.arrays)
+    for set_name, landmarks in asset.landmarks.items():
+        for part in LANDMARK_SCHEMA:
+            payload[f"{LANDMARK_PREFIX}{set_name}/{part}"] = getattr(landmarks, part)
+    payload[META_KEY] = np.frombuffer(json.dumps(meta, indent=1).encode(), dtype=np.uint8)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **payload)
+    tmp.replace(path)
+    return path
+
+
+def load_asset(path: str | Path) -> Asset:
+    """Read and validate an asset file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AssetFormatError(f"{path}: no such asset file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            payload = {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise AssetFormatError(f"{path}: not a readable asset (.npz) file: {exc}") from exc
+    if META_KEY not in payload:
+        raise AssetFormatError(f"{path}: no {META_KEY} entry; not an EHM asset")
+    try:
+        meta = json.loads(payload.pop(META_KEY).tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AssetFormatError(f"{path}: {META_KEY} is not valid JSON: {exc}") from exc
+    landmarks = {}
+    for set_name, names in meta.pop("landmark_sets", {}).items():
+        parts = {}
+        for part in LANDMARK_SCHEMA:
+            key = f"{LANDMARK_PREFIX}{set_name}/{part}"
+            if key not in payload:
+                raise AssetFormatError(f"{path}: {key} is missing")
+            parts[part] = payload.pop(key)
+        landmarks[set_name] = LandmarkSet(names=list(names), **parts)
+    try:
+        return Asset(arrays=payload, meta=meta, landmarks=landmarks)
+    except AssetFormatError as exc:
+        raise AssetFormatError(f"{path}: {exc}") from exc
+
