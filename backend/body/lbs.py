@@ -82,5 +82,19 @@ def skin_vertices(
     vertices: (B, V, 3) rest-pose vertices; weights: (V, J); skinning: (B, J, 3, 4).
     """
     batch, num_joints = skinning.shape[:2]
-    blended = (weights @ skinning.reshape(batch, num_joints, 12)).unflatten(-1, (3, 4))
-    return (blended[..., :3] @ vertices[..., None])[..., 0] + blended[..., 3]
+    # Laid out (B, 12, V) so the blend is one batched GEMM and the per-vertex 3x4 transforms
+    # apply as contiguous elementwise rows (tiny batched matmuls are slow on CPU).
+    blended = (skinning.reshape(batch, num_joints, 12).transpose(1, 2) @ weights.T).view(
+        batch, 3, 4, -1)
+    x, y, z = vertices.transpose(1, 2)[:, :, None].unbind(1)
+    posed = torch.addcmul(blended[:, :, 3], blended[:, :, 0], x)
+    posed = torch.addcmul(posed, blended[:, :, 1], y)
+    posed = torch.addcmul(posed, blended[:, :, 2], z)
+    return posed.transpose(1, 2)
+
+
+def regress_joints(regressor: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+    """Joint positions (B, J, 3) as fixed linear combinations of the vertices (B, V, 3)."""
+    batch, num_vertices = vertices.shape[:2]
+    stacked = vertices.transpose(0, 1).reshape(num_vertices, batch * 3)
+    return (regressor @ stacked).view(-1, batch, 3).transpose(0, 1)

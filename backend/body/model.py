@@ -23,7 +23,7 @@ import torch
 
 from .asset import Asset
 from .errors import ParameterError
-from .lbs import KinematicChain, pose_feature, skin_vertices
+from .lbs import KinematicChain, pose_feature, regress_joints, skin_vertices
 from .params import ParamSpec
 from .rotations import axis_angle_to_matrix
 
@@ -140,18 +140,21 @@ class BodyModel(torch.nn.Module):
         """Pose the body. Parameters go by name (axis-angle rotations); missing ones default."""
         p = self._prepare({**(params or {}), **kwargs})
         batch = p["global_orient"].shape[0]
-        v = self.v_template + (p["betas"] @ self.shapedirs).view(batch, -1, 3)
-        if self.exprdirs is not None and "expression" in p:
-            v = v + (p["expression"] @ self.exprdirs).view(batch, -1, 3)
+        # addmm fuses each blend-shape product with its sum: the mesh is large, passes cost.
+        v = torch.addmm(self.v_template.view(1, -1), p["betas"], self.shapedirs)
+        if self.exprdirs is not None:
+            v = torch.addmm(v, p["expression"], self.exprdirs)
+        v = v.view(batch, -1, 3)
         offsets = p["joints_offset"]
-        joints = torch.einsum("jv,bvc->bjc", self.J_regressor, v) + offsets
+        joints = regress_joints(self.J_regressor, v) + offsets
         if self.has_head_model:
             v = self._swap_in_head(v, joints, p)
-            joints = torch.einsum("jv,bvc->bjc", self.J_regressor, v) + offsets
+            joints = regress_joints(self.J_regressor, v) + offsets
 
         rotations = self._rotations(p, self.pose_joints, len(self.chain))
         if self.posedirs is not None:
-            v = v + (pose_feature(rotations) @ self.posedirs).view(batch, -1, 3)
+            v = torch.addmm(v.reshape(batch, -1), pose_feature(rotations), self.posedirs)
+            v = v.view(batch, -1, 3)
         posed_joints, skinning = self.chain.world_transforms(rotations, joints)
         transl = p["transl"][:, None]
         vertices = skin_vertices(v, self.lbs_weights, skinning) + transl
@@ -162,10 +165,12 @@ class BodyModel(torch.nn.Module):
                       p: dict[str, torch.Tensor]) -> torch.Tensor:
         batch = v.shape[0]
         coeffs = torch.cat([p["shape"], p["expression"]], dim=1)
-        head = self.head_v_template + (coeffs @ self.head_basis).view(batch, -1, 3)
-        head_joints = torch.einsum("jv,bvc->bjc", self.head_J_regressor, head)
+        head = torch.addmm(self.head_v_template.view(1, -1), coeffs, self.head_basis)
+        head = head.view(batch, -1, 3)
+        head_joints = regress_joints(self.head_J_regressor, head)
         rotations = self._rotations(p, self.head_pose_joints, len(self.head_chain))
-        head = head + (pose_feature(rotations) @ self.head_posedirs).view(batch, -1, 3)
+        head = torch.addmm(head.reshape(batch, -1), pose_feature(rotations), self.head_posedirs)
+        head = head.view(batch, -1, 3)
         _, skinning = self.head_chain.world_transforms(rotations, head_joints)
         head = skin_vertices(head, self.head_lbs_weights, skinning)
         if self.eyelid_dirs is not None:

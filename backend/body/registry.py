@@ -1,0 +1,52 @@
+"""Installed body-model assets: ``$PEAR_HOME/assets/<asset_id>.npz``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..paths import assets_dir
+from .asset import Asset, load_asset, save_asset
+from .errors import AssetFormatError, AssetNotFoundError
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def asset_path(asset_id: str) -> Path:
+    if not _VALID_ID.match(asset_id):
+        raise AssetFormatError(
+            f"asset id {asset_id!r} must be 1-64 letters, digits or _.+- (no slashes)"
+        )
+    return assets_dir() / f"{asset_id}.npz"
+
+
+def install(asset: Asset) -> Path:
+    """Save an asset into the data dir, replacing an older build with the same id."""
+    return save_asset(asset, asset_path(asset.asset_id))
+
+
+def installed_ids() -> list[str]:
+    return sorted(path.stem for path in assets_dir().glob("*.npz"))
+
+
+def load(asset_id: str) -> Asset:
+    path = asset_path(asset_id)
+    if not path.is_file():
+        have = ", ".join(installed_ids()) or "none"
+        raise AssetNotFoundError(
+            f"no body-model asset {asset_id!r} in {path.parent} (installed: {have}). Install "
+            "SMPL-X/FLAME with `backend models install --smplx ... --flame ... "
+            "--correspondence ...`."
+        )
+    return load_asset(path)
+
+
+def summaries() -> list[dict]:
+    """One summary per installed asset; an unreadable file is listed with its error."""
+    rows = []
+    for asset_id in installed_ids():
+        try:
+            rows.append(load(asset_id).summary())
+        except AssetFormatError as exc:
+            rows.append({"asset_id": asset_id, "error": str(exc)})
+    return rows

@@ -1,0 +1,117 @@
+"""The ``backend`` command: ``backend models ...``, ``backend bench ...``, ``backend demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .body.errors import BodyModelError
+from .paths import route_caches
+
+
+def _models_install(args: argparse.Namespace) -> int:
+    from .body import registry
+    from .body.build_smplx import build_smplx_asset
+
+    asset = build_smplx_asset(
+        args.smplx, flame_path=args.flame, correspondence_path=args.correspondence,
+        eyelids_path=args.eyelids, num_betas=args.num_betas, num_head_shape=args.num_head_shape,
+        num_expression=args.num_expression, asset_id=args.id,
+    )
+    path = registry.install(asset)
+    summary = asset.summary()
+    print(f"installed {summary['asset_id']} ({summary['kind']}): {summary['vertices']} vertices, "
+          f"{summary['joints']} joints -> {path}")
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from .body import registry
+
+    rows = registry.summaries()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no body-model assets installed (see `backend models install --help`)")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['asset_id']}: UNREADABLE: {row['error']}")
+            continue
+        sizes = ", ".join(f"{k} {v}" for k, v in row["params"].items())
+        print(f"{row['asset_id']} [{row['kind']}] {row['vertices']} vertices, {row['joints']} "
+              f"joints\n  params: {sizes}\n  license: {row['license']}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.ehm import run_ehm_bench
+
+    result = run_ehm_bench(repeats=args.repeats, progress=not args.json)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), frames=args.frames)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backend",
+        description="PEAR for Blender backend: body models, estimators, server, bake.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = commands.add_parser("models", help="install and list body-model assets")
+    models_commands = models.add_subparsers(dest="models_command", required=True,
+                                            metavar="ACTION")
+    install = models_commands.add_parser(
+        "install", help="build an asset from licensed SMPL-X (+ FLAME) files into PEAR_HOME")
+    install.add_argument("--smplx", required=True, type=Path, help="SMPLX_NEUTRAL.npz (or other "
+                         "gender)")
+    install.add_argument("--flame", type=Path, help="FLAME model (.pkl of plain arrays, or .npz; "
+                         "see scripts/convert_flame_pkl.py for chumpy pickles)")
+    install.add_argument("--correspondence", type=Path,
+                         help="SMPL-X__FLAME_vertex_ids.npy (needed with --flame)")
+    install.add_argument("--eyelids", type=Path,
+                         help="optional .npz with l_eyelid/r_eyelid blend shapes (5023x3 each)")
+    install.add_argument("--id", help="asset id (default: the kind, 'smplx+flame' or 'smplx')")
+    install.add_argument("--num-betas", type=int, default=300)
+    install.add_argument("--num-head-shape", type=int, default=300)
+    install.add_argument("--num-expression", type=int, default=50)
+    install.set_defaults(handler=_models_install)
+    listing = models_commands.add_parser("list", help="show installed assets")
+    listing.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    listing.set_defaults(handler=_models_list)
+
+    bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
+    bench.add_argument("target", choices=["ehm"], help="ehm: body-model forward vs smplx")
+    bench.add_argument("--json", action="store_true", help="print only the JSON object")
+    bench.add_argument("--repeats", type=int, default=20, help="timed runs per measurement")
+    bench.set_defaults(handler=_bench)
+
+    demo = commands.add_parser("demo", help="run the deepest end-to-end path on built-in data")
+    demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    demo.add_argument("--frames", type=int, default=60)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    route_caches()
+    try:
+        return args.handler(args)
+    except BodyModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
