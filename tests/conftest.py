@@ -1,0 +1,67 @@
+"""Shared fixtures: synthetic SMPL-X/FLAME files in the real layouts, and assets built from them."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from backend.body.build_smplx import build_smplx_asset
+from backend.body.model import BodyModel
+from backend.body.synthetic_files import SyntheticFiles, write_synthetic_files
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path, monkeypatch):
+    """Every test gets its own PEAR_HOME: nothing is read from or written to the user's."""
+    monkeypatch.setenv("PEAR_HOME", str(tmp_path / "pear_home"))
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory) -> SyntheticFiles:
+    # 20 shape components: the SMPL-X 1.0 layout (10 shape + 10 expression), small and fast.
+    return write_synthetic_files(tmp_path_factory.mktemp("model_files"), shape_components=20)
+
+
+@pytest.fixture(scope="session")
+def smplx_asset(model_files):
+    return build_smplx_asset(model_files.smplx, num_betas=10, num_expression=10)
+
+
+@pytest.fixture(scope="session")
+def ehm_asset(model_files):
+    return build_smplx_asset(
+        model_files.smplx, flame_path=model_files.flame,
+        correspondence_path=model_files.correspondence, eyelids_path=model_files.eyelids,
+        num_head_shape=20, num_expression=20,
+    )
+
+
+@pytest.fixture(scope="session")
+def smplx_model(smplx_asset):
+    return BodyModel(smplx_asset).double()
+
+
+@pytest.fixture(scope="session")
+def ehm_model(ehm_asset):
+    return BodyModel(ehm_asset).double()
+
+
+def random_params(model: BodyModel, batch: int, seed: int = 0, scale: float = 0.3,
+                  skip: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """Random values for every parameter of the model's spec (head scale around 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    params = {}
+    for name, spec in model.spec.items():
+        if name in skip:
+            continue
+        noise = torch.randn(batch, *spec.shape, generator=generator, dtype=torch.float64)
+        step = {"joints_offset": 0.02, "head_scale": 0.1, "betas": 1.0, "shape": 1.0,
+                "expression": 1.0, "eyelids": 0.5}.get(name, scale)
+        params[name] = spec.default + step * noise
+    return params
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available() and not os.environ.get("PEAR_FORCE_CPU")

@@ -1,0 +1,89 @@
+"""The ``backend`` command run as a real subprocess, as users run it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def backend(*args: str, home) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PEAR_HOME=str(home))
+    return subprocess.run([sys.executable, "-m", "backend.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_the_subcommands(tmp_path):
+    result = backend("--help", home=tmp_path)
+    assert result.returncode == 0
+    for command in ("models", "bench", "demo"):
+        assert command in result.stdout
+
+
+def test_install_then_list(model_files, tmp_path):
+    result = backend("models", "install", "--smplx", str(model_files.smplx),
+                     "--flame", str(model_files.flame),
+                     "--correspondence", str(model_files.correspondence),
+                     "--eyelids", str(model_files.eyelids), "--num-expression", "30",
+                     home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "installed smplx+flame" in result.stdout
+    assert (tmp_path / "assets" / "smplx+flame.npz").is_file()
+
+    listing = backend("models", "list", "--json", home=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    (row,) = json.loads(listing.stdout)
+    assert row["asset_id"] == "smplx+flame"
+    assert row["vertices"] == 10475 and row["joints"] == 55
+    assert row["params"]["expression"] == 30
+    assert "non-commercial" in row["license"]
+
+    text = backend("models", "list", home=tmp_path)
+    assert "smplx+flame [smplx+flame] 10475 vertices, 55 joints" in text.stdout
+
+
+def test_install_with_a_missing_file_names_it(tmp_path):
+    result = backend("models", "install", "--smplx", str(tmp_path / "SMPLX_NEUTRAL.npz"),
+                     home=tmp_path)
+    assert result.returncode == 2
+    assert "SMPL-X file not found" in result.stderr
+    assert "SMPLX_NEUTRAL.npz" in result.stderr
+
+
+def test_a_corrupt_installed_asset_is_listed_as_unreadable(tmp_path):
+    (tmp_path / "assets").mkdir(parents=True)
+    (tmp_path / "assets" / "broken.npz").write_bytes(b"\x00" * 64)
+    listing = backend("models", "list", "--json", home=tmp_path)
+    (row,) = json.loads(listing.stdout)
+    assert row["asset_id"] == "broken" and "not a readable asset" in row["error"]
+
+
+def test_caches_are_routed_into_pear_home(tmp_path):
+    code = ("import os; from backend.paths import route_caches; route_caches(); "
+            "print(os.environ['TORCH_HOME']); print(os.environ['ANNY_CACHE_DIR'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_HOME", "ANNY_CACHE_DIR")}
+    env["PEAR_HOME"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+    assert all(line.startswith(str(tmp_path)) for line in result.stdout.split())
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    result = backend("demo", "--out", str(tmp_path / "demo"), "--frames", "12", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "12 frames x 10475 vertices" in result.stdout
+    assert (tmp_path / "demo" / "motion.npz").is_file()
+    assert (tmp_path / "demo" / "frame_0000.obj").read_text().startswith("v ")
+
+
+@pytest.mark.slow
+def test_bench_ehm_prints_one_json_object(tmp_path):
+    result = backend("bench", "ehm", "--json", "--repeats", "2", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("ours_ms_b1", "ours_ms_b64", "smplx_ms_b1", "smplx_ms_b64",
+                "max_abs_diff_vs_smplx"):
+        assert key in data
+    assert data["max_abs_diff_vs_smplx"] < 1e-5
