@@ -28,7 +28,8 @@ class _ValueHolder:
 
 def test_converted_file_installs(model_files, tmp_path):
     script = _load_script()
-    model = pickle.load(open(model_files.flame, "rb"), encoding="latin1")
+    with open(model_files.flame, "rb") as handle:
+        model = pickle.load(handle, encoding="latin1")
     wrapped = {k: (_ValueHolder(v) if k in ("shapedirs", "v_template") else v)
                for k, v in model.items()}
     wrapped["bs_style"] = "lbs"  # official files carry strings too

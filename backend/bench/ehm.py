@@ -76,11 +76,12 @@ def run_ehm_bench(repeats: int = 20, progress: bool = True) -> dict:
             params = _random_params(batch, generator)
             ehm_params = {k: v for k, v in _ours(params).items() if k in ehm.spec
                           and v.shape[1:] == ehm.default_params()[k].flatten(1).shape[1:]}
-            timings = {
-                "ours": median_seconds(lambda: ours(_ours(params)), repeats),
-                "smplx": median_seconds(lambda: reference(**params), repeats),
-                "ours_ehm": median_seconds(lambda: ehm(ehm_params), repeats),
+            runs = {
+                "ours": lambda p=params: ours(_ours(p)),
+                "smplx": lambda p=params: reference(**p),
+                "ours_ehm": lambda p=ehm_params: ehm(p),
             }
+            timings = {name: median_seconds(run, repeats) for name, run in runs.items()}
             for name, seconds in timings.items():
                 result[f"{name}_ms_b{batch}"] = round(1000 * seconds / batch, 4)
             if progress:

@@ -134,7 +134,7 @@ def _check_dims(
         raise AssetFormatError(
             f"{where}: expected {len(shape)} dimensions {shape}, found shape {array.shape}"
         )
-    for axis, (want, got) in enumerate(zip(shape, array.shape)):
+    for axis, (want, got) in enumerate(zip(shape, array.shape, strict=True)):
         if isinstance(want, int):
             if got != want:
                 raise AssetFormatError(f"{where}: axis {axis} must be {want}, found {array.shape}")
@@ -187,7 +187,7 @@ def validate(asset: Asset) -> None:
     _check_index_range("head_vertex_ids", asset.arrays["head_vertex_ids"], num_vertices)
     parents = asset.arrays["parents"]
     if parents[0] != -1 or any(not 0 <= p < j for j, p in enumerate(parents) if j > 0):
-        raise AssetFormatError("parents: the root must come first (-1) and parents precede children")
+        raise AssetFormatError("parents: the root must come first (-1), parents before children")
     for name, joints in meta["pose_joints"].items():
         if any(not 0 <= j < num_joints for j in joints):
             raise AssetFormatError(f"meta.json pose_joints[{name!r}]: joint index out of range")

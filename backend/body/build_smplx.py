@@ -13,8 +13,13 @@ import numpy as np
 
 from . import model_files
 from .asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
-from .joint_names import (FLAME_EYE_JOINTS, FLAME_POSE_JOINTS, SMPLX_EYE_JOINTS,
-                          SMPLX_JOINT_NAMES, SMPLX_POSE_JOINTS)
+from .joint_names import (
+    FLAME_EYE_JOINTS,
+    FLAME_POSE_JOINTS,
+    SMPLX_EYE_JOINTS,
+    SMPLX_JOINT_NAMES,
+    SMPLX_POSE_JOINTS,
+)
 from .params import standard_spec
 
 SMPLX_LICENSE = (

@@ -6,7 +6,8 @@ class BodyModelError(Exception):
 
 
 class AssetFormatError(BodyModelError, ValueError):
-    """An asset file is malformed: names the offending field, what was expected and what was found."""
+    """An asset file is malformed: names the offending field, what was expected and what was
+    found."""
 
 
 class AssetNotFoundError(BodyModelError, FileNotFoundError):

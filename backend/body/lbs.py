@@ -53,7 +53,8 @@ class KinematicChain:
         local = torch.cat([rotations, offsets[..., None]], dim=-1)  # (B, J, 3, 4)
 
         levels = [local[:, self._level_index[0].to(device)]]
-        for index, parent_position in zip(self._level_index[1:], self._parent_position):
+        steps = zip(self._level_index[1:], self._parent_position, strict=True)
+        for index, parent_position in steps:
             so_far = torch.cat(levels, dim=1)[:, parent_position.to(device)]
             child = local[:, index.to(device)]
             rot = so_far[..., :3] @ child[..., :3]

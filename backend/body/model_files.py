@@ -106,7 +106,18 @@ def _array(
     return value
 
 
-def _check_common(path: Path, model: dict, num_joints: int) -> None:
+def _rigged_mesh(path: Path, data: dict, num_joints: int) -> dict[str, np.ndarray]:
+    """The arrays SMPL-X and FLAME files share, checked against each other."""
+    j = num_joints
+    model = {
+        "v_template": _array(path, data, "v_template", 2, {1: 3}),
+        "f": _array(path, data, "f", 2, {1: 3}, np.int64),
+        "J_regressor": _array(path, data, "J_regressor", 2, {0: j}),
+        "weights": _array(path, data, "weights", 2, {1: j}),
+        "kintree_table": _array(path, data, "kintree_table", 2, {0: 2, 1: j}, np.int64),
+        "shapedirs": _array(path, data, "shapedirs", 3, {1: 3}),
+        "posedirs": _array(path, data, "posedirs", 3, {1: 3}),
+    }
     num_vertices = model["v_template"].shape[0]
     for key, axis in (("shapedirs", 0), ("posedirs", 0), ("weights", 0)):
         if model[key].shape[axis] != num_vertices:
@@ -120,29 +131,20 @@ def _check_common(path: Path, model: dict, num_joints: int) -> None:
                              f"features, found {model['posedirs'].shape[2]}")
     if model["f"].min() < 0 or model["f"].max() >= num_vertices:
         raise ModelFileError(f"{path}: 'f' indexes vertices outside [0, {num_vertices})")
+    return model
 
 
 def read_smplx(path: str | Path) -> dict[str, np.ndarray]:
     """An SMPL-X model file (``SMPLX_NEUTRAL.npz`` and friends)."""
     path = Path(path)
     data = _load_mapping(path, "SMPL-X")
-    j = SMPLX_NUM_JOINTS
-    model = {
-        "v_template": _array(path, data, "v_template", 2, {1: 3}),
-        "f": _array(path, data, "f", 2, {1: 3}, np.int64),
-        "J_regressor": _array(path, data, "J_regressor", 2, {0: j}),
-        "weights": _array(path, data, "weights", 2, {1: j}),
-        "kintree_table": _array(path, data, "kintree_table", 2, {0: 2, 1: j}, np.int64),
-        "shapedirs": _array(path, data, "shapedirs", 3, {1: 3}),
-        "posedirs": _array(path, data, "posedirs", 3, {1: 3}),
-    }
+    model = _rigged_mesh(path, data, SMPLX_NUM_JOINTS)
     if model["shapedirs"].shape[2] < 20:
         raise ModelFileError(f"{path}: 'shapedirs' must hold >= 20 components (shape + "
                              f"expression), found {model['shapedirs'].shape[2]}")
     if "lmk_faces_idx" in data and "lmk_bary_coords" in data:
         model["lmk_faces_idx"] = _array(path, data, "lmk_faces_idx", 1, dtype=np.int64)
         model["lmk_bary_coords"] = _array(path, data, "lmk_bary_coords", 2, {1: 3})
-    _check_common(path, model, j)
     return model
 
 
@@ -161,20 +163,10 @@ def read_flame(path: str | Path) -> dict[str, np.ndarray]:
     """A FLAME 2020 / 2023 model file (.pkl holding plain arrays, or .npz)."""
     path = Path(path)
     data = _load_mapping(path, "FLAME")
-    j = FLAME_NUM_JOINTS
-    model = {
-        "v_template": _array(path, data, "v_template", 2, {1: 3}),
-        "f": _array(path, data, "f", 2, {1: 3}, np.int64),
-        "J_regressor": _array(path, data, "J_regressor", 2, {0: j}),
-        "weights": _array(path, data, "weights", 2, {1: j}),
-        "kintree_table": _array(path, data, "kintree_table", 2, {0: 2, 1: j}, np.int64),
-        "shapedirs": _array(path, data, "shapedirs", 3, {1: 3}),
-        "posedirs": _array(path, data, "posedirs", 3, {1: 3}),
-    }
+    model = _rigged_mesh(path, data, FLAME_NUM_JOINTS)
     if model["shapedirs"].shape[2] < 400:
         raise ModelFileError(f"{path}: FLAME 'shapedirs' must hold 300 shape + 100 expression "
                              f"components, found {model['shapedirs'].shape[2]}")
-    _check_common(path, model, j)
     return model
 
 
@@ -196,7 +188,7 @@ def read_correspondence(path: str | Path, num_flame: int, num_smplx: int) -> np.
 
 
 def read_eyelids(path: str | Path, num_flame: int) -> np.ndarray:
-    """Eyelid blend shapes as (2, H, 3): left then right (an .npz with ``l_eyelid``/``r_eyelid``)."""
+    """Eyelid blend shapes (2, H, 3), left then right: an .npz with ``l_eyelid``, ``r_eyelid``."""
     path = Path(path)
     data = _load_mapping(path, "eyelid blend shape")
     left = _array(path, data, "l_eyelid", 2, {0: num_flame, 1: 3})

@@ -43,7 +43,7 @@ class ParamSpec:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "ParamSpec":
+    def from_json(cls, data: dict) -> ParamSpec:
         low, high = data.get("range", [None, None])
         return cls(
             name=data["name"],

@@ -12,7 +12,7 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     """Rodrigues' formula: (..., 3) axis-angle vectors to (..., 3, 3) rotation matrices."""
     angle_sq = (axis_angle * axis_angle).sum(-1, keepdim=True)
     angle = torch.sqrt(angle_sq + _ANGLE_EPS)
-    # sin(t)/t and (1-cos(t))/t^2 with their Taylor series near zero, where the division is unstable.
+    # sin(t)/t and (1-cos(t))/t^2 by their Taylor series near zero, where division is unstable.
     small = angle_sq < 1e-8
     safe_angle = torch.where(small, torch.ones_like(angle), angle)
     sinc = torch.where(small, 1.0 - angle_sq / 6.0, torch.sin(safe_angle) / safe_angle)
