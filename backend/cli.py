@@ -27,6 +27,33 @@ def _models_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_build_open(args: argparse.Namespace) -> int:
+    from .body import registry
+    from .body.build_open import OpenBuildConfig, build_open_asset
+
+    config = OpenBuildConfig(num_components=args.components, num_samples=args.samples)
+    build = build_open_asset(config, progress=lambda message: print(f"... {message}",
+                                                                      flush=True))
+    path = registry.install(build.asset)
+    summary, report = build.asset.summary(), build.report
+    print(f"built {summary['asset_id']}: {summary['vertices']} vertices, {summary['joints']} "
+          f"joints, {summary['params']['betas']} shape components "
+          f"({100 * report['explained_variance_total']:.4f}% of anny's phenotype variance, "
+          f"held-out error {report['heldout_mean_mm']} mm mean), "
+          f"{summary['params']['expression']} ARKit expressions, in {report['build_s']} s -> "
+          f"{path}")
+    return 0
+
+
+def _models_preview(args: argparse.Namespace) -> int:
+    from .body import registry
+    from .body.preview import render_preview
+
+    path = render_preview(registry.load(args.asset), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
 def _models_list(args: argparse.Namespace) -> int:
     from .body import registry
 
@@ -47,9 +74,12 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench.ehm import run_ehm_bench
+    if args.target == "ehm":
+        from .bench.ehm import run_ehm_bench as run
+    else:
+        from .bench.open_model import run_open_model_bench as run
 
-    result = run_ehm_bench(repeats=args.repeats, progress=not args.json)
+    result = run(repeats=args.repeats, progress=not args.json)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
 
@@ -86,12 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--num-head-shape", type=int, default=300)
     install.add_argument("--num-expression", type=int, default=50)
     install.set_defaults(handler=_models_install)
+    build_open = models_commands.add_parser(
+        "build-open", help="build the free default body model from anny (commercial use OK)")
+    build_open.add_argument("--components", type=int, default=20, help="shape components")
+    build_open.add_argument("--samples", type=int, default=4000,
+                            help="anny phenotypes sampled for the shape basis")
+    build_open.set_defaults(handler=_models_build_open)
+    preview = models_commands.add_parser("preview", help="render a PNG contact sheet of an asset")
+    preview.add_argument("asset", nargs="?", default="open", help="asset id (default: open)")
+    preview.add_argument("--out", default="preview.png", type=Path)
+    preview.set_defaults(handler=_models_preview)
     listing = models_commands.add_parser("list", help="show installed assets")
     listing.add_argument("--json", action="store_true", help="one JSON list on stdout")
     listing.set_defaults(handler=_models_list)
 
     bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
-    bench.add_argument("target", choices=["ehm"], help="ehm: body-model forward vs smplx")
+    bench.add_argument("target", choices=["ehm", "open-model"],
+                       help="ehm: body-model forward vs the smplx package; open-model: build, "
+                       "load, speed and anny equivalence of the free default asset")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
     bench.add_argument("--repeats", type=int, default=20, help="timed runs per measurement")
     bench.set_defaults(handler=_bench)

