@@ -87,3 +87,38 @@ def test_bench_ehm_prints_one_json_object(tmp_path):
                 "max_abs_diff_vs_smplx"):
         assert key in data
     assert data["max_abs_diff_vs_smplx"] < 1e-5
+
+
+def test_build_open_then_list_and_preview(tmp_path):
+    built = backend("models", "build-open", "--samples", "300", home=tmp_path)
+    assert built.returncode == 0, built.stderr
+    assert "built open: 13718 vertices, 55 joints, 20 shape components" in built.stdout
+    assert "52 ARKit expressions" in built.stdout
+
+    listing = backend("models", "list", "--json", home=tmp_path)
+    (row,) = json.loads(listing.stdout)
+    assert row["asset_id"] == "open" and row["kind"] == "open"
+    assert "Apache-2.0" in row["license"] and "commercial" in row["license"]
+    assert len(row["expression_names"]) == 52
+
+    preview = backend("models", "preview", "open", "--out", str(tmp_path / "p.png"),
+                      home=tmp_path)
+    assert preview.returncode == 0, preview.stderr
+    from PIL import Image
+
+    image = Image.open(tmp_path / "p.png").convert("L")
+    assert image.size == (6 * 320, 480)
+    histogram = image.histogram()
+    assert sum(histogram[:200]) > 0.05 * sum(histogram)  # a drawn body, not a blank sheet
+
+
+@pytest.mark.slow
+def test_bench_open_model_prints_one_json_object(tmp_path):
+    result = backend("bench", "open-model", "--json", "--repeats", "2", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("build_s", "load_s", "ms_b1", "ms_b64", "equiv_mean_mm", "equiv_max_mm",
+                "shape_components", "expression_names"):
+        assert key in data
+    assert data["equiv_mean_mm"] < 1.0 and data["equiv_max_mm"] < 5.0
+    assert data["load_s"] < 1.0
