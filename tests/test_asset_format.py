@@ -22,8 +22,8 @@ def test_round_trip_preserves_arrays_meta_and_landmarks(ehm_asset, tmp_path):
     for name, array in ehm_asset.arrays.items():
         np.testing.assert_array_equal(loaded.arrays[name], array)
     assert set(loaded.landmarks) == {"smplx_face_static"}
-    np.testing.assert_array_equal(loaded.landmarks["smplx_face_static"].bary,
-                                  ehm_asset.landmarks["smplx_face_static"].bary)
+    np.testing.assert_array_equal(loaded.landmarks["smplx_face_static"].weights,
+                                  ehm_asset.landmarks["smplx_face_static"].weights)
     assert not list(tmp_path.glob("*.partial"))
 
 

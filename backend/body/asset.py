@@ -56,8 +56,8 @@ HEAD_MODEL_FIELDS = (
     "head_J_regressor", "head_lbs_weights", "head_parents",
 )
 LANDMARK_SCHEMA = {
-    "faces": (("K",), "int32"),
-    "bary": (("K", 3), "float32"),
+    "vertices": (("K", "N"), "int32"),
+    "weights": (("K", "N"), "float32"),
     "joint": (("K",), "int32"),
 }
 REQUIRED_META = ("format", "format_version", "asset_id", "kind", "joint_names", "param_spec",
@@ -66,16 +66,24 @@ REQUIRED_META = ("format", "format_version", "asset_id", "kind", "joint_names", 
 
 @dataclass
 class LandmarkSet:
-    """Points on the body: a barycentric point of triangle ``faces[k]``, or joint ``joint[k]``
-    where that is >= 0."""
+    """Named points on the body. Point k is posed joint ``joint[k]`` where that is >= 0, else the
+    weighted sum of vertices ``vertices[k]`` with ``weights[k]`` (summing to one; a barycentric
+    point on a triangle has three, a point inside the body more; unused slots weigh zero)."""
 
-    faces: np.ndarray
-    bary: np.ndarray
+    vertices: np.ndarray
+    weights: np.ndarray
     joint: np.ndarray
     names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.faces)
+        return len(self.joint)
+
+    @classmethod
+    def on_triangles(cls, faces: np.ndarray, triangles: np.ndarray, bary: np.ndarray,
+                     names: list[str]) -> LandmarkSet:
+        """Barycentric points ``bary`` on triangles ``faces[triangles]``."""
+        return cls(vertices=faces[triangles].astype(np.int32), weights=bary.astype(np.float32),
+                   joint=np.full(len(triangles), -1, np.int32), names=list(names))
 
 
 @dataclass
@@ -197,7 +205,15 @@ def validate(asset: Asset) -> None:
         for part, (shape, dtype) in LANDMARK_SCHEMA.items():
             _check_dims(f"{LANDMARK_PREFIX}{set_name}/{part}", getattr(landmarks, part),
                         shape, dtype, set_bound)
-        _check_index_range(f"{LANDMARK_PREFIX}{set_name}/faces", landmarks.faces, bound["F"])
+        _check_index_range(f"{LANDMARK_PREFIX}{set_name}/vertices", landmarks.vertices,
+                           num_vertices)
+        on_mesh = landmarks.joint < 0
+        if not np.allclose(landmarks.weights[on_mesh].sum(1), 1.0, atol=1e-3):
+            raise AssetFormatError(f"{LANDMARK_PREFIX}{set_name}/weights: each point's weights "
+                                   "must sum to one")
+        if len(landmarks.names) not in (0, len(landmarks)):
+            raise AssetFormatError(f"meta.json landmark_sets[{set_name!r}]: "
+                                   f"{len(landmarks.names)} names for {len(landmarks)} points")
         if landmarks.joint.max(initial=-1) >= num_joints:
             raise AssetFormatError(f"{LANDMARK_PREFIX}{set_name}/joint: joint index out of range")
 

@@ -79,12 +79,9 @@ def build_smplx_asset(
     landmarks = {}
     if "lmk_faces_idx" in smplx:
         count = len(smplx["lmk_faces_idx"])
-        landmarks["smplx_face_static"] = LandmarkSet(
-            faces=smplx["lmk_faces_idx"].astype(np.int32),
-            bary=smplx["lmk_bary_coords"],
-            joint=np.full(count, -1, np.int32),
-            names=[f"face{i:02d}" for i in range(count)],
-        )
+        landmarks["smplx_face_static"] = LandmarkSet.on_triangles(
+            smplx["f"], smplx["lmk_faces_idx"], smplx["lmk_bary_coords"],
+            names=[f"face{i:02d}" for i in range(count)])
 
     if flame_path is None:
         if correspondence_path is not None or eyelids_path is not None:

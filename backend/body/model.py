@@ -84,9 +84,8 @@ class BodyModel(torch.nn.Module):
 
         self._landmark_names = list(asset.landmarks)
         for name, points in asset.landmarks.items():
-            faces = torch.as_tensor(points.faces).long()
-            self.register_buffer(f"_lmk_vertices_{name}", self.faces[faces])
-            self.register_buffer(f"_lmk_bary_{name}", torch.as_tensor(points.bary))
+            self.register_buffer(f"_lmk_vertices_{name}", torch.as_tensor(points.vertices).long())
+            self.register_buffer(f"_lmk_weights_{name}", torch.as_tensor(points.weights))
             self.register_buffer(f"_lmk_joint_{name}", torch.as_tensor(points.joint).long())
         self._num_vertices = num_vertices
 
@@ -187,10 +186,10 @@ class BodyModel(torch.nn.Module):
     def _landmarks(self, vertices: torch.Tensor, joints: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         for name in self._landmark_names:
-            tri = getattr(self, f"_lmk_vertices_{name}")
-            bary = getattr(self, f"_lmk_bary_{name}")
+            ids = getattr(self, f"_lmk_vertices_{name}")
+            weights = getattr(self, f"_lmk_weights_{name}")
             joint = getattr(self, f"_lmk_joint_{name}")
-            on_mesh = (vertices[:, tri] * bary[None, :, :, None]).sum(2)
+            on_mesh = (vertices[:, ids] * weights[None, :, :, None]).sum(2)
             from_joint = joints[:, joint.clamp_min(0)]
             out[name] = torch.where((joint >= 0)[None, :, None], from_joint, on_mesh)
         return out
