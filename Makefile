@@ -4,20 +4,20 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(EXTRAS_ID)
-EXTRAS := dev
-EXTRAS_ID := $(subst $(comma),-,$(EXTRAS))
-comma := ,
+EXTRAS := dev,perception
+MEDIAPIPE := mediapipe==0.10.21
+STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-all bench venv clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Reinstalls when the dependency list (pyproject.toml) or these recipes (Makefile) change.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
-	rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install --quiet --no-deps $(MEDIAPIPE)
 	touch $@
 
 demo: venv

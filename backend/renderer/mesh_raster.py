@@ -86,6 +86,41 @@ def _barycentric(tri: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return torch.stack([1 - w1 - w2, w1, w2], dim=-1).nan_to_num(-1.0)
 
 
+def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor
+                ) -> torch.Tensor:
+    """Per-pixel (H, W, C) barycentric blend of per-vertex ``attributes`` (V, C); 0 off the mesh."""
+    hit = fragments.face >= 0
+    out = torch.zeros(*fragments.face.shape, attributes.shape[1], dtype=attributes.dtype,
+                      device=attributes.device)
+    corners = attributes[faces[fragments.face[hit]]]  # (n, 3, C)
+    out[hit] = (corners * fragments.bary[hit][:, :, None].to(attributes.dtype)).sum(1)
+    return out
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals (V, 3)."""
+    tri = vertices[faces]
+    face_normals = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1),
+                                                    face_normals.repeat_interleave(3, 0))
+    return torch.nn.functional.normalize(normals, dim=1)
+
+
+def shade_smooth(fragments: Fragments, vertices: torch.Tensor, faces: torch.Tensor,
+                 colors: torch.Tensor, light: tuple[float, float, float] = (0.3, -0.5, -1.0),
+                 background: float = 1.0) -> torch.Tensor:
+    """Lambert shading (H, W, 3) of per-vertex ``colors`` with interpolated normals, in camera
+    frame; ``light`` points toward the light."""
+    normals = interpolate(fragments, faces, vertex_normals(vertices, faces))
+    normals = torch.nn.functional.normalize(normals, dim=-1)
+    normals = torch.where(normals[..., 2:] > 0, -normals, normals)  # the side facing the camera
+    direction = torch.nn.functional.normalize(torch.tensor(light, dtype=vertices.dtype), dim=0)
+    intensity = 0.3 + 0.7 * (normals @ direction).clamp_min(0)
+    image = interpolate(fragments, faces, colors.to(vertices.dtype)) * intensity[..., None]
+    return torch.where((fragments.face >= 0)[..., None], image,
+                       torch.full_like(image, background))
+
+
 def shade(fragments: Fragments, vertices: torch.Tensor, faces: torch.Tensor,
           color: tuple[float, float, float], light: tuple[float, float, float] = (0.3, -0.5, -1.0),
           background: float = 1.0) -> torch.Tensor:

@@ -1,0 +1,45 @@
+"""MediaPipe Face Mesh on single images: 478 landmarks (468 + irises) in pixels.
+
+The models ship inside the mediapipe 0.10.21 wheel; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FACE_LANDMARKS = 478
+INSTALL_HINT = (
+    "MediaPipe is not installed. Run `make venv` (it installs mediapipe==0.10.21 without its "
+    "heavy optional dependencies), or: pip install --no-deps mediapipe==0.10.21 plus the "
+    "project's [perception] extra."
+)
+
+
+class FaceMeshDetector:
+    """Callable: RGB uint8 image (H, W, 3) -> (478, 2) pixel coordinates, or None."""
+
+    def __init__(self, min_confidence: float = 0.5):
+        try:
+            import mediapipe as mp
+        except ImportError as exc:
+            raise RuntimeError(INSTALL_HINT) from exc
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=True, refine_landmarks=True, max_num_faces=1,
+            min_detection_confidence=min_confidence)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        result = self._mesh.process(np.ascontiguousarray(image))
+        if not result.multi_face_landmarks:
+            return None
+        height, width = image.shape[:2]
+        points = result.multi_face_landmarks[0].landmark
+        return np.array([[p.x * width, p.y * height] for p in points])
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> FaceMeshDetector:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
