@@ -101,6 +101,8 @@ def test_default_asset_is_built_on_first_use(open_build, monkeypatch):
     import backend.body.build_open as build_open
 
     monkeypatch.setattr(build_open, "load_anny_source", lambda: open_build.source)
+    quick = build_open.OpenBuildConfig(num_samples=300, num_heldout=20, quick_landmarks=True)
+    monkeypatch.setattr(build_open, "OpenBuildConfig", lambda: quick)
     messages = []
     asset = registry.load(progress=messages.append)
     assert asset.asset_id == "open"
