@@ -98,4 +98,5 @@ def regress_joints(regressor: torch.Tensor, vertices: torch.Tensor) -> torch.Ten
     """Joint positions (B, J, 3) as fixed linear combinations of the vertices (B, V, 3)."""
     batch, num_vertices = vertices.shape[:2]
     stacked = vertices.transpose(0, 1).reshape(num_vertices, batch * 3)
-    return (regressor @ stacked).view(-1, batch, 3).transpose(0, 1)
+    product = torch.sparse.mm(regressor, stacked) if regressor.is_sparse else regressor @ stacked
+    return product.view(-1, batch, 3).transpose(0, 1)

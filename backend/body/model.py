@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .asset import Asset
@@ -82,10 +83,18 @@ class BodyModel(torch.nn.Module):
             self.register_buffer("eyelid_dirs", None if eyelids is None else
                                  torch.as_tensor(eyelids).reshape(eyelids.shape[0], -1))
 
+        # Each landmark set as a sparse (K, V) vertex regressor: one sparse product per set,
+        # however many vertices a point blends (anny's ear regressor blends thousands).
         self._landmark_names = list(asset.landmarks)
         for name, points in asset.landmarks.items():
-            self.register_buffer(f"_lmk_vertices_{name}", torch.as_tensor(points.vertices).long())
-            self.register_buffer(f"_lmk_weights_{name}", torch.as_tensor(points.weights))
+            rows = np.repeat(np.arange(len(points)), points.vertices.shape[1])
+            keep = (points.weights.reshape(-1) != 0) & np.repeat(points.joint < 0,
+                                                                  points.vertices.shape[1])
+            regressor = torch.sparse_coo_tensor(
+                np.stack([rows[keep], points.vertices.reshape(-1)[keep]]),
+                points.weights.reshape(-1)[keep], (len(points), num_vertices),
+                check_invariants=True).coalesce()
+            self.register_buffer(f"_lmk_regressor_{name}", regressor)
             self.register_buffer(f"_lmk_joint_{name}", torch.as_tensor(points.joint).long())
         self._num_vertices = num_vertices
 
@@ -186,10 +195,9 @@ class BodyModel(torch.nn.Module):
     def _landmarks(self, vertices: torch.Tensor, joints: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         for name in self._landmark_names:
-            ids = getattr(self, f"_lmk_vertices_{name}")
-            weights = getattr(self, f"_lmk_weights_{name}")
+            regressor = getattr(self, f"_lmk_regressor_{name}")
             joint = getattr(self, f"_lmk_joint_{name}")
-            on_mesh = (vertices[:, ids] * weights[None, :, :, None]).sum(2)
+            on_mesh = regress_joints(regressor, vertices)
             from_joint = joints[:, joint.clamp_min(0)]
             out[name] = torch.where((joint >= 0)[None, :, None], from_joint, on_mesh)
         return out
