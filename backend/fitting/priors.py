@@ -1,0 +1,55 @@
+"""Priors that keep fitted bodies human without a learned pose prior (the public ones are trained
+on SMPL-licensed data): hinge limits on knees and elbows, angle bounds on every other joint,
+weak pulls toward rest, and bounds on expression coefficients."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Largest plausible rotation (radians) of each joint from the rest pose, by name fragment.
+_ANGLE_BOUNDS = {"spine": 0.9, "neck": 1.0, "head": 1.0, "collar": 0.6, "shoulder": 2.6,
+                 "hip": 2.3, "wrist": 1.6, "ankle": 1.0, "foot": 0.8, "thumb": 1.6,
+                 "index": 1.7, "middle": 1.7, "ring": 1.7, "pinky": 1.7, "eye": 0.6, "jaw": 0.5}
+_FLEXION_MAX = math.radians(155)
+
+
+def angle_bounds(joint_names: list[str]) -> torch.Tensor:
+    bounds = []
+    for name in joint_names:
+        bounds.append(next((b for key, b in _ANGLE_BOUNDS.items() if key in name), 2.0))
+    return torch.tensor(bounds)
+
+
+def hinge_axes(rest_joints: torch.Tensor, joint_names: list[str]) -> dict[int, torch.Tensor]:
+    """Flexion axis of each knee and elbow from the rest skeleton: knees bend the shin back,
+    elbows bring the forearm forward (model frame: +Z forward)."""
+    axes = {}
+    forward = torch.tensor([0.0, 0.0, 1.0], dtype=rest_joints.dtype)
+    for side in ("left", "right"):
+        for joint, child, bend in (("knee", "ankle", -forward), ("elbow", "wrist", forward)):
+            j, c = joint_names.index(f"{side}_{joint}"), joint_names.index(f"{side}_{child}")
+            bone = torch.nn.functional.normalize(rest_joints[c] - rest_joints[j], dim=0)
+            axes[j] = torch.nn.functional.normalize(torch.linalg.cross(bone, bend), dim=0)
+    return axes
+
+
+def joint_limit_loss(local: torch.Tensor, bounds: torch.Tensor,
+                     hinges: dict[int, torch.Tensor]) -> torch.Tensor:
+    """local: (T, J, 3) axis-angle per joint (model layout). Squared hinge penalties."""
+    angle = local.norm(dim=-1)
+    loss = torch.relu(angle - bounds.to(local)).square().sum()
+    for joint, axis in hinges.items():
+        rotation = local[:, joint]
+        flexion = rotation @ axis.to(local)
+        sideways = rotation - flexion[:, None] * axis.to(local)
+        loss = loss + torch.relu(-flexion).square().sum() * 10
+        loss = loss + torch.relu(flexion - _FLEXION_MAX).square().sum() * 10
+        loss = loss + torch.relu(sideways.norm(dim=-1) - 0.25).square().sum() * 10
+    return loss
+
+
+def unit_interval_loss(values: torch.Tensor) -> torch.Tensor:
+    """Penalty for coefficients leaving [0, 1] (ARKit-style expression weights)."""
+    return (torch.relu(-values) + torch.relu(values - 1)).square().sum()

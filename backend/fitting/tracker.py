@@ -1,0 +1,260 @@
+"""The tracker: fit an EHM asset to a clip's 2D keypoints by batched optimization.
+
+Per frame: global orientation, body and hand poses, expression, jaw, eyes, eyelids, camera
+translation. Per clip: body shape, head shape, joint offsets, head scale and, optionally, focal
+length. Staged like GUAVA's tracker: camera and root first, then the body, then hands and face,
+each stage adding parameters and keypoints. The data term is a confidence-weighted robust
+(Geman-McClure) reprojection error, in units of the person's height in the image so that it does
+not depend on resolution; priors (``priors.py``) keep poses human and parts that were not seen
+at rest or following their neighbours in time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..body.model import BodyModel
+from .camera import MODEL_TO_CAMERA, project, to_camera
+from .priors import angle_bounds, hinge_axes, joint_limit_loss, unit_interval_loss
+
+# Detector part -> the asset's landmark set for it.
+PART_LANDMARKS = {
+    "pose": "mediapipe_pose33",
+    "face": "mediapipe_face478",
+    "left_hand": "mediapipe_hand_left",
+    "right_hand": "mediapipe_hand_right",
+}
+# BlazePose points that carry the root and camera: nose, shoulders, hips.
+_TORSO = [0, 11, 12, 23, 24]
+_SHOULDERS, _HIPS = (11, 12), (23, 24)
+
+
+@dataclass
+class Keypoints:
+    """2D targets: part -> (T, K, 3) pixels + confidence (0 = not detected)."""
+
+    parts: dict[str, np.ndarray]
+    width: int
+    height: int
+
+    @property
+    def frames(self) -> int:
+        return len(next(iter(self.parts.values())))
+
+
+@dataclass
+class TrackerConfig:
+    iterations: tuple[int, int, int] = (80, 150, 150)
+    learning_rate: float = 0.02
+    robust_sigma: float = 0.1  # fraction of the person's height
+    part_weights: dict[str, float] = field(default_factory=lambda: {
+        "pose": 1.0, "face": 0.5, "left_hand": 0.5, "right_hand": 0.5})
+    smoothness: float = 30.0
+    pose_prior: float = 1e-3
+    hand_prior: float = 5e-3
+    shape_prior: float = 1e-3
+    expression_prior: float = 1e-3
+    offsets_prior: float = 100.0
+    focal: float | None = None  # pixels; None: start from the image size
+    optimize_focal: bool = False
+    device: str | None = None  # None: CUDA when present
+
+
+@dataclass
+class FitResult:
+    params: dict[str, np.ndarray]  # per-frame (T, ...) and per-clip (1, ...) values
+    cam_t: np.ndarray  # (T, 3) camera-frame translation
+    focal: float
+    center: tuple[float, float]
+    reprojection_px: dict[str, float]  # mean pixel error per part where detected
+    stage_losses: list[float]
+    seconds: float
+
+
+Progress = Callable[[str, int, int], None]
+
+
+class Tracker:
+    def __init__(self, model: BodyModel, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(device=device, dtype=torch.float32)
+        self.device = torch.device(device)
+        missing = [s for s in PART_LANDMARKS.values() if s not in model._landmark_names]
+        if missing:
+            raise ValueError(f"asset {model.asset_id!r} has no landmark set(s) {missing}; "
+                             "the tracker needs MediaPipe landmark embeddings")
+        with torch.no_grad():
+            rest = model(model.default_params(1))
+        self.rest_joints = rest.rest_joints[0].cpu()
+        self.rest_landmarks = {k: v[0].cpu() for k, v in rest.landmarks.items()}
+        self.bounds = angle_bounds(model.joint_names).to(device)
+        self.hinges = {j: a.to(device) for j, a in hinge_axes(self.rest_joints,
+                                                              model.joint_names).items()}
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _targets(self, keypoints: Keypoints) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        parts = {name: torch.as_tensor(points, dtype=torch.float32, device=self.device)
+                 for name, points in keypoints.parts.items() if name in PART_LANDMARKS}
+        # The person's height in pixels, per frame, from whatever was found (fallback: image).
+        pose = keypoints.parts["pose"]
+        heights = np.full(len(pose), float(keypoints.height) * 0.8)
+        for t, points in enumerate(pose):
+            seen = points[points[:, 2] > 0.3, :2]
+            if len(seen) >= 4:
+                heights[t] = max(np.ptp(seen[:, 1]), np.ptp(seen[:, 0]), 20.0)
+        return parts, torch.as_tensor(heights, dtype=torch.float32, device=self.device)
+
+    def _initial(self, keypoints: Keypoints, focal: float) -> dict[str, torch.Tensor]:
+        """Root and camera from the torso: depth from its length, facing from shoulder order."""
+        frames = keypoints.frames
+        pose = keypoints.parts["pose"]
+        center = np.array([keypoints.width / 2, keypoints.height / 2])
+        rotation = np.array(MODEL_TO_CAMERA)
+        rest = self.rest_landmarks[PART_LANDMARKS["pose"]].numpy()
+        rest_mid = rest[list(_SHOULDERS + _HIPS)].mean(0)
+        rest_torso = np.linalg.norm(rest[list(_SHOULDERS)].mean(0) - rest[list(_HIPS)].mean(0))
+        cam_t = np.full((frames, 3), np.nan)
+        facing_away = np.zeros(frames, bool)
+        for t in range(frames):
+            torso = pose[t, list(_SHOULDERS + _HIPS)]
+            if (torso[:, 2] < 0.3).any():
+                continue
+            length = np.linalg.norm(torso[:2, :2].mean(0) - torso[2:, :2].mean(0))
+            depth = focal * rest_torso / max(length, 1.0)
+            middle = torso[:, :2].mean(0)
+            facing_away[t] = torso[0, 0] < torso[1, 0]  # the left shoulder on the image's left
+            point = np.array([*(middle - center) * depth / focal, depth])
+            cam_t[t] = point - rotation @ rest_mid
+        known = ~np.isnan(cam_t[:, 0])
+        if not known.any():  # no torso anywhere: a person standing 3 m away in the middle
+            cam_t[:] = [0.0, 0.0, 3.0]
+        else:
+            for axis in range(3):
+                cam_t[:, axis] = np.interp(np.arange(frames), np.flatnonzero(known),
+                                           cam_t[known, axis])
+        variables = {name: self.model.default_params(1)[name].expand(
+            frames if spec.per == "frame" else 1, *spec.shape).clone().to(self.device)
+            for name, spec in self.model.spec.items() if name != "transl"}
+        variables["global_orient"][facing_away, 0, 1] = np.pi
+        variables["cam_t"] = torch.as_tensor(cam_t, dtype=torch.float32, device=self.device)
+        variables["log_focal"] = torch.tensor(np.log(focal), dtype=torch.float32,
+                                              device=self.device)
+        return variables
+
+    # -- losses -------------------------------------------------------------------------------
+
+    def _params(self, v: dict[str, torch.Tensor], frames: int) -> dict[str, torch.Tensor]:
+        return {name: v[name].expand(frames, *v[name].shape[1:]) for name in self.model.spec
+                if name in v}
+
+    def _data_term(self, v, targets, heights, parts, center) -> tuple[torch.Tensor, dict]:
+        frames = heights.shape[0]
+        output = self.model(self._params(v, frames))
+        focal = v["log_focal"].exp()
+        sigma = self.config.robust_sigma
+        total, errors = 0.0, {}
+        for part, indices in parts.items():
+            target = targets[part] if indices is None else targets[part][:, indices]
+            points = output.landmarks[PART_LANDMARKS[part]]
+            if indices is not None:
+                points = points[:, indices]
+            pixels = project(to_camera(points, v["cam_t"]), focal, center)
+            residual = (pixels - target[..., :2]) / heights[:, None, None]
+            squared = residual.square().sum(-1)
+            # Geman-McClure, scaled so a small residual costs (r / sigma)^2 and an outlier at
+            # most 1: priors then read in the same units whatever sigma is.
+            robust = squared / (sigma**2 + squared)
+            confidence = target[..., 2]
+            weight = self.config.part_weights[part]
+            total = total + weight * (confidence * robust).sum() / max(points.shape[1], 1)
+            with torch.no_grad():
+                seen = confidence > 0.3
+                if seen.any():
+                    errors[part] = float((pixels - target[..., :2]).norm(dim=-1)[seen].mean())
+        return total, errors
+
+    def _prior_term(self, v: dict[str, torch.Tensor], frames: int) -> torch.Tensor:
+        c = self.config
+        spec = self.model.spec
+        local = torch.zeros(frames, len(self.model.joint_names), 3, device=self.device)
+        for name, joints in self.model.pose_joints.items():
+            if name != "global_orient":
+                local[:, joints] = v[name].reshape(frames, len(joints), 3)
+        loss = joint_limit_loss(local, self.bounds, self.hinges)
+        loss = loss + c.pose_prior * v["body_pose"].square().sum()
+        for hand in ("left_hand_pose", "right_hand_pose"):
+            loss = loss + c.hand_prior * v[hand].square().sum()
+        loss = loss + c.shape_prior * frames * v["betas"].square().sum()
+        if "shape" in spec:
+            loss = loss + c.shape_prior * frames * v["shape"].square().sum()
+        if "expression" in spec:
+            loss = loss + c.expression_prior * v["expression"].square().sum()
+            if self.model.asset_id == "open":  # ARKit weights live in [0, 1]
+                loss = loss + unit_interval_loss(v["expression"])
+        loss = loss + c.offsets_prior * frames * v["joints_offset"].square().sum()
+        if "head_scale" in spec:
+            loss = loss + c.offsets_prior * frames * (v["head_scale"] - 1).square().sum()
+        return loss
+
+    def _temporal_term(self, v: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = 0.0
+        for name in [n for n, s in self.model.spec.items() if s.per == "frame"] + ["cam_t"]:
+            value = v.get(name)
+            if value is None or value.shape[0] < 3:
+                continue
+            flat = value.reshape(value.shape[0], -1)
+            scale = 10.0 if name == "cam_t" else 1.0
+            loss = loss + scale * (flat[2:] - 2 * flat[1:-1] + flat[:-2]).square().sum()
+        return self.config.smoothness * loss
+
+    # -- the fit ------------------------------------------------------------------------------
+
+    def fit(self, keypoints: Keypoints, progress: Progress | None = None) -> FitResult:
+        start = time.perf_counter()
+        c = self.config
+        focal = c.focal or float(max(keypoints.width, keypoints.height))
+        center = torch.tensor([keypoints.width / 2, keypoints.height / 2], device=self.device)
+        targets, heights = self._targets(keypoints)
+        v = self._initial(keypoints, focal)
+        frames = keypoints.frames
+        per_frame_face = [n for n in ("expression", "jaw_pose", "eye_pose", "eyelids")
+                          if n in self.model.spec]
+        per_clip_face = [n for n in ("shape", "head_scale", "joints_offset")
+                         if n in self.model.spec]
+        stages = [
+            ("camera and root", ["cam_t", "global_orient"], {"pose": _TORSO}),
+            ("body", ["cam_t", "global_orient", "body_pose", "betas"]
+             + (["log_focal"] if c.optimize_focal else []), {"pose": None}),
+            ("hands and face", ["cam_t", "global_orient", "body_pose", "betas",
+                                "left_hand_pose", "right_hand_pose", *per_frame_face,
+                                *per_clip_face] + (["log_focal"] if c.optimize_focal else []),
+             {part: None for part in targets}),
+        ]
+        stage_losses, errors = [], {}
+        for (label, names, parts), iterations in zip(stages, c.iterations, strict=True):
+            trainable = [v[name].requires_grad_(True) for name in names]
+            optimizer = torch.optim.Adam(trainable, lr=c.learning_rate)
+            for step in range(iterations):
+                optimizer.zero_grad()
+                data, errors = self._data_term(v, targets, heights, parts, center)
+                loss = data + self._prior_term(v, frames) + self._temporal_term(v)
+                loss.backward()
+                optimizer.step()
+                if progress and (step % 10 == 0 or step == iterations - 1):
+                    progress(label, step + 1, iterations)
+            for tensor in trainable:
+                tensor.requires_grad_(False)
+            stage_losses.append(float(loss))
+        params = {name: v[name].detach().cpu().numpy() for name in self.model.spec if name in v}
+        params["transl"] = np.zeros((frames, 3), np.float32)
+        return FitResult(params=params, cam_t=v["cam_t"].detach().cpu().numpy(),
+                         focal=float(v["log_focal"].exp()), center=tuple(center.tolist()),
+                         reprojection_px=errors, stage_losses=stage_losses,
+                         seconds=time.perf_counter() - start)

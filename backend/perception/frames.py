@@ -1,0 +1,140 @@
+"""Frame sources: a video file, a folder of images, or one image, with frame count and rate
+known before the first frame is read.
+
+A frame that fails to decode is reported with its index and then skipped, or fails the run
+(``on_error="fail"``); it is never silently replaced by a neighbour.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+OnError = Literal["skip", "fail"]
+
+
+class FootageError(ValueError):
+    """Footage that cannot be opened or decoded; says which file or frame and what to do."""
+
+
+@dataclass
+class Frame:
+    index: int  # position in the footage (indices of skipped frames are never reused)
+    time: float  # seconds from the start
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+
+
+@dataclass
+class FrameSource:
+    path: Path
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    on_error: OnError = "skip"
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (index, why), as met
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def _failed(self, index: int, why: str) -> None:
+        if self.on_error == "fail":
+            raise FootageError(f"{self.path}: frame {index} {why}")
+        self.failures.append((index, why))
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+class ImageFiles(FrameSource):
+    """Still images, in natural order (frame2 before frame10), at a given rate."""
+
+    def __init__(self, path: Path, files: list[Path], fps: float, on_error: OnError):
+        import cv2
+
+        first = None
+        for candidate in files:
+            first = cv2.imread(str(candidate))
+            if first is not None:
+                break
+        if first is None:
+            raise FootageError(f"{path}: none of the {len(files)} image(s) can be decoded")
+        super().__init__(path, len(files), fps, first.shape[1], first.shape[0], on_error)
+        self.files = files
+
+    def __iter__(self) -> Iterator[Frame]:
+        import cv2
+
+        for index, file in enumerate(self.files):
+            image = cv2.imread(str(file))
+            if image is None:
+                self._failed(index, f"({file.name}) cannot be decoded as an image")
+                continue
+            yield Frame(index, index / self.fps, cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+
+class VideoFile(FrameSource):
+    def __init__(self, path: Path, on_error: OnError):
+        import cv2
+
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise FootageError(f"{path}: cannot be opened as a video (is it a supported "
+                               "format and not truncated?)")
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        capture.release()
+        if count <= 0 or width <= 0:
+            raise FootageError(f"{path}: the video reports no frames")
+        super().__init__(path, count, fps, width, height, on_error)
+
+    def __iter__(self) -> Iterator[Frame]:
+        import cv2
+
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            for index in range(self.frame_count):
+                if not capture.grab():
+                    # The container promised more frames than the stream holds (truncated file):
+                    # report every missing one, then stop.
+                    for missing in range(index, self.frame_count):
+                        self._failed(missing, "is missing (the stream ended early)")
+                    return
+                ok, image = capture.retrieve()
+                if not ok or image is None:
+                    self._failed(index, "cannot be decoded")
+                    continue
+                yield Frame(index, index / self.fps, cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        finally:
+            capture.release()
+
+
+def open_footage(path: str | Path, fps: float = 30.0, on_error: OnError = "skip"
+                 ) -> FrameSource:
+    """A video file, a folder of images (read at ``fps``), or a single image."""
+    path = Path(path)
+    if not path.exists():
+        raise FootageError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                       key=_natural_key)
+        if not files:
+            raise FootageError(f"{path}: the folder holds no images "
+                               f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return ImageFiles(path, files, fps, on_error)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFiles(path, [path], fps, on_error)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoFile(path, on_error)
+    raise FootageError(f"{path}: unknown footage type {path.suffix!r}; use a video "
+                       f"({', '.join(sorted(VIDEO_SUFFIXES))}), an image or a folder of images")

@@ -1,0 +1,138 @@
+"""MediaPipe Holistic over a clip: 33 pose, 478 face and 21 + 21 hand landmarks per frame, in
+pixels, with the hands assigned to the person's left and right, and a person box.
+
+Only ``model_complexity=1`` works offline (its models ship in the mediapipe 0.10.21 wheel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .face_mesh import INSTALL_HINT
+from .frames import Frame
+
+POSE, FACE, HAND = 33, 478, 21
+# BlazePose indices of the person's wrists.
+POSE_LEFT_WRIST, POSE_RIGHT_WRIST = 15, 16
+
+
+@dataclass
+class ClipDetections:
+    """Per-frame landmarks as (T, K, 3) arrays of (u, v, confidence); confidence 0 = not found."""
+
+    frames: np.ndarray  # (T,) footage frame indices
+    times: np.ndarray  # (T,) seconds
+    pose: np.ndarray
+    face: np.ndarray
+    left_hand: np.ndarray  # the person's left hand
+    right_hand: np.ndarray
+    boxes: np.ndarray  # (T, 4) x0, y0, x1, y1 of the person; NaN when nobody was found
+    width: int
+    height: int
+
+    def rates(self) -> dict[str, float]:
+        """Fraction of frames in which each part was found."""
+        return {part: float((getattr(self, part)[:, :, 2] > 0).any(1).mean())
+                for part in ("pose", "face", "left_hand", "right_hand")}
+
+
+def _points(landmarks, count: int, width: int, height: int, use_visibility: bool) -> np.ndarray:
+    out = np.zeros((count, 3))
+    if landmarks is None:
+        return out
+    for k, point in enumerate(landmarks.landmark[:count]):
+        confidence = point.visibility if use_visibility else 1.0
+        out[k] = (point.x * width, point.y * height, confidence)
+    return out
+
+
+def assign_hands(pose: np.ndarray, first: np.ndarray, second: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Give each detected hand to the person's side whose pose wrist it is nearest.
+
+    ``first``/``second`` are the detector's (left, right) guesses; the pose wrists decide, since
+    detector hand labels flip with mirroring conventions. Without a usable pose wrist, the
+    detector's own labels stand.
+    """
+    wrists = pose[[POSE_LEFT_WRIST, POSE_RIGHT_WRIST]]
+    if (wrists[:, 2] < 0.1).any():
+        return first, second
+    hands = [h for h in (first, second) if h[:, 2].any()]
+    if not hands:
+        return first, second
+    distance = np.array([[np.linalg.norm(h[0, :2] - w[:2]) for w in wrists] for h in hands])
+    left, right = np.zeros_like(first), np.zeros_like(first)
+    if len(hands) == 2 and distance[0, 0] + distance[1, 1] > distance[0, 1] + distance[1, 0]:
+        hands = hands[::-1]
+    if len(hands) == 2:
+        left, right = hands
+    elif distance[0, 0] <= distance[0, 1]:
+        left = hands[0]
+    else:
+        right = hands[0]
+    return left, right
+
+
+def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """Box around every found landmark, grown by ``margin`` of its size; NaN if none."""
+    points = np.concatenate([p[p[:, 2] > 0.3, :2] for p in parts])
+    if len(points) == 0:
+        return np.full(4, np.nan)
+    low, high = points.min(0), points.max(0)
+    pad = margin * (high - low).max()
+    return np.concatenate([low - pad, high + pad])
+
+
+class Holistic:
+    """Video-mode Holistic (tracking between frames); one instance per clip."""
+
+    def __init__(self, static: bool = False):
+        try:
+            import mediapipe as mp
+        except ImportError as exc:
+            raise RuntimeError(INSTALL_HINT) from exc
+        self._model = mp.solutions.holistic.Holistic(
+            static_image_mode=static, model_complexity=1, smooth_landmarks=not static,
+            refine_face_landmarks=True, enable_segmentation=False)
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(pose, face, left hand, right hand) of one RGB image."""
+        height, width = image.shape[:2]
+        result = self._model.process(np.ascontiguousarray(image))
+        pose = _points(result.pose_landmarks, POSE, width, height, use_visibility=True)
+        face = _points(result.face_landmarks, FACE, width, height, use_visibility=False)
+        first = _points(result.left_hand_landmarks, HAND, width, height, use_visibility=False)
+        second = _points(result.right_hand_landmarks, HAND, width, height, use_visibility=False)
+        left, right = assign_hands(pose, first, second)
+        return pose, face, left, right
+
+    def close(self) -> None:
+        self._model.close()
+
+    def __enter__(self) -> Holistic:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+def detect_clip(frames: Iterable[Frame], width: int, height: int,
+                progress: Callable[[int], None] | None = None) -> ClipDetections:
+    """Run Holistic over every frame of a clip."""
+    indices, times, parts = [], [], []
+    with Holistic() as holistic:
+        for frame in frames:
+            parts.append(holistic.detect(frame.image))
+            indices.append(frame.index)
+            times.append(frame.time)
+            if progress:
+                progress(len(indices))
+    if not parts:
+        raise ValueError("the footage yielded no decodable frame")
+    pose, face, left, right = (np.stack(p) for p in zip(*parts, strict=True))
+    boxes = np.stack([person_box(*p) for p in parts])
+    return ClipDetections(np.array(indices), np.array(times), pose, face, left, right, boxes,
+                          width, height)
