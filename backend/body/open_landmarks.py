@@ -41,6 +41,7 @@ POSE33 = [
       for side in ("left", "right")],
     *[(f"{side}_foot_index", "coco", f"{side}_big_toe") for side in ("left", "right")],
 ]
+_MAX_REGRESSOR_VERTICES = 64
 _HAND_FINGERS = [("thumb", ("cmc", "mcp", "ip")), ("index", ("mcp", "pip", "dip")),
                  ("middle", ("mcp", "pip", "dip")), ("ring", ("mcp", "pip", "dip")),
                  ("pinky", ("mcp", "pip", "dip"))]
@@ -113,8 +114,11 @@ def pose_set(source: AnnySource, face: LandmarkSet) -> LandmarkSet:
     rows, joints = [], []
     for _, kind, key in POSE33:
         if kind == "coco":
+            # anny spreads some regressors over thousands of vertices (the ears over the whole
+            # head); the largest weights carry nearly all of it and keep fitting cheap.
             weights = source.coco[key]
-            ids = np.flatnonzero(weights)
+            ids = np.argsort(weights)[::-1][:_MAX_REGRESSOR_VERTICES]
+            ids = ids[weights[ids] > 0]
             rows.append((ids, weights[ids] / weights[ids].sum()))
             joints.append(-1)
         elif kind == "face":

@@ -37,7 +37,7 @@ def _smooth_noise(rng: np.random.Generator, frames: int, shape: tuple, scale: fl
 
 def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float = 0.0,
               drop_rate: float = 0.0, size: tuple[int, int] = (720, 1280),
-              focal: float = 1100.0) -> SyntheticClip:
+              focal: float = 1100.0, betas_scale: float = 0.8) -> SyntheticClip:
     """A clip of ``frames`` frames (width, height = ``size``) with exact ground truth."""
     rng = np.random.default_rng(seed)
     model = model.double()
@@ -56,7 +56,8 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
     for hand in ("left_hand_pose", "right_hand_pose"):
         params[hand] = torch.as_tensor(np.abs(_smooth_noise(rng, frames, (15, 3), 0.15))
                                        * [0, 0, 1] * (1 if hand.startswith("left") else -1))
-    params["betas"] = torch.as_tensor(rng.normal(0, 0.8, params["betas"].shape[1:]))[None]
+    params["betas"] = torch.as_tensor(rng.normal(0, 1.0, params["betas"].shape[1:]))[None]
+    params["betas"] = params["betas"] * betas_scale
     if "expression" in params:
         expression = np.abs(_smooth_noise(rng, frames, params["expression"].shape[1:], 0.2))
         params["expression"] = torch.as_tensor(np.clip(expression, 0, 1))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
 from .camera import MODEL_TO_CAMERA, project, to_camera
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, unit_interval_loss
@@ -84,6 +85,7 @@ class Tracker:
         self.config = config or TrackerConfig()
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device=device, dtype=torch.float32)
+        self.landmarks = LandmarkModel(self.model)
         self.device = torch.device(device)
         missing = [s for s in PART_LANDMARKS.values() if s not in model._landmark_names]
         if missing:
@@ -156,13 +158,13 @@ class Tracker:
 
     def _data_term(self, v, targets, heights, parts, center) -> tuple[torch.Tensor, dict]:
         frames = heights.shape[0]
-        output = self.model(self._params(v, frames))
+        landmarks, _ = self.landmarks(self._params(v, frames))
         focal = v["log_focal"].exp()
         sigma = self.config.robust_sigma
         total, errors = 0.0, {}
         for part, indices in parts.items():
             target = targets[part] if indices is None else targets[part][:, indices]
-            points = output.landmarks[PART_LANDMARKS[part]]
+            points = landmarks[PART_LANDMARKS[part]]
             if indices is not None:
                 points = points[:, indices]
             pixels = project(to_camera(points, v["cam_t"]), focal, center)
@@ -251,7 +253,7 @@ class Tracker:
                     progress(label, step + 1, iterations)
             for tensor in trainable:
                 tensor.requires_grad_(False)
-            stage_losses.append(float(loss))
+            stage_losses.append(float(loss.detach()))
         params = {name: v[name].detach().cpu().numpy() for name in self.model.spec if name in v}
         params["transl"] = np.zeros((frames, 3), np.float32)
         return FitResult(params=params, cam_t=v["cam_t"].detach().cpu().numpy(),

@@ -5,6 +5,8 @@ The models ship inside the mediapipe 0.10.21 wheel; nothing is downloaded.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 FACE_LANDMARKS = 478
@@ -15,14 +17,22 @@ INSTALL_HINT = (
 )
 
 
+def import_mediapipe():
+    """mediapipe, with its C++ logging (GLOG/absl INFO and warnings) kept off the console."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import mediapipe
+    except ImportError as exc:
+        raise RuntimeError(INSTALL_HINT) from exc
+    return mediapipe
+
+
 class FaceMeshDetector:
     """Callable: RGB uint8 image (H, W, 3) -> (478, 2) pixel coordinates, or None."""
 
     def __init__(self, min_confidence: float = 0.5):
-        try:
-            import mediapipe as mp
-        except ImportError as exc:
-            raise RuntimeError(INSTALL_HINT) from exc
+        mp = import_mediapipe()
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, refine_landmarks=True, max_num_faces=1,
             min_detection_confidence=min_confidence)

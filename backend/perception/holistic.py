@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .face_mesh import INSTALL_HINT
+from .face_mesh import import_mediapipe
 from .frames import Frame
 
 POSE, FACE, HAND = 33, 478, 21
@@ -90,10 +90,7 @@ class Holistic:
     """Video-mode Holistic (tracking between frames); one instance per clip."""
 
     def __init__(self, static: bool = False):
-        try:
-            import mediapipe as mp
-        except ImportError as exc:
-            raise RuntimeError(INSTALL_HINT) from exc
+        mp = import_mediapipe()
         self._model = mp.solutions.holistic.Holistic(
             static_image_mode=static, model_complexity=1, smooth_landmarks=not static,
             refine_face_landmarks=True, enable_segmentation=False)
