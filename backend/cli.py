@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .body.errors import BodyModelError
 from .paths import route_caches
+from .perception.frames import FootageError
+from .results import ResultsError
 
 
 def _models_install(args: argparse.Namespace) -> int:
@@ -79,11 +81,23 @@ def _models_list(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     if args.target == "ehm":
         from .bench.ehm import run_ehm_bench as run
-    else:
+    elif args.target == "open-model":
         from .bench.open_model import run_open_model_bench as run
+    else:
+        from .bench.tracker import run_tracker_bench as run
 
-    result = run(repeats=args.repeats, progress=not args.json)
+    options = {} if args.repeats is None else {"repeats": args.repeats}
+    result = run(progress=not args.json, **options)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from .fit import fit_footage
+
+    fit_footage(args.footage, args.output, asset_id=args.asset, smooth=args.smooth,
+                on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
+                overlay=args.overlay)
     return 0
 
 
@@ -137,12 +151,28 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_models_list)
 
     bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
-    bench.add_argument("target", choices=["ehm", "open-model"],
+    bench.add_argument("target", choices=["ehm", "open-model", "tracker"],
                        help="ehm: body-model forward vs the smplx package; open-model: build, "
-                       "load, speed and anny equivalence of the free default asset")
+                       "load, speed and anny equivalence of the free default asset; tracker: "
+                       "speed and accuracy on a 300-frame synthetic clip")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
-    bench.add_argument("--repeats", type=int, default=20, help="timed runs per measurement")
+    bench.add_argument("--repeats", type=int,
+                       help="timed runs per measurement (default: 20; the tracker: 1 fit)")
     bench.set_defaults(handler=_bench)
+
+    fit = commands.add_parser("fit", help="footage -> expressive 3D motion (MediaPipe + tracker)")
+    fit.add_argument("footage", type=Path, help="a video, an image or a folder of images")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="result .npz")
+    fit.add_argument("--asset", default="open", help="body model (default: open)")
+    fit.add_argument("--smooth", type=float, default=1.0,
+                     help="temporal smoothness strength (0 = off, 1 = default)")
+    fit.add_argument("--focal", type=float, help="focal length in pixels, if known")
+    fit.add_argument("--on-error", choices=["skip", "fail"], default="skip",
+                     help="what an undecodable frame does (reported either way)")
+    fit.add_argument("--max-frames", type=int, help="only the first N frames")
+    fit.add_argument("--overlay", type=Path, help="also write a video of the mesh over the "
+                     "footage (.mp4)")
+    fit.set_defaults(handler=_fit)
 
     demo = commands.add_parser("demo", help="run the deepest end-to-end path on built-in data")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
@@ -156,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     route_caches()
     try:
         return args.handler(args)
-    except BodyModelError as exc:
+    except (BodyModelError, FootageError, ResultsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

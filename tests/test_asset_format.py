@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from backend.body.asset import META_KEY, Asset, load_asset, save_asset
+from backend.archive import META_KEY
+from backend.body.asset import Asset, load_asset, save_asset
 from backend.body.errors import AssetFormatError
 
 

@@ -12,19 +12,17 @@ Files are read with ``allow_pickle=False``: an asset is data, never code.
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..archive import ArchiveError, load_archive, save_archive
 from .errors import AssetFormatError
 from .params import ParamSpec, spec_hash
 
 FORMAT_NAME = "pear-ehm-asset"
 FORMAT_VERSION = 1
-META_KEY = "meta.json"
 LANDMARK_PREFIX = "landmarks/"
 
 # field -> (symbolic shape, dtype, required)
@@ -40,6 +38,8 @@ ARRAY_SCHEMA: dict[str, tuple[tuple[str | int, ...], str, bool]] = {
     "head_vertex_ids": (("H",), "int32", True),
     "uv_coords": (("T", 2), "float32", False),
     "uv_faces": (("F", 3), "int32", False),
+    # A painted look (skin, eyes, lips, brows, hair) for renders detectors should accept.
+    "vertex_colors": (("V", 3), "float32", False),
     # The swapped-in head model (FLAME in GUAVA's EHM); vertex i of it replaces
     # body vertex head_vertex_ids[i].
     "head_v_template": (("H", 3), "float32", False),
@@ -227,37 +227,20 @@ def _check_index_range(name: str, index: np.ndarray, upper: int) -> None:
 
 def save_asset(asset: Asset, path: str | Path) -> Path:
     """Write an asset (atomically: a crash never leaves a half-written file under its name)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = dict(asset.meta, landmark_sets={n: s.names for n, s in asset.landmarks.items()})
     payload = dict(asset.arrays)
     for set_name, landmarks in asset.landmarks.items():
         for part in LANDMARK_SCHEMA:
             payload[f"{LANDMARK_PREFIX}{set_name}/{part}"] = getattr(landmarks, part)
-    payload[META_KEY] = np.frombuffer(json.dumps(meta, indent=1).encode(), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **payload)
-    tmp.replace(path)
-    return path
+    return save_archive(path, payload, meta)
 
 
 def load_asset(path: str | Path) -> Asset:
     """Read and validate an asset file."""
-    path = Path(path)
-    if not path.is_file():
-        raise AssetFormatError(f"{path}: no such asset file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            payload = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise AssetFormatError(f"{path}: not a readable asset (.npz) file: {exc}") from exc
-    if META_KEY not in payload:
-        raise AssetFormatError(f"{path}: no {META_KEY} entry; not an EHM asset")
-    try:
-        meta = json.loads(payload.pop(META_KEY).tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AssetFormatError(f"{path}: {META_KEY} is not valid JSON: {exc}") from exc
+        payload, meta = load_archive(path, "asset")
+    except ArchiveError as exc:
+        raise AssetFormatError(str(exc)) from exc
     landmarks = {}
     for set_name, names in meta.pop("landmark_sets", {}).items():
         parts = {}

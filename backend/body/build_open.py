@@ -142,6 +142,8 @@ def build_open_asset(config: OpenBuildConfig | None = None, progress: Progress =
         "provenance": {"anny_version": source.version, "phenotypes": source.phenotype_labels,
                        "shape_basis": report},
     }
+    arrays["vertex_colors"] = painted_colors(source, arrays["v_template"].astype(np.float64)
+                                             ).astype(np.float32)
     asset = Asset(arrays=arrays, meta=meta)
     if config.landmarks:
         progress("embedding MediaPipe's face, pose and hand landmarks (rendering the model)")
@@ -157,7 +159,7 @@ def _landmark_sets(asset: Asset, source: AnnySource, quick: bool, report: dict
 
     model = BodyModel(asset).double()
     template = asset.arrays["v_template"].astype(np.float64)
-    colors = torch.as_tensor(painted_colors(source, template))
+    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
     focus = torch.as_tensor(np.flatnonzero(source.parts["head"]))
     views = face_views(model, asset.meta["expression_names"], quick=quick)
     with FaceMeshDetector() as detect:

@@ -88,9 +88,12 @@ def skin_vertices(
     blended = (skinning.reshape(batch, num_joints, 12).transpose(1, 2) @ weights.T).view(
         batch, 3, 4, -1)
     x, y, z = vertices.transpose(1, 2)[:, :, None].unbind(1)
-    posed = torch.addcmul(blended[:, :, 3], blended[:, :, 0], x)
-    posed = torch.addcmul(posed, blended[:, :, 1], y)
-    posed = torch.addcmul(posed, blended[:, :, 2], z)
+    # unbind, not four slices: its backward stacks the gradients instead of zero-filling a
+    # full-size buffer per slice.
+    column_x, column_y, column_z, shift = blended.unbind(2)
+    posed = torch.addcmul(shift, column_x, x)
+    posed = torch.addcmul(posed, column_y, y)
+    posed = torch.addcmul(posed, column_z, z)
     return posed.transpose(1, 2)
 
 

@@ -42,6 +42,7 @@ class Keypoints:
     parts: dict[str, np.ndarray]
     width: int
     height: int
+    fps: float = 30.0
 
     @property
     def frames(self) -> int:
@@ -55,7 +56,7 @@ class TrackerConfig:
     robust_sigma: float = 0.1  # fraction of the person's height
     part_weights: dict[str, float] = field(default_factory=lambda: {
         "pose": 1.0, "face": 0.5, "left_hand": 0.5, "right_hand": 0.5})
-    smoothness: float = 30.0
+    smoothness: float = 30.0  # at 30 fps; scaled so the same motion costs the same at any rate
     pose_prior: float = 1e-3
     hand_prior: float = 5e-3
     shape_prior: float = 1e-3
@@ -205,7 +206,7 @@ class Tracker:
             loss = loss + c.offsets_prior * frames * (v["head_scale"] - 1).square().sum()
         return loss
 
-    def _temporal_term(self, v: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _temporal_term(self, v: dict[str, torch.Tensor], fps: float) -> torch.Tensor:
         loss = 0.0
         for name in [n for n, s in self.model.spec.items() if s.per == "frame"] + ["cam_t"]:
             value = v.get(name)
@@ -214,7 +215,9 @@ class Tracker:
             flat = value.reshape(value.shape[0], -1)
             scale = 10.0 if name == "cam_t" else 1.0
             loss = loss + scale * (flat[2:] - 2 * flat[1:-1] + flat[:-2]).square().sum()
-        return self.config.smoothness * loss
+        # A second difference is acceleration x dt^2: weigh it by (fps/30)^4 so a given motion
+        # is penalised alike at 12 or 60 fps.
+        return self.config.smoothness * (fps / 30.0) ** 4 * loss
 
     # -- the fit ------------------------------------------------------------------------------
 
@@ -246,7 +249,8 @@ class Tracker:
             for step in range(iterations):
                 optimizer.zero_grad()
                 data, errors = self._data_term(v, targets, heights, parts, center)
-                loss = data + self._prior_term(v, frames) + self._temporal_term(v)
+                loss = (data + self._prior_term(v, frames)
+                        + self._temporal_term(v, keypoints.fps))
                 loss.backward()
                 optimizer.step()
                 if progress and (step % 10 == 0 or step == iterations - 1):

@@ -1,0 +1,41 @@
+"""``backend bench tracker``: the tracker on a 300-frame synthetic clip with exact answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..body import registry
+from ..body.model import BodyModel
+from ..fitting.metrics import pa_error_mm
+from ..fitting.synthetic import make_clip
+from ..fitting.tracker import Tracker, TrackerConfig
+
+GUAVA_S_PER_FRAME = 120.0  # GUAVA's tracker, as the issue quotes it
+
+
+def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300) -> dict:
+    asset = registry.load(progress=print if progress else (lambda _: None))
+    clip = make_clip(BodyModel(asset), frames=frames, seed=0, noise_px=1.0)
+    tracker = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal))
+    say = (lambda label, step, steps: print(f"... {label} {step}/{steps}", flush=True)
+           if step == steps else None) if progress else None
+    result = min((tracker.fit(clip.keypoints, progress=say) for _ in range(repeats)),
+                 key=lambda r: r.seconds)
+    model = BodyModel(asset).double()
+    with torch.no_grad():
+        out = model({k: torch.as_tensor(v, dtype=torch.float64) for k, v in result.params.items()})
+    hands = np.flatnonzero(asset.arrays["lbs_weights"][:, 25:55].sum(1) > 0.5)
+    per_frame = result.seconds / frames
+    return {
+        "frames": frames,
+        "s_per_frame": round(per_frame, 4),
+        "ratio_vs_guava": round(GUAVA_S_PER_FRAME / per_frame, 1),
+        "pa_mpjpe_mm": round(pa_error_mm(out.joints.numpy()[:, :22], clip.joints[:, :22]), 2),
+        "hand_pa_pve_mm": round(pa_error_mm(out.vertices.numpy()[:, hands],
+                                            clip.vertices[:, hands]), 2),
+        "reprojection_px": {k: round(v, 2) for k, v in result.reprojection_px.items()},
+        "noise_px": 1.0,
+        "device": str(tracker.device),
+        "threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,88 @@
+"""``backend fit``: footage -> MediaPipe Holistic -> tracker -> result file."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .body import registry
+from .body.model import BodyModel
+from .fitting.tracker import Keypoints, Tracker, TrackerConfig
+from .perception.frames import OnError, open_footage
+from .perception.holistic import detect_clip
+from .results import ClipResults, save_results
+
+
+def _bar(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r{label:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.DEFAULT_ASSET_ID,
+                smooth: float = 1.0, on_error: OnError = "skip", focal: float | None = None,
+                max_frames: int | None = None, overlay: str | Path | None = None,
+                progress: bool = True) -> ClipResults:
+    start = time.perf_counter()
+    source = open_footage(footage, on_error=on_error)
+    total = min(source.frame_count, max_frames or source.frame_count)
+    asset = registry.load(asset_id, progress=lambda m: print(m, file=sys.stderr))
+
+    def limited():
+        for frame in source:
+            if frame.index >= total:
+                return
+            yield frame
+
+    detect_start = time.perf_counter()
+    detections = detect_clip(limited(), source.width, source.height,
+                             progress=(lambda n: _bar("detecting (MediaPipe)", n, total))
+                             if progress else None)
+    detect_s = time.perf_counter() - detect_start
+    keypoints = Keypoints({"pose": detections.pose, "face": detections.face,
+                           "left_hand": detections.left_hand,
+                           "right_hand": detections.right_hand},
+                          source.width, source.height, fps=source.fps)
+    config = TrackerConfig(focal=focal)
+    config.smoothness *= smooth
+    fit = Tracker(BodyModel(asset), config).fit(
+        keypoints, progress=(lambda label, step, steps: _bar(f"fitting: {label}", step, steps))
+        if progress else None)
+    rates = detections.rates()
+    results = ClipResults(
+        asset_id=asset.asset_id, spec_hash=asset.spec_hash, frames=detections.frames,
+        times=detections.times, params=fit.params, cam_t=fit.cam_t, focal=fit.focal,
+        center=fit.center, width=source.width, height=source.height,
+        detections={"pose": detections.pose, "face": detections.face,
+                    "left_hand": detections.left_hand, "right_hand": detections.right_hand,
+                    "boxes": detections.boxes},
+        info={"footage": str(Path(footage).resolve()), "fps": source.fps,
+              "footage_frames": source.frame_count, "decode_failures": source.failures,
+              "detection_rates": rates, "reprojection_px": fit.reprojection_px,
+              "detect_s": round(detect_s, 2), "fit_s": round(fit.seconds, 2),
+              "smooth": smooth},
+    )
+    save_results(results, out)
+    elapsed = time.perf_counter() - start
+    frames = len(detections.frames)
+    print(f"{frames} frames ({source.width}x{source.height}, {source.fps:.1f} fps) in "
+          f"{elapsed:.1f} s = {elapsed / frames:.3f} s/frame (detection {detect_s / frames:.3f}, "
+          f"fitting {fit.seconds / frames:.3f})")
+    print("found: " + ", ".join(f"{part} {100 * rate:.1f}%" for part, rate in rates.items()))
+    print("mean reprojection error: " + ", ".join(
+        f"{part} {error:.1f} px" for part, error in fit.reprojection_px.items()))
+    if source.failures:
+        print(f"skipped {len(source.failures)} undecodable frame(s): "
+              f"{[index for index, _ in source.failures][:20]}")
+    print(f"wrote {out}")
+    if overlay:
+        from .overlay import write_overlay
+
+        write_overlay(results, BodyModel(asset), overlay)
+        print(f"wrote {overlay} (the fitted mesh over the footage)")
+    return results
+

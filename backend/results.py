@@ -1,0 +1,76 @@
+"""The result file of a fitted clip (``backend fit -o RESULT.npz``), versioned; format in
+docs/results.md. Later stages (server, Blender bake, training data) read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .archive import ArchiveError, load_archive, save_archive
+
+FORMAT_NAME = "pear-results"
+FORMAT_VERSION = 1
+_PARAM, _DETECTION = "param/", "det/"
+
+
+class ResultsError(ValueError):
+    """A result file that cannot be read: says which file and what is wrong."""
+
+
+@dataclass
+class ClipResults:
+    asset_id: str
+    spec_hash: str
+    frames: np.ndarray  # (T,) footage frame indices
+    times: np.ndarray  # (T,) seconds
+    params: dict[str, np.ndarray]  # name -> (T, ...) per frame or (1, ...) per clip
+    cam_t: np.ndarray  # (T, 3) camera-frame translation (OpenCV axes, metres)
+    focal: float  # pixels
+    center: tuple[float, float]  # principal point, pixels
+    width: int
+    height: int
+    detections: dict[str, np.ndarray] = field(default_factory=dict)  # part -> (T, K, 3)
+    info: dict = field(default_factory=dict)  # footage, timings, rates, errors, settings
+
+
+def save_results(results: ClipResults, path: str | Path) -> Path:
+    meta = {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+        "asset_id": results.asset_id, "spec_hash": results.spec_hash,
+        "focal": results.focal, "center": list(results.center),
+        "width": results.width, "height": results.height,
+        "model_to_camera": [[1, 0, 0], [0, -1, 0], [0, 0, -1]],
+        "info": results.info,
+    }
+    arrays = {"frames": results.frames, "times": results.times, "cam_t": results.cam_t}
+    arrays.update({_PARAM + k: v for k, v in results.params.items()})
+    arrays.update({_DETECTION + k: v for k, v in results.detections.items()})
+    return save_archive(path, arrays, meta, compressed=True)
+
+
+def load_results(path: str | Path) -> ClipResults:
+    try:
+        arrays, meta = load_archive(path, "result")
+    except ArchiveError as exc:
+        raise ResultsError(str(exc)) from exc
+    if meta.get("format") != FORMAT_NAME:
+        raise ResultsError(f"{path}: format {meta.get('format')!r} is not {FORMAT_NAME!r}")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise ResultsError(f"{path}: result format {meta['format_version']} is newer than this "
+                           f"backend reads ({FORMAT_VERSION}); update the backend")
+    frames = len(arrays["frames"])
+    params = {k[len(_PARAM):]: v for k, v in arrays.items() if k.startswith(_PARAM)}
+    for name, value in params.items():
+        if value.shape[0] not in (1, frames):
+            raise ResultsError(f"{path}: parameter {name!r} has {value.shape[0]} rows for "
+                               f"{frames} frames")
+    return ClipResults(
+        asset_id=meta["asset_id"], spec_hash=meta["spec_hash"], frames=arrays["frames"],
+        times=arrays["times"], params=params, cam_t=arrays["cam_t"], focal=meta["focal"],
+        center=tuple(meta["center"]), width=meta["width"], height=meta["height"],
+        detections={k[len(_DETECTION):]: v for k, v in arrays.items()
+                    if k.startswith(_DETECTION)},
+        info=meta.get("info", {}),
+    )

@@ -1,0 +1,171 @@
+"""Frame sources, Holistic on a render of the model, hand sides, and the result file."""
+
+import numpy as np
+import pytest
+import torch
+
+from backend.body.model import BodyModel
+from backend.fitting.render_clip import render_frames
+from backend.fitting.synthetic import make_clip
+from backend.perception.frames import FootageError, open_footage
+from backend.perception.holistic import HAND, assign_hands, detect_clip, person_box
+from backend.results import ClipResults, ResultsError, load_results, save_results
+
+cv2 = pytest.importorskip("cv2")
+
+
+def _write_video(path, frames, fps=25.0):
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def _gradient_frames(count, width=64, height=48):
+    return [np.full((height, width, 3), 10 * i, np.uint8) for i in range(count)]
+
+
+def test_video_source_knows_count_and_rate_up_front(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _write_video(path, _gradient_frames(12), fps=24.0)
+    source = open_footage(path)
+    assert (source.frame_count, source.fps, source.width, source.height) == (12, 24.0, 64, 48)
+    frames = list(source)
+    assert [f.index for f in frames] == list(range(12))
+    assert abs(frames[6].time - 0.25) < 1e-9
+    assert abs(int(frames[11].image.mean()) - 110) <= 3  # decoded, in order, RGB
+
+
+def test_truncated_video_reports_missing_frames(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _write_video(path, _gradient_frames(30))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    try:
+        source = open_footage(cut)
+    except FootageError as exc:  # a container too damaged to open is refused by name
+        assert "cut.mp4" in str(exc)
+        return
+    frames = list(source)
+    assert len(frames) + len(source.failures) == source.frame_count
+    assert len({f.index for f in frames}) == len(frames)  # nothing duplicated
+    with pytest.raises(FootageError, match=r"cut.mp4: frame \d+"):
+        list(open_footage(cut, on_error="fail"))
+
+
+def test_image_folder_in_natural_order_and_bad_images_reported(tmp_path):
+    for i in (1, 2, 10):
+        cv2.imwrite(str(tmp_path / f"frame{i}.png"), np.full((8, 8, 3), i, np.uint8))
+    (tmp_path / "frame5.png").write_bytes(b"not an image")
+    source = open_footage(tmp_path, fps=10)
+    frames = list(source)
+    assert [int(f.image[0, 0, 0]) for f in frames] == [1, 2, 10]
+    assert [f.index for f in frames] == [0, 1, 3]
+    assert source.failures == [(2, "(frame5.png) cannot be decoded as an image")]
+    with pytest.raises(FootageError, match=r"frame 2 \(frame5.png\)"):
+        list(open_footage(tmp_path, on_error="fail"))
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.mp4", None, "no such file"),
+    ("notes.txt", b"hello", "unknown footage type"),
+    ("broken.mp4", b"\x00" * 100, "cannot be opened as a video"),
+])
+def test_bad_footage_is_named(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(FootageError, match=message):
+        open_footage(path)
+
+
+def _hand_at(u, v):
+    hand = np.zeros((HAND, 3))
+    hand[:, :2] = (u, v)
+    hand[:, 2] = 1
+    return hand
+
+
+def test_hands_go_to_the_nearest_pose_wrist():
+    pose = np.zeros((33, 3))
+    pose[15] = (300, 200, 1)  # the person's left wrist
+    pose[16] = (100, 200, 1)
+    near_left, near_right = _hand_at(305, 205), _hand_at(95, 195)
+    left, right = assign_hands(pose, near_right, near_left)  # the detector's labels swapped
+    assert left[0, 0] == 305 and right[0, 0] == 95
+    left, right = assign_hands(pose, np.zeros((HAND, 3)), near_left)  # one hand only
+    assert left[0, 0] == 305 and not right[:, 2].any()
+    pose[15, 2] = 0  # no usable wrist: the detector's labels stand
+    left, right = assign_hands(pose, near_right, near_left)
+    assert left[0, 0] == 95
+
+
+def test_person_box_covers_found_points():
+    pose = np.array([[10.0, 20.0, 1.0], [110.0, 220.0, 1.0], [500.0, 500.0, 0.0]])
+    box = person_box(pose, margin=0.1)
+    np.testing.assert_allclose(box, [-10, 0, 130, 240])
+    assert np.isnan(person_box(np.zeros((3, 3)))).all()
+
+
+def test_holistic_finds_the_rendered_model_with_sides_right(open_asset):
+    model = BodyModel(open_asset)
+    clip = make_clip(model, frames=3, seed=5, size=(360, 640), focal=550.0)
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    frames = render_frames(model, clip.params, clip.cam_t, clip.focal, (360, 640), colors)
+    from backend.perception.frames import Frame
+
+    detections = detect_clip([Frame(i, i / 30, f) for i, f in enumerate(frames)], 360, 640)
+    assert detections.rates()["pose"] == 1.0
+    truth = clip.keypoints.parts["pose"][:, :, :2]
+    found = detections.pose[:, :, :2]
+    # The person's left shoulder/hip are detected where the model's left ones project.
+    for index in (11, 12, 23, 24):
+        assert np.linalg.norm(found[:, index] - truth[:, index], axis=1).mean() < 15, index
+
+
+def test_results_round_trip_and_errors(tmp_path):
+    results = ClipResults(
+        asset_id="open", spec_hash="abc", frames=np.arange(3), times=np.arange(3) / 30,
+        params={"body_pose": np.zeros((3, 21, 3)), "betas": np.zeros((1, 20))},
+        cam_t=np.zeros((3, 3)), focal=1000.0, center=(320.0, 240.0), width=640, height=480,
+        detections={"pose": np.zeros((3, 33, 3))}, info={"fps": 30.0})
+    path = save_results(results, tmp_path / "r.npz")
+    loaded = load_results(path)
+    assert loaded.params["betas"].shape == (1, 20) and loaded.info == {"fps": 30.0}
+    assert loaded.center == (320.0, 240.0) and loaded.detections["pose"].shape == (3, 33, 3)
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    with pytest.raises(ResultsError, match="not a readable result"):
+        load_results(tmp_path / "bad.npz")
+
+
+def test_backend_fit_end_to_end_on_rendered_footage(open_asset, tmp_path):
+    """Render a short clip of the model, then run `backend fit` on it as a user would."""
+    import subprocess
+    import sys
+
+    model = BodyModel(open_asset)
+    clip = make_clip(model, frames=8, seed=6, size=(360, 640), focal=550.0)
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    video = tmp_path / "clip.mp4"
+    _write_video(video, render_frames(model, clip.params, clip.cam_t, clip.focal, (360, 640),
+                                      colors), fps=30.0)
+    home = tmp_path / "home"
+    from backend.body.asset import save_asset
+
+    save_asset(open_asset, home / "assets" / "open.npz")
+    import os
+
+    env = dict(os.environ, PEAR_HOME=str(home))
+    result = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "fit", str(video), "-o", str(tmp_path / "r.npz"),
+         "--focal", "550", "--overlay", str(tmp_path / "overlay.mp4")],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "8 frames (360x640, 30.0 fps)" in result.stdout
+    assert "found: pose 100.0%" in result.stdout
+    fitted = load_results(tmp_path / "r.npz")
+    assert fitted.asset_id == "open" and len(fitted.frames) == 8
+    assert fitted.info["reprojection_px"]["pose"] < 10.0
+    assert open_footage(tmp_path / "overlay.mp4").frame_count == 8
