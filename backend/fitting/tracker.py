@@ -33,6 +33,9 @@ PART_LANDMARKS = {
 # BlazePose points that carry the root and camera: nose, shoulders, hips.
 _TORSO = [0, 11, 12, 23, 24]
 _SHOULDERS, _HIPS = (11, 12), (23, 24)
+# Body spans whose length in the image gives the distance, longest (most reliable) first:
+# shoulders-to-hips, shoulder to shoulder, eye to eye.
+_SPANS = [(_SHOULDERS, _HIPS), ((11,), (12,)), ((2,), (5,))]
 
 
 @dataclass
@@ -53,7 +56,8 @@ class Keypoints:
 class TrackerConfig:
     iterations: tuple[int, int, int] = (80, 150, 150)
     learning_rate: float = 0.02
-    robust_sigma: float = 0.1  # fraction of the person's height
+    # Robust scale per stage, as a fraction of the person's height in the image.
+    robust_sigma: tuple[float, float, float] = (0.1, 0.1, 0.1)
     part_weights: dict[str, float] = field(default_factory=lambda: {
         "pose": 1.0, "face": 0.5, "left_hand": 0.5, "right_hand": 0.5})
     smoothness: float = 30.0  # at 30 fps; scaled so the same motion costs the same at any rate
@@ -115,26 +119,31 @@ class Tracker:
         return parts, torch.as_tensor(heights, dtype=torch.float32, device=self.device)
 
     def _initial(self, keypoints: Keypoints, focal: float) -> dict[str, torch.Tensor]:
-        """Root and camera from the torso: depth from its length, facing from shoulder order."""
+        """Root and camera: depth from the longest visible body span (torso, else shoulders,
+        else eyes, for close-ups), facing from the order of the shoulders."""
         frames = keypoints.frames
         pose = keypoints.parts["pose"]
         center = np.array([keypoints.width / 2, keypoints.height / 2])
         rotation = np.array(MODEL_TO_CAMERA)
         rest = self.rest_landmarks[PART_LANDMARKS["pose"]].numpy()
-        rest_mid = rest[list(_SHOULDERS + _HIPS)].mean(0)
-        rest_torso = np.linalg.norm(rest[list(_SHOULDERS)].mean(0) - rest[list(_HIPS)].mean(0))
         cam_t = np.full((frames, 3), np.nan)
         facing_away = np.zeros(frames, bool)
         for t in range(frames):
-            torso = pose[t, list(_SHOULDERS + _HIPS)]
-            if (torso[:, 2] < 0.3).any():
-                continue
-            length = np.linalg.norm(torso[:2, :2].mean(0) - torso[2:, :2].mean(0))
-            depth = focal * rest_torso / max(length, 1.0)
-            middle = torso[:, :2].mean(0)
-            facing_away[t] = torso[0, 0] < torso[1, 0]  # the left shoulder on the image's left
-            point = np.array([*(middle - center) * depth / focal, depth])
-            cam_t[t] = point - rotation @ rest_mid
+            for first, second in _SPANS:
+                ends = pose[t, list(first + second)]
+                if (ends[:, 2] < 0.5).any():
+                    continue
+                length = np.linalg.norm(ends[: len(first), :2].mean(0)
+                                        - ends[len(first):, :2].mean(0))
+                rest_length = np.linalg.norm(rest[list(first)].mean(0) - rest[list(second)].mean(0))
+                depth = focal * rest_length / max(length, 1.0)
+                anchor = rest[list(first + second)].mean(0)
+                point = np.array([*(ends[:, :2].mean(0) - center) * depth / focal, depth])
+                cam_t[t] = point - rotation @ anchor
+                break
+            shoulders = pose[t, list(_SHOULDERS)]
+            # The person's left shoulder on the image's left: their back is to the camera.
+            facing_away[t] = (shoulders[:, 2] > 0.5).all() and shoulders[0, 0] < shoulders[1, 0]
         known = ~np.isnan(cam_t[:, 0])
         if not known.any():  # no torso anywhere: a person standing 3 m away in the middle
             cam_t[:] = [0.0, 0.0, 3.0]
@@ -157,11 +166,11 @@ class Tracker:
         return {name: v[name].expand(frames, *v[name].shape[1:]) for name in self.model.spec
                 if name in v}
 
-    def _data_term(self, v, targets, heights, parts, center) -> tuple[torch.Tensor, dict]:
+    def _data_term(self, v, targets, heights, parts, center, sigma: float
+                   ) -> tuple[torch.Tensor, dict]:
         frames = heights.shape[0]
         landmarks, _ = self.landmarks(self._params(v, frames))
         focal = v["log_focal"].exp()
-        sigma = self.config.robust_sigma
         total, errors = 0.0, {}
         for part, indices in parts.items():
             target = targets[part] if indices is None else targets[part][:, indices]
@@ -243,12 +252,13 @@ class Tracker:
              {part: None for part in targets}),
         ]
         stage_losses, errors = [], {}
-        for (label, names, parts), iterations in zip(stages, c.iterations, strict=True):
+        for (label, names, parts), iterations, sigma in zip(stages, c.iterations,
+                                                             c.robust_sigma, strict=True):
             trainable = [v[name].requires_grad_(True) for name in names]
             optimizer = torch.optim.Adam(trainable, lr=c.learning_rate)
             for step in range(iterations):
                 optimizer.zero_grad()
-                data, errors = self._data_term(v, targets, heights, parts, center)
+                data, errors = self._data_term(v, targets, heights, parts, center, sigma)
                 loss = (data + self._prior_term(v, frames)
                         + self._temporal_term(v, keypoints.fps))
                 loss.backward()
