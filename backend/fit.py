@@ -62,7 +62,8 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
                     "boxes": detections.boxes},
         info={"footage": str(Path(footage).resolve()), "fps": source.fps,
               "footage_frames": source.frame_count, "decode_failures": source.failures,
-              "detection_rates": rates, "reprojection_px": fit.reprojection_px,
+              "detection_rates": rates, "holistic_only_rates": detections.first_pass_rates,
+              "reprojection_px": fit.reprojection_px,
               "detect_s": round(detect_s, 2), "fit_s": round(fit.seconds, 2),
               "smooth": smooth},
     )
@@ -73,6 +74,10 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
           f"{elapsed:.1f} s = {elapsed / frames:.3f} s/frame (detection {detect_s / frames:.3f}, "
           f"fitting {fit.seconds / frames:.3f})")
     print("found: " + ", ".join(f"{part} {100 * rate:.1f}%" for part, rate in rates.items()))
+    if detections.first_pass_rates:
+        print("  (Holistic alone: " + ", ".join(
+            f"{part} {100 * rate:.1f}%" for part, rate in detections.first_pass_rates.items())
+            + "; the rest from upscaled crops)")
     print("mean reprojection error: " + ", ".join(
         f"{part} {error:.1f} px" for part, error in fit.reprojection_px.items()))
     if source.failures:

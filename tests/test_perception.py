@@ -169,3 +169,49 @@ def test_backend_fit_end_to_end_on_rendered_footage(open_asset, tmp_path):
     assert fitted.asset_id == "open" and len(fitted.frames) == 8
     assert fitted.info["reprojection_px"]["pose"] < 10.0
     assert open_footage(tmp_path / "overlay.mp4").frame_count == 8
+
+
+def test_crop_maps_back_to_the_frame():
+    from backend.perception.crops import crop, to_frame
+
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[40:44, 150:154] = 255
+    patch, transform = crop(image, np.array([152.0, 42.0]), 20.0, size=80)
+    ys, xs = np.nonzero(patch[..., 0] > 128)
+    centre = to_frame(np.array([[xs.mean() + 0.5, ys.mean() + 0.5]]), transform)[0]
+    np.testing.assert_allclose(centre, [152.0, 42.0], atol=0.6)
+
+
+def test_regions_need_enough_of_the_pose():
+    from backend.perception.crops import face_region, hand_region
+
+    pose = np.zeros((33, 3))
+    assert face_region(pose) is None and hand_region(pose, "left") is None
+    pose[[0, 2, 5], :] = [[100, 100, 1], [90, 90, 1], [110, 90, 1]]
+    centre, side = face_region(pose)
+    assert side > 40 and abs(centre[0] - 100) < 1
+    pose[13] = (300, 300, 1)
+    pose[15] = (300, 400, 1)
+    centre, side = hand_region(pose, "left")
+    assert centre[1] > 400 and side >= 100
+
+
+def test_crop_pass_finds_a_small_face(open_asset):
+    """A distant person: Face Mesh on the upscaled crop finds the face where it projects."""
+    from backend.perception.crops import CropDetector
+
+    model = BodyModel(open_asset)
+    clip = make_clip(model, frames=1, seed=7, size=(720, 1280), focal=550.0)
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    (image,) = render_frames(model, clip.params, clip.cam_t, clip.focal, (720, 1280), colors)
+    truth = clip.keypoints.parts
+    detector = CropDetector()
+    try:
+        face = detector.face(image, truth["pose"][0])
+    finally:
+        detector.close()
+    assert face is not None
+    error = np.linalg.norm(face - truth["face"][0, :, :2], axis=1)
+    face_size = np.ptp(truth["face"][0, :, 1])
+    assert face_size < 60  # small in the frame
+    assert np.median(error) < 0.15 * face_size

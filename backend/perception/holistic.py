@@ -32,6 +32,7 @@ class ClipDetections:
     boxes: np.ndarray  # (T, 4) x0, y0, x1, y1 of the person; NaN when nobody was found
     width: int
     height: int
+    first_pass_rates: dict[str, float] | None = None  # before the crop pass, for reporting
 
     def rates(self) -> dict[str, float]:
         """Fraction of frames in which each part was found."""
@@ -87,13 +88,20 @@ def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
 
 
 class Holistic:
-    """Video-mode Holistic (tracking between frames); one instance per clip."""
+    """Video-mode Holistic (tracking between frames); one instance per clip. With ``crops``,
+    a face or hand Holistic misses gets a second try on an upscaled crop (``crops.py``)."""
 
-    def __init__(self, static: bool = False):
+    def __init__(self, static: bool = False, crops: bool = True):
         mp = import_mediapipe()
         self._model = mp.solutions.holistic.Holistic(
             static_image_mode=static, model_complexity=1, smooth_landmarks=not static,
             refine_face_landmarks=True, enable_segmentation=False)
+        self._crops = None
+        if crops:
+            from .crops import CropDetector
+
+            self._crops = CropDetector()
+        self.first_pass_found = {part: 0 for part in ("face", "left_hand", "right_hand")}
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, ...]:
         """(pose, face, left hand, right hand) of one RGB image."""
@@ -104,10 +112,21 @@ class Holistic:
         first = _points(result.left_hand_landmarks, HAND, width, height, use_visibility=False)
         second = _points(result.right_hand_landmarks, HAND, width, height, use_visibility=False)
         left, right = assign_hands(pose, first, second)
+        for part, points in (("face", face), ("left_hand", left), ("right_hand", right)):
+            self.first_pass_found[part] += bool(points[:, 2].any())
+        if self._crops is not None and pose[:, 2].max() > 0.5:
+            if not face[:, 2].any():
+                face = _with_confidence(self._crops.face(image, pose), FACE, face)
+            if not left[:, 2].any():
+                left = _with_confidence(self._crops.hand(image, pose, "left"), HAND, left)
+            if not right[:, 2].any():
+                right = _with_confidence(self._crops.hand(image, pose, "right"), HAND, right)
         return pose, face, left, right
 
     def close(self) -> None:
         self._model.close()
+        if self._crops is not None:
+            self._crops.close()
 
     def __enter__(self) -> Holistic:
         return self
@@ -116,20 +135,31 @@ class Holistic:
         self.close()
 
 
+def _with_confidence(points: np.ndarray | None, count: int, missing: np.ndarray) -> np.ndarray:
+    if points is None:
+        return missing
+    out = np.ones((count, 3))
+    out[:, :2] = points[:count]
+    return out
+
+
 def detect_clip(frames: Iterable[Frame], width: int, height: int,
-                progress: Callable[[int], None] | None = None) -> ClipDetections:
-    """Run Holistic over every frame of a clip."""
+                progress: Callable[[int], None] | None = None, crops: bool = True
+                ) -> ClipDetections:
+    """Run Holistic (and the crop pass) over every frame of a clip."""
     indices, times, parts = [], [], []
-    with Holistic() as holistic:
+    with Holistic(crops=crops) as holistic:
         for frame in frames:
             parts.append(holistic.detect(frame.image))
             indices.append(frame.index)
             times.append(frame.time)
             if progress:
                 progress(len(indices))
+        first_pass = {part: found / max(len(parts), 1)
+                      for part, found in holistic.first_pass_found.items()}
     if not parts:
         raise ValueError("the footage yielded no decodable frame")
     pose, face, left, right = (np.stack(p) for p in zip(*parts, strict=True))
     boxes = np.stack([person_box(*p) for p in parts])
     return ClipDetections(np.array(indices), np.array(times), pose, face, left, right, boxes,
-                          width, height)
+                          width, height, first_pass)

@@ -1,0 +1,91 @@
+"""Second chance for small faces and hands: where Holistic found the body but not the face or a
+hand, predict the region from the pose landmarks, crop it, upscale it and run the dedicated
+Face Mesh / Hands model on the crop, then map the landmarks back to the frame."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# BlazePose: nose, eyes, ears, mouth (0-10); per side elbow, wrist, pinky, index, thumb.
+_FACE_POINTS = list(range(11))
+_ARM = {"left": (13, 15, (17, 19, 21)), "right": (14, 16, (18, 20, 22))}
+CROP_SIZE = 256
+
+
+def face_region(pose: np.ndarray, min_size: float = 24.0) -> tuple[np.ndarray, float] | None:
+    """(centre, side) of a square around the head from the pose's face points, or None."""
+    points = pose[_FACE_POINTS]
+    seen = points[points[:, 2] > 0.5, :2]
+    if len(seen) < 3:
+        return None
+    spread = np.linalg.norm(seen[:, None] - seen[None], axis=-1).max()
+    return seen.mean(0), max(3.2 * spread, min_size)
+
+
+def hand_region(pose: np.ndarray, side: str, min_size: float = 24.0
+                ) -> tuple[np.ndarray, float] | None:
+    """(centre, side) of a square around one hand, from its wrist, finger points and elbow."""
+    elbow, wrist, fingers = _ARM[side]
+    if pose[wrist, 2] < 0.3 or pose[elbow, 2] < 0.3:
+        return None
+    forearm = pose[wrist, :2] - pose[elbow, :2]
+    seen = pose[list(fingers)]
+    tips = seen[seen[:, 2] > 0.3, :2]
+    centre = tips.mean(0) if len(tips) else pose[wrist, :2] + 0.4 * forearm
+    centre = 0.5 * (centre + pose[wrist, :2]) + 0.15 * forearm
+    return centre, max(1.6 * np.linalg.norm(forearm), min_size)
+
+
+def crop(image: np.ndarray, centre: np.ndarray, side: float, size: int = CROP_SIZE
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """The square region resampled to ``size`` pixels, and the 2x3 map crop -> frame pixels."""
+    import cv2
+
+    scale = size / side
+    to_crop = np.array([[scale, 0, size / 2 - scale * centre[0]],
+                        [0, scale, size / 2 - scale * centre[1]]])
+    patch = cv2.warpAffine(image, to_crop, (size, size), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT)
+    to_frame = np.array([[1 / scale, 0, centre[0] - side / 2],
+                         [0, 1 / scale, centre[1] - side / 2]])
+    return patch, to_frame
+
+
+def to_frame(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    """Crop pixel coordinates (K, 2) mapped back into the frame."""
+    return points @ transform[:, :2].T + transform[:, 2]
+
+
+class CropDetector:
+    """Face Mesh and Hands on crops (static-image mode: each crop stands alone)."""
+
+    def __init__(self):
+        from .face_mesh import FaceMeshDetector, import_mediapipe
+
+        self._face = FaceMeshDetector()
+        self._hands = import_mediapipe().solutions.hands.Hands(
+            static_image_mode=True, max_num_hands=1, model_complexity=1)
+
+    def face(self, image: np.ndarray, pose: np.ndarray) -> np.ndarray | None:
+        region = face_region(pose)
+        if region is None:
+            return None
+        patch, transform = crop(image, *region)
+        points = self._face(patch)
+        return None if points is None else to_frame(points, transform)
+
+    def hand(self, image: np.ndarray, pose: np.ndarray, side: str) -> np.ndarray | None:
+        region = hand_region(pose, side)
+        if region is None:
+            return None
+        patch, transform = crop(image, *region)
+        result = self._hands.process(patch)
+        if not result.multi_hand_landmarks:
+            return None
+        points = np.array([[p.x * CROP_SIZE, p.y * CROP_SIZE]
+                           for p in result.multi_hand_landmarks[0].landmark])
+        return to_frame(points, transform)
+
+    def close(self) -> None:
+        self._face.close()
+        self._hands.close()
