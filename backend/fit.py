@@ -6,12 +6,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from .body import registry
 from .body.model import BodyModel
 from .fitting.tracker import Keypoints, Tracker, TrackerConfig
 from .perception.frames import OnError, open_footage
 from .perception.holistic import detect_clip
 from .results import ClipResults, save_results
+from .temporal.postprocess import postprocess
 
 
 def _bar(label: str, done: int, total: int) -> None:
@@ -53,9 +56,14 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
         keypoints, progress=(lambda label, step, steps: _bar(f"fitting: {label}", step, steps))
         if progress else None)
     rates = detections.rates()
+    model = BodyModel(asset)
+    with torch.no_grad():
+        rest_joints = model(betas=torch.as_tensor(fit.params["betas"])).rest_joints[0].numpy()
+    params, cam_t = postprocess(fit.params, fit.cam_t, model.spec, rest_joints, model.joint_names,
+                                strength=smooth)
     results = ClipResults(
         asset_id=asset.asset_id, spec_hash=asset.spec_hash, frames=detections.frames,
-        times=detections.times, params=fit.params, cam_t=fit.cam_t, focal=fit.focal,
+        times=detections.times, params=params, cam_t=cam_t, focal=fit.focal,
         center=fit.center, width=source.width, height=source.height,
         detections={"pose": detections.pose, "face": detections.face,
                     "left_hand": detections.left_hand, "right_hand": detections.right_hand,
@@ -87,7 +95,7 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
     if overlay:
         from .overlay import write_overlay
 
-        write_overlay(results, BodyModel(asset), overlay)
+        write_overlay(results, model, overlay)
         print(f"wrote {overlay} (the fitted mesh over the footage)")
     return results
 

@@ -1,0 +1,1 @@
+"""Temporal post-processing of fitted motion: filters, smoothers, wrist-twist compensation."""

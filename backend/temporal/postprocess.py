@@ -1,0 +1,26 @@
+"""What ``backend fit`` does to a fitted clip after the tracker: elbow-twist compensation, then
+the offline smoother over every per-frame parameter and the camera (strength 0 = off)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..body.params import ParamSpec
+from .filters import rts_smooth, smooth_rotations
+from .twist import compensate_elbow_twist
+
+
+def postprocess(params: dict[str, np.ndarray], cam_t: np.ndarray, spec: dict[str, ParamSpec],
+                rest_joints: np.ndarray, joint_names: list[str], strength: float
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    out = dict(params)
+    out["body_pose"] = compensate_elbow_twist(params["body_pose"], rest_joints, joint_names)
+    for name, entry in spec.items():
+        if entry.per != "frame" or name not in out or name == "transl":
+            continue
+        value = out[name]
+        if entry.kind == "axis_angle":
+            out[name] = smooth_rotations(value, strength).astype(value.dtype)
+        else:
+            out[name] = rts_smooth(value, strength).astype(value.dtype)
+    return out, rts_smooth(cam_t, strength).astype(cam_t.dtype)
