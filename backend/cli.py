@@ -101,6 +101,20 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from .body import registry
+    from .body.model import BodyModel
+    from .evaluation.coco_wholebody import evaluate
+
+    def say(done: int, total: int) -> None:
+        if not args.json:
+            print(f"... person {done}/{total}", flush=True)
+
+    result = evaluate(args.data, BodyModel(registry.load(args.asset)), progress=say)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -173,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overlay", type=Path, help="also write a video of the mesh over the "
                      "footage (.mp4)")
     fit.set_defaults(handler=_fit)
+
+    evaluation = commands.add_parser("eval", help="accuracy on annotated data")
+    evaluation.add_argument("dataset", choices=["coco-wholebody"])
+    evaluation.add_argument("--data", type=Path, required=True,
+                            help="folder with a *wholebody*.json and its images")
+    evaluation.add_argument("--asset", default="open")
+    evaluation.add_argument("--json", action="store_true", help="print only the JSON object")
+    evaluation.set_defaults(handler=_eval)
 
     demo = commands.add_parser("demo", help="run the deepest end-to-end path on built-in data")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")

@@ -1,0 +1,131 @@
+"""``backend eval coco-wholebody``: PCK of the raw detector and of the fitted model's projected
+keypoints on COCO-WholeBody annotations (body 17, each hand 21, face 68).
+
+As PEAR and HMR2 report on COCO: a keypoint is correct when it lies within alpha x max(box width,
+box height) of the annotation, alpha in {0.05, 0.1}; a keypoint with no prediction is wrong.
+Each annotated person is detected in a crop of 1.25x its box and fitted on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..body.model import BodyModel
+from ..fitting.camera import project, to_camera
+from ..fitting.tracker import PART_LANDMARKS, Keypoints, Tracker, TrackerConfig
+from ..perception.holistic import Holistic
+
+# COCO-17 in BlazePose's 33.
+COCO17_FROM_POSE33 = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+# The 68 iBUG points (jaw from the person's right, brows, nose, eyes, mouth) in Face Mesh's 478.
+FACE68_FROM_MESH478 = [
+    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 397, 361, 323, 454, 356,
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91, 78, 81, 13, 311, 308, 402, 14, 178,
+]
+PARTS = {"body": ("keypoints", "pose"), "left_hand": ("lefthand_kpts", "left_hand"),
+         "right_hand": ("righthand_kpts", "right_hand"), "face": ("face_kpts", "face")}
+
+
+@dataclass
+class Person:
+    image: Path
+    box: np.ndarray  # x, y, w, h
+    truth: dict[str, np.ndarray]  # part -> (K, 3) x, y, visibility
+
+
+def load_people(data: Path) -> list[Person]:
+    files = sorted(data.glob("*wholebody*.json"))
+    if not files:
+        raise FileNotFoundError(f"{data}: no COCO-WholeBody annotation file (*wholebody*.json)")
+    with open(files[0]) as handle:
+        annotations = json.load(handle)
+    images = {image["id"]: data / image["file_name"] for image in annotations["images"]}
+    people = []
+    for item in annotations["annotations"]:
+        truth = {part: np.asarray(item[key], dtype=float).reshape(-1, 3)
+                 for part, (key, _) in PARTS.items()}
+        people.append(Person(images[item["image_id"]], np.asarray(item["bbox"], float), truth))
+    return people
+
+
+def _to_parts(pose, face, left, right) -> dict[str, np.ndarray]:
+    """Detector/fit output (pixels + confidence) in the annotation's keypoint sets."""
+    return {"body": pose[COCO17_FROM_POSE33], "face": face[FACE68_FROM_MESH478],
+            "left_hand": left, "right_hand": right}
+
+
+def pck_counts(predicted: np.ndarray, truth: np.ndarray, threshold: float) -> tuple[int, int]:
+    """(correct, annotated) keypoints; a prediction with confidence 0 counts as missing."""
+    annotated = truth[:, 2] > 0
+    found = predicted[:, 2] > 0
+    distance = np.linalg.norm(predicted[:, :2] - truth[:, :2], axis=1)
+    return int((annotated & found & (distance < threshold)).sum()), int(annotated.sum())
+
+
+def evaluate(data: str | Path, model: BodyModel, iterations=(80, 150, 150),
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    import cv2
+
+    people = load_people(Path(data))
+    counts = {source: {part: {0.05: 0, 0.1: 0, "n": 0} for part in PARTS}
+              for source in ("detector", "fit")}
+    tracker = Tracker(model, TrackerConfig(iterations=iterations))
+    for done, person in enumerate(people, start=1):
+        image = cv2.cvtColor(cv2.imread(str(person.image)), cv2.COLOR_BGR2RGB)
+        height, width = image.shape[:2]
+        x, y, w, h = person.box
+        centre, half = np.array([x + w / 2, y + h / 2]), 0.625 * np.array([w, h])
+        x0, y0 = np.maximum(centre - half, 0).astype(int)
+        x1, y1 = np.minimum(centre + half, [width, height]).astype(int)
+        # Small people are upscaled so the crop's longer side is at least 512 pixels.
+        scale = max(1.0, 512 / max(x1 - x0, y1 - y0))
+        patch = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale,
+                           interpolation=cv2.INTER_CUBIC)
+        with Holistic(static=True) as holistic:
+            detected = [d.copy() for d in holistic.detect(np.ascontiguousarray(patch))]
+        for d in detected:
+            d[:, :2] = d[:, :2] / scale + (x0, y0)
+        keypoints = Keypoints(dict(zip(PART_LANDMARKS, (d[None] for d in detected),
+                                       strict=True)), width, height)
+        predictions = {"detector": _to_parts(*detected)}
+        if detected[0][:, 2].max() > 0:
+            predictions["fit"] = _to_parts(*_fitted_points(tracker, keypoints))
+        for source, parts in predictions.items():
+            for part, predicted in parts.items():
+                for alpha in (0.05, 0.1):
+                    correct, annotated = pck_counts(predicted, person.truth[part],
+                                                    alpha * max(w, h))
+                    counts[source][part][alpha] += correct
+                counts[source][part]["n"] += annotated
+        for part in PARTS:  # a person the detector missed counts against the fit too
+            if "fit" not in predictions:
+                counts["fit"][part]["n"] += int((person.truth[part][:, 2] > 0).sum())
+        if progress:
+            progress(done, len(people))
+    return {source: {part: {"pck05": c[0.05] / max(c["n"], 1), "pck10": c[0.1] / max(c["n"], 1),
+                            "n": c["n"]} for part, c in parts.items()}
+            for source, parts in counts.items()}
+
+
+def _fitted_points(tracker: Tracker, keypoints: Keypoints) -> list[np.ndarray]:
+    """The fitted model's landmark sets projected into the image, in detector order."""
+    fit = tracker.fit(keypoints)
+    params = {k: torch.as_tensor(v) for k, v in fit.params.items()}
+    with torch.no_grad():
+        landmarks, _ = tracker.landmarks(params)
+        out = []
+        for name in PART_LANDMARKS.values():
+            pixels = project(to_camera(landmarks[name], torch.as_tensor(fit.cam_t)),
+                             torch.tensor(fit.focal), torch.tensor(fit.center))[0].numpy()
+            # The fitted body predicts every part, also those the detector did not see.
+            out.append(np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1))
+    return out

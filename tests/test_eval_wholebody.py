@@ -1,0 +1,68 @@
+"""backend eval coco-wholebody on a tiny COCO-WholeBody set the test renders itself."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from backend.body.model import BodyModel
+from backend.evaluation.coco_wholebody import (
+    COCO17_FROM_POSE33,
+    FACE68_FROM_MESH478,
+    evaluate,
+    pck_counts,
+)
+from backend.fitting.render_clip import render_frames
+from backend.fitting.synthetic import make_clip
+
+cv2 = pytest.importorskip("cv2")
+
+
+def test_pck_counts_missing_predictions_as_wrong():
+    truth = np.array([[0, 0, 2], [10, 0, 2], [5, 5, 0]], float)
+    predicted = np.array([[1, 0, 1], [30, 0, 1], [5, 5, 1]], float)
+    assert pck_counts(predicted, truth, threshold=5) == (1, 2)
+    predicted[0, 2] = 0
+    assert pck_counts(predicted, truth, threshold=5) == (0, 2)
+
+
+def test_face68_indices_are_valid_and_distinct():
+    assert len(FACE68_FROM_MESH478) == 68 and len(set(FACE68_FROM_MESH478)) == 68
+    assert max(FACE68_FROM_MESH478) < 478 and len(COCO17_FROM_POSE33) == 17
+
+
+def test_eval_on_rendered_people(open_asset, tmp_path):
+    model = BodyModel(open_asset)
+    clip = make_clip(model, frames=2, seed=8, size=(480, 640), focal=700.0)
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    frames = render_frames(model, clip.params, clip.cam_t, clip.focal, (480, 640), colors)
+    parts = clip.keypoints.parts
+    images, annotations = [], []
+    for t, frame in enumerate(frames):
+        name = f"{t:03d}.jpg"
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        visible = np.argwhere(frame.min(axis=2) < 180)  # the body, against the grey background
+        (y0, x0), (y1, x1) = visible.min(0), visible.max(0)
+
+        def keypoints(points):
+            return np.concatenate([points[:, :2], np.full((len(points), 1), 2.0)], 1).ravel()
+
+        images.append({"id": t, "file_name": name, "width": 480, "height": 640})
+        annotations.append({
+            "image_id": t, "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+            "keypoints": keypoints(parts["pose"][t][COCO17_FROM_POSE33]).tolist(),
+            "face_kpts": keypoints(parts["face"][t][FACE68_FROM_MESH478]).tolist(),
+            "lefthand_kpts": keypoints(parts["left_hand"][t]).tolist(),
+            "righthand_kpts": keypoints(parts["right_hand"][t]).tolist(),
+        })
+    (tmp_path / "toy_wholebody.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations}))
+    result = evaluate(tmp_path, model, iterations=(40, 80, 60))
+    assert set(result) == {"detector", "fit"}
+    for source in result.values():
+        assert set(source) == {"body", "left_hand", "right_hand", "face"}
+        assert source["body"]["n"] == 34 and source["face"]["n"] == 136
+    assert result["detector"]["body"]["pck10"] > 0.8
+    assert result["fit"]["body"]["pck10"] > 0.8
+    assert result["fit"]["face"]["pck05"] > 0.8
