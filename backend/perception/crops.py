@@ -60,11 +60,12 @@ class CropDetector:
     """Face Mesh and Hands on crops (static-image mode: each crop stands alone)."""
 
     def __init__(self):
-        from .face_mesh import FaceMeshDetector, import_mediapipe
+        from .face_mesh import FaceMeshDetector, QuietSolution, import_mediapipe
 
+        mp = import_mediapipe()
         self._face = FaceMeshDetector()
-        self._hands = import_mediapipe().solutions.hands.Hands(
-            static_image_mode=True, max_num_hands=1, model_complexity=1)
+        self._hands = QuietSolution(lambda: mp.solutions.hands.Hands(
+            static_image_mode=True, max_num_hands=1, model_complexity=1))
 
     def face(self, image: np.ndarray, pose: np.ndarray) -> np.ndarray | None:
         region = face_region(pose)

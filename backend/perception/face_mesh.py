@@ -5,7 +5,9 @@ The models ship inside the mediapipe 0.10.21 wheel; nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 import numpy as np
 
@@ -15,6 +17,42 @@ INSTALL_HINT = (
     "heavy optional dependencies), or: pip install --no-deps mediapipe==0.10.21 plus the "
     "project's [perception] extra."
 )
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null: MediaPipe's C++ logs bypass Python's sys.stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class QuietSolution:
+    """A MediaPipe solution whose native log lines (absl warnings at graph start and on the first
+    frames, nothing a user can act on) are kept off the console."""
+
+    _NOISY_CALLS = 2
+
+    def __init__(self, make):
+        with _native_stderr_silenced():
+            self._solution = make()
+        self._calls = 0
+
+    def process(self, image: np.ndarray):
+        if self._calls < self._NOISY_CALLS:
+            self._calls += 1
+            with _native_stderr_silenced():
+                return self._solution.process(image)
+        return self._solution.process(image)
+
+    def close(self) -> None:
+        self._solution.close()
 
 
 def import_mediapipe():
@@ -33,9 +71,9 @@ class FaceMeshDetector:
 
     def __init__(self, min_confidence: float = 0.5):
         mp = import_mediapipe()
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
+        self._mesh = QuietSolution(lambda: mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, refine_landmarks=True, max_num_faces=1,
-            min_detection_confidence=min_confidence)
+            min_detection_confidence=min_confidence))
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         result = self._mesh.process(np.ascontiguousarray(image))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .face_mesh import import_mediapipe
+from .face_mesh import QuietSolution, import_mediapipe
 from .frames import Frame
 
 POSE, FACE, HAND = 33, 478, 21
@@ -93,9 +93,9 @@ class Holistic:
 
     def __init__(self, static: bool = False, crops: bool = True):
         mp = import_mediapipe()
-        self._model = mp.solutions.holistic.Holistic(
+        self._model = QuietSolution(lambda: mp.solutions.holistic.Holistic(
             static_image_mode=static, model_complexity=1, smooth_landmarks=not static,
-            refine_face_landmarks=True, enable_segmentation=False)
+            refine_face_landmarks=True, enable_segmentation=False))
         self._crops = None
         if crops:
             from .crops import CropDetector
