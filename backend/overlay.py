@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from .body.model import BodyModel
-from .fitting.camera import project, to_camera
+from .camera import to_camera
 from .perception.frames import open_footage
-from .renderer.mesh_raster import rasterize, shade
+from .renderer.mesh_raster import project, rasterize, shade
 from .results import ClipResults
 
 
@@ -21,9 +21,7 @@ def render_overlay_frame(image: np.ndarray, vertices: torch.Tensor, faces: torch
     """The footage frame with the posed mesh (model frame) drawn over it."""
     height, width = image.shape[:2]
     camera = to_camera(vertices[None], cam_t[None])[0]
-    screen = torch.cat([project(camera, torch.tensor(focal, dtype=camera.dtype),
-                                torch.tensor(center, dtype=camera.dtype)), camera[:, 2:]], 1)
-    fragments = rasterize(screen, faces, height, width)
+    fragments = rasterize(project(camera, focal, center), faces, height, width)
     shaded = shade(fragments, camera, faces, color=(0.55, 0.75, 0.95)).numpy()
     hit = (fragments.face >= 0).numpy()[..., None]
     blended = np.where(hit, (1 - alpha) * image / 255.0 + alpha * shaded, image / 255.0)

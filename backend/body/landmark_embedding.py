@@ -8,18 +8,17 @@ so this module knows nothing of MediaPipe.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..camera import view_rotation
 from ..renderer.mesh_raster import project, rasterize, shade_smooth
 from .model import BodyModel
 
 Detector = Callable[[np.ndarray], "np.ndarray | None"]
-_TO_CAMERA = torch.tensor([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]], dtype=torch.float64)
 
 
 @dataclass
@@ -40,20 +39,11 @@ class Embedding:
     views: int
 
 
-def _rotation(yaw: float, pitch: float) -> torch.Tensor:
-    y, p = math.radians(yaw), math.radians(pitch)
-    turn = torch.tensor([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]],
-                        dtype=torch.float64)
-    nod = torch.tensor([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]],
-                       dtype=torch.float64)
-    return _TO_CAMERA @ nod @ turn
-
-
 def render_view(vertices: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
                 focus: torch.Tensor, view: View, size: int, fill: float = 0.6):
     """Render a painted mesh framed on the ``focus`` vertices; returns the image (uint8), the
     fragments, the camera-frame vertices and the focal length."""
-    points = vertices.double() @ _rotation(view.yaw, view.pitch).T
+    points = vertices.double() @ view_rotation(view.yaw, view.pitch).T
     framed = points[focus]
     middle = (framed.min(0).values + framed.max(0).values) / 2
     extent = float((framed.max(0).values - framed.min(0).values)[:2].max())

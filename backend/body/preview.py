@@ -3,25 +3,18 @@ samples, rendered with the project's small rasterizer so a person can look at th
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..camera import view_rotation
 from ..renderer.mesh_raster import project, rasterize, shade
 from .asset import Asset
 from .model import BodyModel
 
 PANEL = (480, 320)  # height, width
-_TO_CAMERA = torch.tensor([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]])  # facing the person
-
-
-def _yaw(degrees: float) -> torch.Tensor:
-    a = math.radians(degrees)
-    return torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1.0, 0],
-                         [-math.sin(a), 0, math.cos(a)]])
 
 
 def render_panel(vertices: torch.Tensor, faces: torch.Tensor, yaw: float = 0.0,
@@ -30,7 +23,7 @@ def render_panel(vertices: torch.Tensor, faces: torch.Tensor, yaw: float = 0.0,
     """(H, W, 3) uint8 image of a mesh in the model frame, seen from the front (turned by
     ``yaw``), framed to fit the ``focus`` vertices (default: all)."""
     height, width = PANEL
-    points = vertices.double() @ (_TO_CAMERA.double() @ _yaw(yaw).double()).T
+    points = vertices.double() @ view_rotation(yaw).T
     framed = points if focus is None else points[focus]
     low, high = framed.min(0).values, framed.max(0).values
     middle = (low + high) / 2

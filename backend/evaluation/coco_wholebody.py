@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..body.model import BodyModel
-from ..fitting.camera import project, to_camera
+from ..camera import project, to_camera
 from ..fitting.tracker import PART_LANDMARKS, Keypoints, Tracker, TrackerConfig
 from ..perception.holistic import Holistic
 

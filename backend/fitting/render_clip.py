@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from ..body.model import BodyModel
+from ..camera import to_camera
 from ..renderer.mesh_raster import project, rasterize, shade_smooth
-from .camera import to_camera
 
 
 def render_frames(model: BodyModel, params: dict[str, torch.Tensor], cam_t: torch.Tensor,
@@ -16,15 +16,13 @@ def render_frames(model: BodyModel, params: dict[str, torch.Tensor], cam_t: torc
                   background: float = 0.75) -> list[np.ndarray]:
     """RGB uint8 frames of the posed, painted model seen through the tracker's camera."""
     width, height = size
-    center = torch.tensor([width / 2, height / 2], dtype=torch.float64)
     with torch.no_grad():
         vertices = model.double()(params).vertices
     frames = []
     for t in range(vertices.shape[0]):
         camera = to_camera(vertices[t:t + 1], cam_t[t:t + 1].double())[0]
-        screen = torch.cat([project(camera, torch.tensor(focal, dtype=torch.float64), center),
-                            camera[:, 2:]], dim=1)
-        fragments = rasterize(screen, model.faces, height, width)
+        fragments = rasterize(project(camera, focal, (width / 2, height / 2)), model.faces,
+                              height, width)
         image = shade_smooth(fragments, camera, model.faces, colors, background=background)
         frames.append((image.numpy() * 255).round().astype(np.uint8))
     return frames

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..body.model import BodyModel
-from .camera import project, to_camera
+from ..camera import project, to_camera
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
 

@@ -20,7 +20,7 @@ import torch
 
 from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
-from .camera import MODEL_TO_CAMERA, project, to_camera
+from ..camera import MODEL_TO_CAMERA, project, to_camera
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, unit_interval_loss
 
 # Detector part -> the asset's landmark set for it.

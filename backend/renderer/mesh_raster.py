@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import camera
+
 _BIN_SIZES = (2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
@@ -22,11 +24,10 @@ class Fragments:
 
 
 def project(points: torch.Tensor, focal: float, center: tuple[float, float]) -> torch.Tensor:
-    """Pinhole projection of camera-frame points (x right, y down, z forward) to (u, v, depth)."""
-    depth = points[:, 2]
-    u = focal * points[:, 0] / depth + center[0]
-    v = focal * points[:, 1] / depth + center[1]
-    return torch.stack([u, v, depth], dim=1)
+    """Screen coordinates (u, v, depth) of camera-frame points (x right, y down, z forward)."""
+    pixels = camera.project(points, torch.tensor(focal, dtype=points.dtype),
+                            torch.tensor(center, dtype=points.dtype))
+    return torch.cat([pixels, points[:, 2:]], dim=1)
 
 
 def rasterize(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> Fragments:
