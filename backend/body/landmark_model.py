@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .lbs import pose_feature, regress_joints, skin_vertices
+from .lbs import pose_feature
 from .model import BodyModel
 
 
@@ -72,17 +72,11 @@ class LandmarkModel(torch.nn.Module):
         rotations = body._rotations(p, body.pose_joints, len(body.chain))
         if self.posedirs is not None:
             v = torch.addmm(v, pose_feature(rotations), self.posedirs)
-        posed_joints, skinning = body.chain.world_transforms(rotations, joints)
-        transl = p["transl"][:, None]
-        skinning = torch.cat([skinning[..., :3], skinning[..., 3:] + transl[..., None]], dim=-1)
-        vertices = skin_vertices(v.view(batch, -1, 3), self.weights, skinning)
-        posed_joints = posed_joints + transl
-        landmarks = {}
-        for name in self._names:
-            on_mesh = regress_joints(getattr(self, f"_regressor_{name}"), vertices)
-            joint = getattr(body, f"_lmk_joint_{name}")
-            landmarks[name] = torch.where((joint >= 0)[None, :, None],
-                                          posed_joints[:, joint.clamp_min(0)], on_mesh)
+        vertices, posed_joints, _ = body._skin(v.view(batch, -1, 3), self.weights, joints,
+                                               rotations, p["transl"])
+        landmarks = {name: body.landmark_points(name, getattr(self, f"_regressor_{name}"),
+                                                vertices, posed_joints)
+                     for name in self._names}
         return landmarks, posed_joints
 
 

@@ -96,7 +96,6 @@ class BodyModel(torch.nn.Module):
                 check_invariants=True).coalesce()
             self.register_buffer(f"_lmk_regressor_{name}", regressor)
             self.register_buffer(f"_lmk_joint_{name}", torch.as_tensor(points.joint).long())
-        self._num_vertices = num_vertices
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -164,13 +163,19 @@ class BodyModel(torch.nn.Module):
         if self.posedirs is not None:
             v = torch.addmm(v.reshape(batch, -1), pose_feature(rotations), self.posedirs)
             v = v.view(batch, -1, 3)
-        posed_joints, skinning = self.chain.world_transforms(rotations, joints)
-        transl = p["transl"][:, None]
-        skinning = torch.cat([skinning[..., :3], skinning[..., 3:] + transl[..., None]], dim=-1)
-        vertices = skin_vertices(v, self.lbs_weights, skinning)
-        posed_joints = posed_joints + transl
+        vertices, posed_joints, skinning = self._skin(v, self.lbs_weights, joints, rotations,
+                                                      p["transl"])
         return BodyOutput(vertices, posed_joints, joints, skinning,
                           self._landmarks(vertices, posed_joints))
+
+    def _skin(self, v: torch.Tensor, weights: torch.Tensor, joints: torch.Tensor,
+              rotations: torch.Tensor, transl: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Skinned vertices, posed joints and the joint transforms, translation included."""
+        posed_joints, skinning = self.chain.world_transforms(rotations, joints)
+        shift = transl[:, None]
+        skinning = torch.cat([skinning[..., :3], skinning[..., 3:] + shift[..., None]], dim=-1)
+        return skin_vertices(v, weights, skinning), posed_joints + shift, skinning
 
     def _swap_in_head(self, v: torch.Tensor, body_joints: torch.Tensor,
                       p: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -193,11 +198,14 @@ class BodyModel(torch.nn.Module):
         return v.index_copy(1, self.head_vertex_ids, head)
 
     def _landmarks(self, vertices: torch.Tensor, joints: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {}
-        for name in self._landmark_names:
-            regressor = getattr(self, f"_lmk_regressor_{name}")
-            joint = getattr(self, f"_lmk_joint_{name}")
-            on_mesh = regress_joints(regressor, vertices)
-            from_joint = joints[:, joint.clamp_min(0)]
-            out[name] = torch.where((joint >= 0)[None, :, None], from_joint, on_mesh)
-        return out
+        return {name: self.landmark_points(name, getattr(self, f"_lmk_regressor_{name}"),
+                                           vertices, joints)
+                for name in self._landmark_names}
+
+    def landmark_points(self, name: str, regressor: torch.Tensor, vertices: torch.Tensor,
+                        joints: torch.Tensor) -> torch.Tensor:
+        """Landmark set ``name`` (B, K, 3): its joints, else ``regressor`` applied to
+        ``vertices`` (the full mesh, or the subset a regressor was restricted to)."""
+        joint = getattr(self, f"_lmk_joint_{name}")
+        on_mesh = regress_joints(regressor, vertices)
+        return torch.where((joint >= 0)[None, :, None], joints[:, joint.clamp_min(0)], on_mesh)
