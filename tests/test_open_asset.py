@@ -71,6 +71,8 @@ def test_shape_basis_report(open_build):
 
 def test_expressions_are_the_arkit_actions_and_stay_on_the_head(open_asset, open_model):
     assert set(open_asset.meta["expression_names"]) == ARKIT_NAMES
+    expression = next(p for p in open_asset.param_spec if p.name == "expression")
+    assert expression.range == (0.0, 1.0)
     names = open_asset.meta["expression_names"]
     expression = torch.zeros(1, len(names), dtype=torch.float64)
     expression[0, names.index("jawOpen")] = 1.0

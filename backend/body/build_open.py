@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -113,10 +113,12 @@ def build_open_asset(config: OpenBuildConfig | None = None, progress: Progress =
     }
     arrays = {k: np.ascontiguousarray(v, dtype=np.int32 if k in ("faces", "parents",
               "head_vertex_ids", "uv_faces") else np.float32) for k, v in arrays.items()}
-    spec = [p for p in standard_spec(
-        num_joints=len(SMPLX_JOINT_NAMES), num_betas=len(basis.component_coeffs),
-        num_head_shape=0, num_expression=len(source.facial_names), num_eyelids=0,
-        head_scale=False) if p.name != "jaw_pose"]
+    spec = [replace(p, range=(0.0, 1.0), description="ARKit blend-shape weights")
+            if p.name == "expression" else p
+            for p in standard_spec(
+                num_joints=len(SMPLX_JOINT_NAMES), num_betas=len(basis.component_coeffs),
+                num_head_shape=0, num_expression=len(source.facial_names), num_eyelids=0,
+                head_scale=False) if p.name != "jaw_pose"]
     report = {
         "shape_components": len(basis.component_coeffs),
         "explained_variance_ratio": [round(float(v), 6) for v in basis.explained_variance_ratio],

@@ -1,6 +1,6 @@
 """Priors that keep fitted bodies human without a learned pose prior (the public ones are trained
 on SMPL-licensed data): hinge limits on knees and elbows, angle bounds on every other joint,
-weak pulls toward rest, and bounds on expression coefficients."""
+weak pulls toward rest, and expression coefficients kept in their parameter's range."""
 
 from __future__ import annotations
 
@@ -50,6 +50,6 @@ def joint_limit_loss(local: torch.Tensor, bounds: torch.Tensor,
     return loss
 
 
-def unit_interval_loss(values: torch.Tensor) -> torch.Tensor:
-    """Penalty for coefficients leaving [0, 1] (ARKit-style expression weights)."""
-    return (torch.relu(-values) + torch.relu(values - 1)).square().sum()
+def range_loss(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Penalty for coefficients leaving their parameter's range (e.g. ARKit weights, [0, 1])."""
+    return (torch.relu(low - values) + torch.relu(values - high)).square().sum()

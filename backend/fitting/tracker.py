@@ -21,7 +21,7 @@ import torch
 from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
 from ..camera import MODEL_TO_CAMERA, project, to_camera
-from .priors import angle_bounds, hinge_axes, joint_limit_loss, unit_interval_loss
+from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss
 
 # Detector part -> the asset's landmark set for it.
 PART_LANDMARKS = {
@@ -208,8 +208,7 @@ class Tracker:
             loss = loss + c.shape_prior * frames * v["shape"].square().sum()
         if "expression" in spec:
             loss = loss + c.expression_prior * v["expression"].square().sum()
-            if self.model.asset_id == "open":  # ARKit weights live in [0, 1]
-                loss = loss + unit_interval_loss(v["expression"])
+            loss = loss + range_loss(v["expression"], *spec["expression"].range)
         loss = loss + c.offsets_prior * frames * v["joints_offset"].square().sum()
         if "head_scale" in spec:
             loss = loss + c.offsets_prior * frames * (v["head_scale"] - 1).square().sum()
