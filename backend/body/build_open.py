@@ -149,8 +149,8 @@ def build_open_asset(config: OpenBuildConfig | None = None, progress: Progress =
     asset = Asset(arrays=arrays, meta=meta)
     if config.landmarks:
         progress("embedding MediaPipe's face, pose and hand landmarks (rendering the model)")
-        asset.landmarks = _landmark_sets(asset, source, config.quick_landmarks, report)
-        asset = Asset(arrays=arrays, meta=meta, landmarks=asset.landmarks)  # re-validated
+        landmarks = _landmark_sets(asset, source, config.quick_landmarks, report)
+        asset = Asset(arrays=arrays, meta=meta, landmarks=landmarks)
     report["build_s"] = round(time.perf_counter() - start, 2)
     return OpenBuild(asset, source, basis, report)
 

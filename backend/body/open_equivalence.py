@@ -16,6 +16,7 @@ from .build_open import OpenBuild
 from .joint_names import SMPLX_JOINT_NAMES
 from .model import BodyModel
 from .open_skeleton import DRIVEN_BONES, PIVOT_BONES
+from .rotations import axis_angle_to_matrix
 
 # Joints the check may rotate: driven by exactly one anny bone, pivoting on its head.
 CHECKED_JOINTS = [SMPLX_JOINT_NAMES.index(j) for j, bones in DRIVEN_BONES.items()
@@ -66,8 +67,6 @@ def _anny_vertices(build: OpenBuild, params: dict[str, torch.Tensor]) -> np.ndar
     axis_angle = torch.zeros(count, len(SMPLX_JOINT_NAMES), 3, dtype=torch.float64)
     for name, joints in build.asset.meta["pose_joints"].items():
         axis_angle[:, joints] = params[name].reshape(count, len(joints), 3)
-    from .rotations import axis_angle_to_matrix
-
     rotations = to_anny @ axis_angle_to_matrix(axis_angle) @ to_anny.T
     for joint in CHECKED_JOINTS:
         bone = source.bone_labels.index(DRIVEN_BONES[SMPLX_JOINT_NAMES[joint]][0])

@@ -80,41 +80,52 @@ def evaluate(data: str | Path, model: BodyModel, iterations=(80, 600, 300),
     counts = {source: {part: {0.05: 0, 0.1: 0, "n": 0} for part in PARTS}
               for source in ("detector", "fit")}
     tracker = Tracker(model, TrackerConfig(iterations=iterations))
-    for done, person in enumerate(people, start=1):
-        image = cv2.cvtColor(cv2.imread(str(person.image)), cv2.COLOR_BGR2RGB)
-        height, width = image.shape[:2]
-        x, y, w, h = person.box
-        centre, half = np.array([x + w / 2, y + h / 2]), 0.625 * np.array([w, h])
-        x0, y0 = np.maximum(centre - half, 0).astype(int)
-        x1, y1 = np.minimum(centre + half, [width, height]).astype(int)
-        # Small people are upscaled so the crop's longer side is at least 512 pixels.
-        scale = max(1.0, 512 / max(x1 - x0, y1 - y0))
-        patch = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale,
-                           interpolation=cv2.INTER_CUBIC)
-        with Holistic(static=True) as holistic:
-            detected = [d.copy() for d in holistic.detect(np.ascontiguousarray(patch))]
-        for d in detected:
-            d[:, :2] = d[:, :2] / scale + (x0, y0)
-        keypoints = Keypoints(dict(zip(PART_LANDMARKS, (d[None] for d in detected),
-                                       strict=True)), width, height)
-        predictions = {"detector": _to_parts(*detected)}
-        if detected[0][:, 2].max() > 0:
-            predictions["fit"] = _to_parts(*_fitted_points(tracker, keypoints))
-        for source, parts in predictions.items():
-            for part, predicted in parts.items():
-                for alpha in (0.05, 0.1):
-                    correct, annotated = pck_counts(predicted, person.truth[part],
-                                                    alpha * max(w, h))
-                    counts[source][part][alpha] += correct
-                counts[source][part]["n"] += annotated
-        for part in PARTS:  # a person the detector missed counts against the fit too
-            if "fit" not in predictions:
-                counts["fit"][part]["n"] += int((person.truth[part][:, 2] > 0).sum())
-        if progress:
-            progress(done, len(people))
+    # Static mode keeps no state between images: one detector serves every person.
+    with Holistic(static=True) as holistic:
+        for done, person in enumerate(people, start=1):
+            image = cv2.cvtColor(cv2.imread(str(person.image)), cv2.COLOR_BGR2RGB)
+            detected = _detect_person(holistic, image, person.box)
+            keypoints = Keypoints(dict(zip(PART_LANDMARKS, (d[None] for d in detected),
+                                           strict=True)), image.shape[1], image.shape[0])
+            predictions = {"detector": _to_parts(*detected)}
+            if detected[0][:, 2].max() > 0:
+                predictions["fit"] = _to_parts(*_fitted_points(tracker, keypoints))
+            else:  # a person the detector missed counts against the fit too
+                for part in PARTS:
+                    counts["fit"][part]["n"] += int((person.truth[part][:, 2] > 0).sum())
+            threshold = max(person.box[2], person.box[3])
+            for source, parts in predictions.items():
+                for part, predicted in parts.items():
+                    for alpha in (0.05, 0.1):
+                        correct, annotated = pck_counts(predicted, person.truth[part],
+                                                        alpha * threshold)
+                        counts[source][part][alpha] += correct
+                    counts[source][part]["n"] += annotated
+            if progress:
+                progress(done, len(people))
     return {source: {part: {"pck05": c[0.05] / max(c["n"], 1), "pck10": c[0.1] / max(c["n"], 1),
                             "n": c["n"]} for part, c in parts.items()}
             for source, parts in counts.items()}
+
+
+def _detect_person(holistic: Holistic, image: np.ndarray, box: np.ndarray
+                   ) -> list[np.ndarray]:
+    """Holistic on a 1.25x crop of the person's box (small people upscaled so its longer side
+    is at least 512 pixels), in full-image pixels."""
+    import cv2
+
+    height, width = image.shape[:2]
+    x, y, w, h = box
+    centre, half = np.array([x + w / 2, y + h / 2]), 0.625 * np.array([w, h])
+    x0, y0 = np.maximum(centre - half, 0).astype(int)
+    x1, y1 = np.minimum(centre + half, [width, height]).astype(int)
+    scale = max(1.0, 512 / max(x1 - x0, y1 - y0))
+    patch = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale,
+                       interpolation=cv2.INTER_CUBIC)
+    detected = [d.copy() for d in holistic.detect(np.ascontiguousarray(patch))]
+    for d in detected:
+        d[:, :2] = d[:, :2] / scale + (x0, y0)
+    return detected
 
 
 def _fitted_points(tracker: Tracker, keypoints: Keypoints) -> list[np.ndarray]:

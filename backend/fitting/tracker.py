@@ -151,7 +151,8 @@ class Tracker:
             for axis in range(3):
                 cam_t[:, axis] = np.interp(np.arange(frames), np.flatnonzero(known),
                                            cam_t[known, axis])
-        variables = {name: self.model.default_params(1)[name].expand(
+        defaults = self.model.default_params(1)
+        variables = {name: defaults[name].expand(
             frames if spec.per == "frame" else 1, *spec.shape).clone().to(self.device)
             for name, spec in self.model.spec.items() if name != "transl"}
         variables["global_orient"][facing_away, 0, 1] = np.pi
