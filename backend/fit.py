@@ -46,10 +46,7 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
                              progress=(lambda n: _bar("detecting (MediaPipe)", n, total))
                              if progress else None)
     detect_s = time.perf_counter() - detect_start
-    keypoints = Keypoints({"pose": detections.pose, "face": detections.face,
-                           "left_hand": detections.left_hand,
-                           "right_hand": detections.right_hand},
-                          source.width, source.height, fps=source.fps)
+    keypoints = Keypoints(detections.parts, source.width, source.height, fps=source.fps)
     config = TrackerConfig(focal=focal)
     config.smoothness *= smooth
     fit = Tracker(BodyModel(asset), config).fit(
@@ -65,9 +62,7 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
         asset_id=asset.asset_id, spec_hash=asset.spec_hash, frames=detections.frames,
         times=detections.times, params=params, cam_t=cam_t, focal=fit.focal,
         center=fit.center, width=source.width, height=source.height,
-        detections={"pose": detections.pose, "face": detections.face,
-                    "left_hand": detections.left_hand, "right_hand": detections.right_hand,
-                    "boxes": detections.boxes},
+        detections={**detections.parts, "boxes": detections.boxes},
         info={"footage": str(Path(footage).resolve()), "fps": source.fps,
               "footage_frames": source.frame_count, "decode_failures": source.failures,
               "detection_rates": rates, "holistic_only_rates": detections.first_pass_rates,

@@ -34,10 +34,15 @@ class ClipDetections:
     height: int
     first_pass_rates: dict[str, float] | None = None  # before the crop pass, for reporting
 
+    @property
+    def parts(self) -> dict[str, np.ndarray]:
+        """part name -> (T, K, 3), for the tracker and the result file."""
+        return {part: getattr(self, part) for part in ("pose", "face", "left_hand", "right_hand")}
+
     def rates(self) -> dict[str, float]:
         """Fraction of frames in which each part was found."""
-        return {part: float((getattr(self, part)[:, :, 2] > 0).any(1).mean())
-                for part in ("pose", "face", "left_hand", "right_hand")}
+        return {part: float((points[:, :, 2] > 0).any(1).mean())
+                for part, points in self.parts.items()}
 
 
 def _points(landmarks, count: int, width: int, height: int, use_visibility: bool) -> np.ndarray:
