@@ -18,14 +18,19 @@ from .model import BodyModel
 
 
 class LandmarkModel(torch.nn.Module):
-    def __init__(self, model: BodyModel):
+    def __init__(self, model: BodyModel, sets: list[str] | None = None):
+        """``sets``: the landmark sets to compute (default all); fewer sets, fewer vertices."""
         super().__init__()
         self.body = model
         self.sparse = not model.has_head_model
+        self._names = list(model._landmark_names if sets is None else sets)
+        unknown = sorted(set(self._names) - set(model._landmark_names))
+        if unknown:
+            raise KeyError(f"asset {model.asset_id!r} has no landmark set(s) {unknown}")
         if not self.sparse:
             return
         regressors = {name: getattr(model, f"_lmk_regressor_{name}").coalesce()
-                      for name in model._landmark_names}
+                      for name in self._names}
         used = np.unique(np.concatenate([r.indices()[1].cpu().numpy()
                                          for r in regressors.values()] + [np.zeros(1, int)]))
         ids = torch.as_tensor(used)
@@ -47,7 +52,6 @@ class LandmarkModel(torch.nn.Module):
                              else _regress_basis(regressor, model.exprdirs))
         position = torch.full((template.shape[0],), -1, dtype=torch.long)
         position[ids] = torch.arange(len(ids))
-        self._names = list(regressors)
         for name, r in regressors.items():
             rows, cols = r.indices()
             self.register_buffer(f"_regressor_{name}", torch.sparse_coo_tensor(
@@ -59,7 +63,7 @@ class LandmarkModel(torch.nn.Module):
         """Landmark sets (name -> (B, K, 3)) and posed joints (B, J, 3) of ``params``."""
         if not self.sparse:
             output = self.body(params)
-            return output.landmarks, output.joints
+            return {name: output.landmarks[name] for name in self._names}, output.joints
         body = self.body
         p = body._prepare(dict(params))
         batch = p["global_orient"].shape[0]

@@ -54,16 +54,17 @@ class Keypoints:
 
 @dataclass
 class TrackerConfig:
-    iterations: tuple[int, int, int] = (80, 150, 150)
+    iterations: tuple[int, int, int] = (80, 500, 200)
     learning_rate: float = 0.02
+    final_lr_fraction: float = 0.05
     # Robust scale per stage, as a fraction of the person's height in the image.
     robust_sigma: tuple[float, float, float] = (0.1, 0.1, 0.1)
     part_weights: dict[str, float] = field(default_factory=lambda: {
         "pose": 1.0, "face": 0.5, "left_hand": 0.5, "right_hand": 0.5})
-    smoothness: float = 30.0  # at 30 fps; scaled so the same motion costs the same at any rate
-    pose_prior: float = 1e-3
+    smoothness: float = 1.0  # at 30 fps; scaled so the same motion costs the same at any rate
+    pose_prior: float = 1e-4
     hand_prior: float = 5e-3
-    shape_prior: float = 1e-3
+    shape_prior: float = 1e-4
     expression_prior: float = 1e-3
     offsets_prior: float = 100.0
     focal: float | None = None  # pixels; None: start from the image size
@@ -89,13 +90,15 @@ class Tracker:
     def __init__(self, model: BodyModel, config: TrackerConfig | None = None):
         self.config = config or TrackerConfig()
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.to(device=device, dtype=torch.float32)
-        self.landmarks = LandmarkModel(self.model)
-        self.device = torch.device(device)
         missing = [s for s in PART_LANDMARKS.values() if s not in model._landmark_names]
         if missing:
             raise ValueError(f"asset {model.asset_id!r} has no landmark set(s) {missing}; "
                              "the tracker needs MediaPipe landmark embeddings")
+        self.model = model.to(device=device, dtype=torch.float32)
+        # The first stages see only the body's points: computing just those halves a step.
+        self.body_landmarks = LandmarkModel(self.model, [PART_LANDMARKS["pose"]])
+        self.all_landmarks = LandmarkModel(self.model)
+        self.device = torch.device(device)
         with torch.no_grad():
             rest = model(model.default_params(1))
         self.rest_joints = rest.rest_joints[0].cpu()
@@ -170,7 +173,10 @@ class Tracker:
     def _data_term(self, v, targets, heights, parts, center, sigma: float
                    ) -> tuple[torch.Tensor, dict]:
         frames = heights.shape[0]
-        landmarks, _ = self.landmarks(self._params(v, frames))
+        needed = {PART_LANDMARKS[part] for part in parts}
+        landmark_model = (self.body_landmarks if needed <= set(self.body_landmarks._names)
+                          else self.all_landmarks)
+        landmarks, _ = landmark_model(self._params(v, frames))
         focal = v["log_focal"].exp()
         total, errors = 0.0, {}
         for part, indices in parts.items():
@@ -257,6 +263,8 @@ class Tracker:
             trainable = [v[name].requires_grad_(True) for name in names]
             optimizer = torch.optim.Adam(trainable, lr=c.learning_rate)
             for step in range(iterations):
+                for group in optimizer.param_groups:
+                    group["lr"] = c.learning_rate * c.final_lr_fraction ** (step / iterations)
                 optimizer.zero_grad()
                 data, errors = self._data_term(v, targets, heights, parts, center, sigma)
                 loss = (data + self._prior_term(v, frames)
