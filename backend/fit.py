@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 
 from .body import registry
+from .body.asset import Asset
 from .body.model import BodyModel
-from .fitting.tracker import Keypoints, Tracker, TrackerConfig
+from .fitting.tracker import FitResult, Keypoints, Progress, Tracker, TrackerConfig
 from .perception.frames import OnError, open_footage
-from .perception.holistic import detect_clip
+from .perception.holistic import ClipDetections, detect_clip
 from .results import ClipResults, save_results
 from .temporal.postprocess import postprocess
 
@@ -24,6 +25,36 @@ def _bar(label: str, done: int, total: int) -> None:
     if done >= total:
         sys.stderr.write("\n")
     sys.stderr.flush()
+
+
+def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: float = 1.0,
+                 focal: float | None = None, device: str | None = None,
+                 progress: Progress | None = None) -> tuple[ClipResults, FitResult]:
+    """A clip's detections -> the tracker -> elbow-twist fix and smoothing -> results.
+
+    ``backend fit`` and the server's tracker estimator both end here, so a clip sent over the
+    network gives what fitting its file gives.
+    """
+    keypoints = Keypoints(detections.parts, detections.width, detections.height, fps=fps)
+    config = TrackerConfig(focal=focal, device=device)
+    config.smoothness *= smooth
+    fit = Tracker(BodyModel(asset), config).fit(keypoints, progress=progress)
+    model = BodyModel(asset)
+    with torch.no_grad():
+        rest_joints = model(betas=torch.as_tensor(fit.params["betas"])).rest_joints[0].numpy()
+    params, cam_t = postprocess(fit.params, fit.cam_t, model.spec, rest_joints, model.joint_names,
+                                strength=smooth)
+    results = ClipResults(
+        asset_id=asset.asset_id, spec_hash=asset.spec_hash, frames=detections.frames,
+        times=detections.times, params=params, cam_t=cam_t, focal=fit.focal,
+        center=fit.center, width=detections.width, height=detections.height,
+        detections={**detections.parts, "boxes": detections.boxes},
+        info={"fps": fps, "detection_rates": detections.rates(),
+              "holistic_only_rates": detections.first_pass_rates,
+              "reprojection_px": fit.reprojection_px, "fit_s": round(fit.seconds, 2),
+              "smooth": smooth},
+    )
+    return results, fit
 
 
 def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.DEFAULT_ASSET_ID,
@@ -46,30 +77,14 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
                              progress=(lambda n: _bar("detecting (MediaPipe)", n, total))
                              if progress else None)
     detect_s = time.perf_counter() - detect_start
-    keypoints = Keypoints(detections.parts, source.width, source.height, fps=source.fps)
-    config = TrackerConfig(focal=focal)
-    config.smoothness *= smooth
-    fit = Tracker(BodyModel(asset), config).fit(
-        keypoints, progress=(lambda label, step, steps: _bar(f"fitting: {label}", step, steps))
+    results, fit = recover_clip(
+        detections, source.fps, asset, smooth=smooth, focal=focal,
+        progress=(lambda label, step, steps: _bar(f"fitting: {label}", step, steps))
         if progress else None)
-    rates = detections.rates()
-    model = BodyModel(asset)
-    with torch.no_grad():
-        rest_joints = model(betas=torch.as_tensor(fit.params["betas"])).rest_joints[0].numpy()
-    params, cam_t = postprocess(fit.params, fit.cam_t, model.spec, rest_joints, model.joint_names,
-                                strength=smooth)
-    results = ClipResults(
-        asset_id=asset.asset_id, spec_hash=asset.spec_hash, frames=detections.frames,
-        times=detections.times, params=params, cam_t=cam_t, focal=fit.focal,
-        center=fit.center, width=source.width, height=source.height,
-        detections={**detections.parts, "boxes": detections.boxes},
-        info={"footage": str(Path(footage).resolve()), "fps": source.fps,
-              "footage_frames": source.frame_count, "decode_failures": source.failures,
-              "detection_rates": rates, "holistic_only_rates": detections.first_pass_rates,
-              "reprojection_px": fit.reprojection_px,
-              "detect_s": round(detect_s, 2), "fit_s": round(fit.seconds, 2),
-              "smooth": smooth},
-    )
+    rates = results.info["detection_rates"]
+    results.info.update({"footage": str(Path(footage).resolve()),
+                         "footage_frames": source.frame_count,
+                         "decode_failures": source.failures, "detect_s": round(detect_s, 2)})
     save_results(results, out)
     elapsed = time.perf_counter() - start
     frames = len(detections.frames)
@@ -90,7 +105,7 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
     if overlay:
         from .overlay import write_overlay
 
-        write_overlay(results, model, overlay)
+        write_overlay(results, BodyModel(asset), overlay)
         print(f"wrote {overlay} (the fitted mesh over the footage)")
     return results
 

@@ -129,7 +129,11 @@ class Holistic:
         return pose, face, left, right
 
     def close(self) -> None:
+        """Release the models; closing twice is harmless."""
+        if self._model is None:
+            return
         self._model.close()
+        self._model = None
         if self._crops is not None:
             self._crops.close()
 
@@ -148,23 +152,55 @@ def _with_confidence(points: np.ndarray | None, count: int, missing: np.ndarray)
     return out
 
 
+class ClipDetector:
+    """Holistic (and the crop pass) over a clip's frames as they come, in order: the same
+    detections whether the frames come from a file (``detect_clip``) or over the network."""
+
+    def __init__(self, width: int, height: int, crops: bool = True):
+        self.width, self.height = width, height
+        self._holistic = Holistic(crops=crops)
+        self._indices: list[int] = []
+        self._times: list[float] = []
+        self._parts: list[tuple[np.ndarray, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def add(self, frame: Frame) -> tuple[np.ndarray, ...]:
+        """(pose, face, left hand, right hand) of the next frame."""
+        found = self._holistic.detect(frame.image)
+        self._parts.append(found)
+        self._indices.append(frame.index)
+        self._times.append(frame.time)
+        return found
+
+    def finish(self) -> ClipDetections:
+        """Everything detected so far; releases the models."""
+        self.close()
+        if not self._parts:
+            raise ValueError("the footage yielded no decodable frame")
+        count = len(self._parts)
+        first_pass = {part: found / count
+                      for part, found in self._holistic.first_pass_found.items()}
+        pose, face, left, right = (np.stack(p) for p in zip(*self._parts, strict=True))
+        boxes = np.stack([person_box(*p) for p in self._parts])
+        return ClipDetections(np.array(self._indices), np.array(self._times, dtype=float), pose,
+                              face, left, right, boxes, self.width, self.height, first_pass)
+
+    def close(self) -> None:
+        self._holistic.close()
+
+
 def detect_clip(frames: Iterable[Frame], width: int, height: int,
                 progress: Callable[[int], None] | None = None, crops: bool = True
                 ) -> ClipDetections:
     """Run Holistic (and the crop pass) over every frame of a clip."""
-    indices, times, parts = [], [], []
-    with Holistic(crops=crops) as holistic:
+    detector = ClipDetector(width, height, crops=crops)
+    try:
         for frame in frames:
-            parts.append(holistic.detect(frame.image))
-            indices.append(frame.index)
-            times.append(frame.time)
+            detector.add(frame)
             if progress:
-                progress(len(indices))
-        first_pass = {part: found / max(len(parts), 1)
-                      for part, found in holistic.first_pass_found.items()}
-    if not parts:
-        raise ValueError("the footage yielded no decodable frame")
-    pose, face, left, right = (np.stack(p) for p in zip(*parts, strict=True))
-    boxes = np.stack([person_box(*p) for p in parts])
-    return ClipDetections(np.array(indices), np.array(times), pose, face, left, right, boxes,
-                          width, height, first_pass)
+                progress(len(detector))
+    finally:
+        detector.close()
+    return detector.finish()
