@@ -11,6 +11,7 @@ from .body.errors import BodyModelError
 from .paths import route_caches
 from .perception.frames import FootageError
 from .results import ResultsError
+from .server.errors import KeyFileError, ServeError
 
 
 def _models_install(args: argparse.Namespace) -> int:
@@ -122,6 +123,28 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .server.serve import serve
+    from .server.server import ServerConfig
+
+    config = ServerConfig(bind=args.bind, keys=args.keys, window=args.window,
+                          max_batch=args.max_batch, max_sessions=args.max_sessions,
+                          session_timeout=args.session_timeout)
+    serve(config, gpu=args.gpu, estimators=args.estimator)
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    from .server.keys import generate
+
+    made = generate(args.directory)
+    print(f"server keys: {made['server']} (keep on the server; start it with "
+          f"`backend serve --keys {args.directory}`)\n"
+          f"client keys: {made['client']} (give this folder to a client: --keys / add-on "
+          f"preferences)\nallowed clients: {made['authorized_clients']} (one .key per client)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backend",
@@ -196,6 +219,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="print only the JSON object")
     evaluation.set_defaults(handler=_eval)
 
+    serve = commands.add_parser("serve", help="run the backend server (ZeroMQ, docs/protocol.md)")
+    serve.add_argument("--gpu", help="CUDA device index, or 'cpu' (default: GPU 0 if present)")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                       help="address to listen on (default loopback; any other needs --keys)")
+    serve.add_argument("--keys", type=Path, help="folder made by `backend keys generate`: "
+                       "encrypt and admit only its authorized clients")
+    serve.add_argument("--estimator", action="append", choices=["tracker", "detector"],
+                       help="offer only these estimators (repeatable; default: all)")
+    serve.add_argument("--max-batch", type=int, default=8,
+                       help="frames the device takes at a time across sessions")
+    serve.add_argument("--window", type=int, default=32, help="frames in flight per session")
+    serve.add_argument("--max-sessions", type=int, default=64)
+    serve.add_argument("--session-timeout", type=float, default=120.0,
+                       help="seconds of client silence before its session is reclaimed")
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser("keys", help="CURVE keys for `backend serve --keys`")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    generate = keys_commands.add_parser("generate", help="make server and client key pairs")
+    generate.add_argument("directory", type=Path)
+    generate.set_defaults(handler=_keys_generate)
+
     demo = commands.add_parser("demo", help="run the deepest end-to-end path on built-in data")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     demo.add_argument("--frames", type=int, default=60)
@@ -208,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     route_caches()
     try:
         return args.handler(args)
-    except (BodyModelError, FootageError, ResultsError) as exc:
+    except (BodyModelError, FootageError, ResultsError, ServeError, KeyFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

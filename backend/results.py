@@ -74,3 +74,40 @@ def load_results(path: str | Path) -> ClipResults:
                     if k.startswith(_DETECTION)},
         info=meta.get("info", {}),
     )
+
+
+def results_to_message(results: ClipResults) -> dict:
+    """The result as plain maps and arrays, for the server's ``session.close`` reply."""
+    return {"asset_id": results.asset_id, "spec_hash": results.spec_hash,
+            "frames": results.frames, "times": results.times, "params": results.params,
+            "cam_t": results.cam_t, "focal": float(results.focal),
+            "center": [float(c) for c in results.center], "width": int(results.width),
+            "height": int(results.height), "detections": results.detections,
+            "info": _plain(results.info)}
+
+
+def results_from_message(message: dict) -> ClipResults:
+    """Inverse of ``results_to_message`` (after the protocol decoded its arrays)."""
+    try:
+        return ClipResults(
+            asset_id=message["asset_id"], spec_hash=message["spec_hash"],
+            frames=np.asarray(message["frames"]), times=np.asarray(message["times"]),
+            params={k: np.asarray(v) for k, v in message["params"].items()},
+            cam_t=np.asarray(message["cam_t"]), focal=float(message["focal"]),
+            center=tuple(message["center"]), width=int(message["width"]),
+            height=int(message["height"]),
+            detections={k: np.asarray(v) for k, v in message["detections"].items()},
+            info=message.get("info", {}))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ResultsError(f"a result message without a valid {exc}") from None
+
+
+def _plain(value):
+    """JSON-like copy: tuples become lists, numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

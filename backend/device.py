@@ -1,0 +1,28 @@
+"""Which torch device to run on: CUDA when present, else the CPU, and a clear word when a
+requested GPU is not there."""
+
+from __future__ import annotations
+
+import torch
+
+
+def choose_device(gpu: str | None = None, warn=print) -> str:
+    """``gpu``: None (CUDA 0 if present, else CPU), ``"cpu"``, or a CUDA index like ``"0"``.
+
+    A requested GPU on a machine without CUDA falls back to the CPU with a warning: the same
+    code runs either way, only slower.
+    """
+    if gpu is None:
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if gpu == "cpu":
+        return "cpu"
+    if not gpu.isdigit():
+        raise ValueError(f"--gpu takes a CUDA device index (0, 1, ...) or 'cpu', not {gpu!r}")
+    if not torch.cuda.is_available():
+        warn(f"no CUDA device here (torch {torch.__version__}); GPU {gpu} requested, running on "
+             "the CPU instead")
+        return "cpu"
+    if int(gpu) >= torch.cuda.device_count():
+        raise ValueError(f"GPU {gpu} requested but only {torch.cuda.device_count()} CUDA "
+                         "device(s) are visible")
+    return f"cuda:{gpu}"

@@ -1,0 +1,257 @@
+"""The Python client of ``backend serve``, for the CLI and the Blender add-on.
+
+Needs only pyzmq, msgpack and numpy (no torch): it runs inside Blender's Python. One client
+may know several servers (``endpoints``): each session lives on one of them, chosen by fewest
+sessions, since a session's frames must all reach the server that holds its state.
+
+    client = Client("tcp://127.0.0.1:5555")
+    client.hello()                          # checks the protocol version
+    session = client.open_session(estimator="tracker", fps=30)
+    for reply in session.stream(frames):    # (index, time, RGB image) in order, N in flight
+        ...                                 # per-frame detections, as they come
+    results = session.finish()              # ClipResults of the whole clip
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from ..results import ClipResults, results_from_message
+from .images import encode_image
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ProtocolError,
+    decode_arrays,
+    pack,
+    parse_reply,
+    unpack,
+)
+
+
+class BackendError(Exception):
+    """The server answered with an error, or could not be reached."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{message} [{code}]")
+        self.code = code
+        self.message = message
+
+
+class BackendTimeout(BackendError):
+    def __init__(self, message: str):
+        super().__init__("timeout", message)
+
+
+class VersionMismatch(BackendError):
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.BAD_VERSION, message)
+
+
+Frame = tuple[int, float, Any]  # (index, time in seconds, RGB uint8 image or encoded image map)
+
+
+class _Connection:
+    """One DEALER socket to one server; matches replies to requests by id."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, keys: Path | None, timeout: float):
+        self.context, self.endpoint, self.keys, self.timeout = context, endpoint, keys, timeout
+        self.sessions = 0
+        self._ids = itertools.count(1)
+        self._replies: dict[int, dict] = {}
+        self._socket = self._connect()
+
+    def _connect(self) -> zmq.Socket:
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.MAXMSGSIZE, 4 * MAX_MESSAGE_BYTES)
+        if self.keys is not None:
+            from .keys import load_client_keys
+
+            public, secret, server_public = load_client_keys(self.keys)
+            socket.curve_publickey, socket.curve_secretkey = public, secret
+            socket.curve_serverkey = server_public
+        socket.connect(self.endpoint)
+        return socket
+
+    def reconnect(self) -> None:
+        """A fresh socket: replies still owed to the old one are forgotten."""
+        self._socket.close(linger=0)
+        self._replies.clear()
+        self._socket = self._connect()
+
+    def send(self, message: dict) -> int:
+        request_id = next(self._ids)
+        self._socket.send(pack({"v": PROTOCOL_VERSION, "id": request_id, **message}))
+        return request_id
+
+    def receive(self, request_id: int, timeout: float | None = None) -> dict:
+        """The reply to ``request_id``, raising BackendError if it is an error reply."""
+        reply = self._wait(request_id, self.timeout if timeout is None else timeout)
+        if not reply["ok"]:
+            error = reply["error"]
+            if error["code"] == ErrorCode.BAD_VERSION:
+                raise VersionMismatch(f"{self.endpoint}: {error['message']}")
+            raise BackendError(error["code"], error["message"])
+        return reply
+
+    def request(self, message: dict, timeout: float | None = None) -> dict:
+        return self.receive(self.send(message), timeout)
+
+    def _wait(self, request_id: int, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while request_id not in self._replies:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.reconnect()
+                raise BackendTimeout(
+                    f"no reply from {self.endpoint} within {timeout:.0f} s: is `backend serve` "
+                    "running there (for a remote server: right address, and keys it accepts)?")
+            # Short polls, so Ctrl-C and Blender's Esc get through during a long wait.
+            if not self._socket.poll(max(1, int(min(left, 0.5) * 1000))):
+                continue
+            try:
+                reply = parse_reply(unpack(self._socket.recv()))
+            except ProtocolError as exc:
+                raise BackendError(exc.code, f"{self.endpoint} sent a reply this client cannot "
+                                   f"read: {exc.message}") from None
+            if isinstance(reply["id"], int):
+                self._replies[reply["id"]] = reply
+        return self._replies.pop(request_id)
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+
+
+class Client:
+    def __init__(self, endpoints: str | Sequence[str] = "tcp://127.0.0.1:5555",
+                 keys: str | Path | None = None, timeout: float = 30.0):
+        endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not endpoints:
+            raise ValueError("a client needs at least one server endpoint")
+        self.context = zmq.Context()
+        self._connections = [_Connection(self.context, e, Path(keys) if keys else None, timeout)
+                             for e in endpoints]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [c.endpoint for c in self._connections]
+
+    def hello(self) -> list[dict]:
+        """Each server's ``hello``; raises VersionMismatch if one cannot speak this protocol."""
+        out = []
+        for connection in self._connections:
+            reply = connection.request({"op": "hello", "client": "pear-python-client"})
+            if PROTOCOL_VERSION not in reply.get("protocols", []):
+                raise VersionMismatch(
+                    f"{connection.endpoint} speaks protocol {reply.get('protocols')} and this "
+                    f"client {PROTOCOL_VERSION}: install matching versions of the backend and "
+                    "the add-on")
+            out.append(decode_arrays(reply))
+        return out
+
+    def ping(self) -> list[float]:
+        """Round-trip seconds to each server."""
+        times = []
+        for connection in self._connections:
+            start = time.perf_counter()
+            connection.request({"op": "ping"})
+            times.append(time.perf_counter() - start)
+        return times
+
+    def status(self) -> list[dict]:
+        return [c.request({"op": "status"}) for c in self._connections]
+
+    def open_session(self, estimator: str = "tracker", asset: str = "open", smooth: float = 1.0,
+                     fps: float = 30.0, intrinsics: dict | None = None) -> Session:
+        connection = min(self._connections, key=lambda c: c.sessions)
+        reply = connection.request({"op": "session.open", "estimator": estimator,
+                                    "asset": asset, "smooth": smooth, "fps": fps,
+                                    "intrinsics": intrinsics})
+        connection.sessions += 1
+        return Session(connection, reply["session"], reply["window"])
+
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self.context.term()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+class Session:
+    """One clip on one server. Not thread-safe: drive it from one thread."""
+
+    def __init__(self, connection: _Connection, session_id: str, window: int):
+        self.connection, self.id, self.window = connection, session_id, window
+        self.done = False
+
+    def send_frame(self, index: int, time_s: float, image: Any, image_format: str = "jpeg"
+                   ) -> int:
+        """Queue one frame without waiting; returns its request id for ``receive``."""
+        encoded = image if isinstance(image, dict) else encode_image(image, image_format)
+        return self.connection.send({"op": "frame", "session": self.id, "index": int(index),
+                                     "time": float(time_s), "image": encoded})
+
+    def receive(self, request_id: int, timeout: float | None = None) -> dict:
+        return decode_arrays(self.connection.receive(request_id, timeout))
+
+    def stream(self, frames: Iterable[Frame], window: int | None = None,
+               image_format: str = "jpeg") -> Iterator[dict]:
+        """Send frames keeping up to ``window`` in flight; yield their replies in order.
+
+        Stopping the iteration early leaves the rest unsent; replies already owed are
+        collected before the next request, so nothing is mismatched.
+        """
+        window = max(1, min(window or self.window, self.window))
+        pending: list[int] = []
+        try:
+            for index, time_s, image in frames:
+                pending.append(self.send_frame(index, time_s, image, image_format))
+                if len(pending) >= window:
+                    yield self.receive(pending.pop(0))
+            while pending:
+                yield self.receive(pending.pop(0))
+        finally:
+            for request_id in pending:  # left behind by an early stop: drain quietly
+                with contextlib.suppress(BackendError):
+                    self.connection.receive(request_id)
+
+    def finish(self, timeout: float = 3600.0) -> ClipResults | dict:
+        """Close the session: the clip's final result (the tracker's fit may take minutes)."""
+        reply = self._end({"op": "session.close", "session": self.id}, timeout)
+        if "results" in reply:
+            return results_from_message(reply["results"])
+        return reply
+
+    def cancel(self) -> int:
+        """Drop the session and its queued frames; returns how many frames were dropped."""
+        return int(self._end({"op": "cancel", "session": self.id}, None)["dropped"])
+
+    def _end(self, message: dict, timeout: float | None) -> dict:
+        if self.done:
+            raise BackendError(ErrorCode.UNKNOWN_SESSION, f"session {self.id} already ended")
+        try:
+            return decode_arrays(self.connection.request(message, timeout))
+        finally:
+            self.done = True
+            self.connection.sessions -= 1
+
+
+def frames_of(images: Iterable[np.ndarray], fps: float = 30.0) -> Iterator[Frame]:
+    """(index, time, image) for a plain sequence of images."""
+    for index, image in enumerate(images):
+        yield index, index / fps, image

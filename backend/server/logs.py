@@ -1,0 +1,37 @@
+"""Structured logs: one JSON object per line on stderr, easy to grep and to ship."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields) -> None:
+    logger.log(level, json.dumps({"event": event, **fields}, default=str))
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        try:
+            entry = json.loads(message)
+            if not isinstance(entry, dict):
+                raise ValueError
+        except ValueError:
+            entry = {"event": "message", "message": message}
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+                 "level": record.levelname.lower(), **entry}
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    root = logging.getLogger("backend")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

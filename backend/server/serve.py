@@ -1,0 +1,36 @@
+"""``backend serve``: build the estimators on the chosen device and run the server until
+SIGINT/SIGTERM, then shut down cleanly (queued work answered or failed explicitly)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from ..device import choose_device
+from . import logs
+from .estimators import Estimators
+from .server import Server, ServerConfig
+
+logger = logging.getLogger("backend.server")
+
+
+def serve(config: ServerConfig, gpu: str | None = None, estimators: list[str] | None = None,
+          ready=None) -> None:
+    """Blocks until stopped. ``ready(server)`` is called once it listens (tests, benches)."""
+    logs.configure()
+
+    def warn(message: str) -> None:
+        logs.log_event(logger, "warning", logging.WARNING, message=message)
+
+    device = choose_device(gpu, warn=warn)
+    server = Server(Estimators(device, estimators, progress=lambda m: logs.log_event(
+        logger, "asset", message=m)), config)
+    previous = {sig: signal.signal(sig, lambda *_: server.request_stop())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if ready is not None:
+            ready(server)
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,469 @@
+"""``backend serve``: a ZeroMQ ROUTER that runs estimator sessions for many clients.
+
+Threads and why:
+- the I/O thread (``run``) owns the ROUTER socket: it validates requests, answers the cheap
+  ones at once and queues frames; it never runs a model, so a slow model or a slow client
+  cannot stall anyone's ``ping``;
+- one frame worker runs the per-frame models, taking up to ``max_batch`` queued frames at a
+  time round-robin over sessions (fair to every client; a session's frames stay in order);
+- one finisher runs ``session.close`` (the tracker's fit over a clip: seconds to minutes), so
+  other sessions' frames keep flowing meanwhile.
+Workers hand replies back to the I/O thread over an inproc PUSH/PULL pair: ZeroMQ sockets are
+not thread-safe, and only the I/O thread touches the ROUTER.
+
+Flow control: each session may have ``window`` frames queued or running; one more is answered
+``busy``. Sessions idle for ``session_timeout`` seconds are reclaimed (their client vanished).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from .. import __version__
+from .errors import ServeError
+from .images import decode_image
+from .keys import load_server_keys, start_authenticator
+from .logs import log_event
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    ErrorCode,
+    ProtocolError,
+    Request,
+    error_reply,
+    ok_reply,
+    pack,
+    parse_request,
+    request_id,
+    unpack,
+)
+
+logger = logging.getLogger("backend.server")
+
+
+@dataclass
+class ServerConfig:
+    bind: str = "tcp://127.0.0.1:5555"
+    keys: Path | None = None  # a `backend keys generate` folder: CURVE on, clients checked
+    window: int = 32  # frames in flight per session
+    max_batch: int = 8  # frames the worker takes at a time
+    max_sessions: int = 64
+    session_timeout: float = 120.0  # seconds without a message before a session is reclaimed
+    shutdown_grace: float = 30.0  # seconds to finish queued work on SIGINT/SIGTERM
+
+
+@dataclass
+class _Job:
+    kind: str  # frame | close | release
+    peer: bytes = b""
+    request_id: int | str | None = None
+    request: Request | None = None
+
+
+@dataclass
+class _Session:
+    id: str
+    owner: bytes
+    estimator: object  # an estimators.DetectorSession
+    jobs: collections.deque = field(default_factory=collections.deque)
+    in_flight: int = 0
+    last_index: int = -1
+    last_seen: float = field(default_factory=time.monotonic)
+    frames_done: int = 0
+    state: str = "open"  # open | closing | cancelled
+    finishing: bool = False  # its close job went to the finisher
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+
+
+LOCAL_HOSTS = ("127.", "localhost", "[::1]", "::1")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if address.startswith(("ipc://", "inproc://")):
+        return True
+    if not address.startswith("tcp://"):
+        return False
+    host = address[len("tcp://"):].rsplit(":", 1)[0]
+    return host.startswith(LOCAL_HOSTS)
+
+
+class Server:
+    def __init__(self, estimators, config: ServerConfig | None = None,
+                 context: zmq.Context | None = None):
+        self.config = config or ServerConfig()
+        self.estimators = estimators
+        if not is_loopback(self.config.bind) and self.config.keys is None:
+            raise ServeError(f"refusing to listen on {self.config.bind} without CURVE keys: "
+                             "anyone who can reach it could use this machine. Run `backend keys "
+                             "generate DIR` and start with `--keys DIR`, or bind to "
+                             "tcp://127.0.0.1:PORT")
+        # Its own context: CURVE authentication (ZAP) is per context.
+        self.context = context or zmq.Context()
+        self._router = self.context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a vanished peer raises, not hangs
+        self._router.setsockopt(zmq.SNDHWM, 100_000)
+        self._router.setsockopt(zmq.LINGER, 1000)
+        self._authenticator = None
+        if self.config.keys is not None:
+            public, secret = load_server_keys(self.config.keys)
+            self._authenticator = start_authenticator(self.context, self.config.keys)
+            self._router.curve_server = True
+            self._router.curve_publickey, self._router.curve_secretkey = public, secret
+        try:
+            self._router.bind(self.config.bind)
+        except zmq.ZMQError as exc:
+            self._router.close()
+            raise ServeError(f"cannot listen on {self.config.bind}: {exc}") from None
+        self.endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._replies_address = f"inproc://pear-replies-{secrets.token_hex(6)}"
+        self._replies = self.context.socket(zmq.PULL)
+        self._replies.bind(self._replies_address)
+        self._lock = threading.Condition()
+        self._sessions: dict[str, _Session] = {}
+        self._ready: collections.deque[_Session] = collections.deque()  # sessions with jobs
+        self._finishing: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._stop_requested = threading.Event()
+        self._started = time.monotonic()
+        self._served = itertools.count()
+        self._threads = [threading.Thread(target=self._frame_worker, name="frames", daemon=True),
+                         threading.Thread(target=self._finisher, name="finisher", daemon=True)]
+
+    # -- the I/O thread ---------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin a clean shutdown (safe from a signal handler or another thread)."""
+        self._stop_requested.set()
+
+    def run(self) -> None:
+        for thread in self._threads:
+            thread.start()
+        log_event(logger, "serving", endpoint=self.endpoint, version=__version__,
+                  device=self.estimators.device, curve=self.config.keys is not None)
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._replies, zmq.POLLIN)
+        next_reap = time.monotonic() + 1.0
+        deadline = None
+        try:
+            while True:
+                events = dict(poller.poll(100))
+                if self._replies in events:
+                    self._forward_replies()
+                if self._router in events:
+                    self._receive()
+                now = time.monotonic()
+                if now >= next_reap:
+                    self._reap_idle(now)
+                    next_reap = now + 1.0
+                if self._stop_requested.is_set() and deadline is None:
+                    deadline = now + self.config.shutdown_grace
+                    log_event(logger, "stopping", queued=self._queued(),
+                              grace_s=self.config.shutdown_grace)
+                if deadline is not None and (self._idle() or now >= deadline):
+                    break
+        finally:
+            self._shutdown()
+
+    def _receive(self) -> None:
+        for _ in range(1000):  # drain, but let replies through now and then
+            try:
+                parts = self._router.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            peer, payload = parts[0], parts[1:]
+            reply = self._handle(peer, payload)
+            if reply is not None:
+                self._send(peer, reply)
+
+    def _handle(self, peer: bytes, payload: list[bytes]) -> dict | None:
+        message_id = None
+        try:
+            if len(payload) != 1:
+                raise ProtocolError(ErrorCode.BAD_MESSAGE, f"a request is one message frame, "
+                                    f"got {len(payload)}")
+            message = unpack(payload[0])
+            message_id = request_id(message)
+            request = parse_request(message)
+            return self._dispatch(peer, request)
+        except ProtocolError as exc:
+            return error_reply(message_id, exc.code, exc.message)
+        except Exception as exc:  # a bug must not take the server down
+            logger.exception("request failed")
+            return error_reply(message_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def _dispatch(self, peer: bytes, request: Request) -> dict | None:
+        op = request.op
+        if op == "ping":
+            return ok_reply(request.id, time=time.time())
+        if op == "hello":
+            return ok_reply(request.id, **self.hello())
+        if op == "status":
+            return ok_reply(request.id, **self.status())
+        if self._stop_requested.is_set() and op in ("session.open", "frame"):
+            raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is shutting down; "
+                                "reconnect to another server or retry when it is back")
+        if op == "session.open":
+            return self._open(peer, request)
+        session = self._owned_session(peer, request.session)
+        session.last_seen = time.monotonic()
+        if op == "frame":
+            return self._queue_frame(peer, request, session)
+        if op == "session.close":
+            return self._queue_close(peer, request, session)
+        return self._cancel(request, session)  # op == "cancel"
+
+    def hello(self) -> dict:
+        return {"server": "pear-backend", "version": __version__,
+                "protocols": list(SUPPORTED_VERSIONS), "device": self.estimators.device,
+                "estimators": self.estimators.describe(), "assets": self.estimators.assets(),
+                "limits": {"window": self.config.window,
+                           "max_sessions": self.config.max_sessions,
+                           "max_message_bytes": MAX_MESSAGE_BYTES,
+                           "session_timeout_s": self.config.session_timeout}}
+
+    def status(self) -> dict:
+        with self._lock:
+            return {"sessions": len(self._sessions), "queued": self._queued(),
+                    "uptime_s": round(time.monotonic() - self._started, 3),
+                    "stopping": self._stop_requested.is_set()}
+
+    def _open(self, peer: bytes, request: Request) -> dict:
+        with self._lock:
+            if len(self._sessions) >= self.config.max_sessions:
+                raise ProtocolError(ErrorCode.TOO_MANY_SESSIONS, f"the server already runs "
+                                    f"{self.config.max_sessions} sessions; retry later")
+        estimator = self.estimators.open(request.fields)
+        session = _Session(secrets.token_hex(8), peer, estimator)
+        with self._lock:
+            self._sessions[session.id] = session
+        log_event(logger, "session.open", session=session.id, **{
+            k: v for k, v in request.fields.items() if k != "intrinsics"})
+        return ok_reply(request.id, session=session.id, window=self.config.window)
+
+    def _owned_session(self, peer: bytes, session_id: str) -> _Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+        # Another client's session is reported exactly like a missing one.
+        if session is None or session.owner != peer or session.state == "cancelled":
+            raise ProtocolError(ErrorCode.UNKNOWN_SESSION, f"no open session {session_id[:64]!r} "
+                                "(closed, cancelled, timed out, or opened by another client)")
+        return session
+
+    def _queue_frame(self, peer: bytes, request: Request, session: _Session) -> None:
+        index = request.fields["index"]
+        if session.state != "open":
+            raise ProtocolError(ErrorCode.UNKNOWN_SESSION, f"session {session.id} is closing; "
+                                "frames must come before session.close")
+        if index <= session.last_index:
+            raise ProtocolError(ErrorCode.BAD_FRAME_ORDER, f"frame {index} after frame "
+                                f"{session.last_index}: indices must increase within a session")
+        with self._lock:
+            if session.in_flight >= self.config.window:
+                raise ProtocolError(ErrorCode.BUSY, f"{session.in_flight} frames of this session "
+                                    f"are in flight (window {self.config.window}); wait for a "
+                                    "reply before sending more")
+            session.last_index = index
+            session.in_flight += 1
+            self._push_job(session, _Job("frame", peer, request.id, request))
+        return None  # answered by the worker
+
+    def _queue_close(self, peer: bytes, request: Request, session: _Session) -> None:
+        with self._lock:
+            if session.state != "open":
+                raise ProtocolError(ErrorCode.UNKNOWN_SESSION,
+                                    f"session {session.id} is already closing")
+            session.state = "closing"
+            self._push_job(session, _Job("close", peer, request.id))
+        return None
+
+    def _cancel(self, request: Request, session: _Session) -> dict:
+        dropped = self._drop_session(session, "cancelled by the client")
+        log_event(logger, "session.cancel", session=session.id, dropped=dropped)
+        return ok_reply(request.id, session=session.id, dropped=dropped)
+
+    def _drop_session(self, session: _Session, why: str) -> int:
+        """Forget a session: answer its queued requests ``cancelled``, stop its fit, and let
+        the worker release its models after anything it is running now."""
+        with self._lock:
+            session.state = "cancelled"
+            session.cancel_event.set()
+            self._sessions.pop(session.id, None)
+            dropped = [job for job in session.jobs if job.kind in ("frame", "close")]
+            session.jobs.clear()
+            session.in_flight = 0
+            if not session.finishing:
+                self._push_job(session, _Job("release"))
+        for job in dropped:
+            self._send(job.peer, error_reply(job.request_id, ErrorCode.CANCELLED,
+                                             f"session {session.id}: {why}"))
+        return sum(job.kind == "frame" for job in dropped)
+
+    def _reap_idle(self, now: float) -> None:
+        with self._lock:
+            idle = [s for s in self._sessions.values() if s.state == "open"
+                    and now - s.last_seen > self.config.session_timeout]
+        for session in idle:
+            self._drop_session(session, f"no message for {self.config.session_timeout:.0f} s")
+            log_event(logger, "session.reclaimed", session=session.id,
+                      idle_s=round(now - session.last_seen, 1))
+
+    def _push_job(self, session: _Session, job: _Job) -> None:
+        """Queue a job (caller holds the lock)."""
+        if not session.jobs and session not in self._ready:
+            self._ready.append(session)
+        session.jobs.append(job)
+        self._lock.notify()
+
+    def _queued(self) -> int:
+        return sum(len(s.jobs) for s in self._sessions.values()) + self._finishing.qsize()
+
+    def _idle(self) -> bool:
+        with self._lock:
+            busy = any(s.jobs or s.state == "closing" for s in self._sessions.values())
+        return not busy and not self._ready
+
+    def _forward_replies(self) -> None:
+        while True:
+            try:
+                peer, payload = self._replies.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._send_bytes(peer, payload)
+
+    def _send(self, peer: bytes, reply: dict) -> None:
+        self._send_bytes(peer, pack(reply))
+
+    def _send_bytes(self, peer: bytes, payload: bytes) -> None:
+        try:
+            self._router.send_multipart([peer, payload], zmq.NOBLOCK)
+            next(self._served)
+        except zmq.ZMQError as exc:  # the peer is gone or not reading: drop, keep serving
+            log_event(logger, "reply.dropped", peer=peer.hex(), error=str(exc))
+
+    def _shutdown(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            self._drop_session(session, "the server shut down before this was done")
+        with self._lock:
+            self._stopping.set()
+            self._lock.notify_all()
+        self._finishing.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=5.0)
+        self._forward_replies()
+        self._router.close()
+        self._replies.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        log_event(logger, "stopped", replies=next(self._served))
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[tuple[_Session, _Job]]:
+        with self._lock:
+            while not self._ready and not self._stopping.is_set():
+                self._lock.wait(0.5)
+            batch = []
+            while self._ready and len(batch) < self.config.max_batch:
+                session = self._ready.popleft()
+                batch.append((session, session.jobs.popleft()))
+                if session.jobs:
+                    self._ready.append(session)  # round-robin: back of the line
+            return batch
+
+    def _frame_worker(self) -> None:
+        out = self.context.socket(zmq.PUSH)
+        out.connect(self._replies_address)
+        try:
+            while True:
+                batch = self._next_batch()
+                if not batch and self._stopping.is_set():
+                    return
+                for session, job in batch:
+                    reply = self._run_job(session, job)
+                    if reply is not None:
+                        out.send_multipart([job.peer, pack(reply)])
+        finally:
+            out.close(linger=1000)
+
+    def _run_job(self, session: _Session, job: _Job) -> dict | None:
+        if job.kind == "release":
+            session.estimator.close()
+            return None
+        if job.kind == "close":
+            with self._lock:
+                session.finishing = True  # from now on the finisher releases its models
+            self._finishing.put((session, job))
+            return None
+        request = job.request
+        index = request.fields["index"]
+        try:
+            if session.state == "cancelled":
+                raise ProtocolError(ErrorCode.CANCELLED, f"session {session.id} was cancelled")
+            image = decode_image(request.image)
+            result = session.estimator.add_frame(index, request.fields["time"], image)
+            session.frames_done += 1
+            return ok_reply(job.request_id, session=session.id, index=index, result=result)
+        except ProtocolError as exc:
+            return error_reply(job.request_id, exc.code, f"frame {index}: {exc.message}")
+        except Exception as exc:
+            logger.exception("frame failed")
+            return error_reply(job.request_id, ErrorCode.INTERNAL,
+                               f"frame {index}: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                session.in_flight = max(session.in_flight - 1, 0)
+
+    def _finisher(self) -> None:
+        from .estimators import Cancelled
+
+        out = self.context.socket(zmq.PUSH)
+        out.connect(self._replies_address)
+        try:
+            while True:
+                item = self._finishing.get()
+                if item is None:
+                    return
+                session, job = item
+                started = time.monotonic()
+                try:
+                    result = session.estimator.finish(session.cancel_event.is_set)
+                    reply = ok_reply(job.request_id, session=session.id,
+                                     frames=session.frames_done, **result)
+                except Cancelled as exc:
+                    reply = error_reply(job.request_id, ErrorCode.CANCELLED, str(exc))
+                except ProtocolError as exc:
+                    reply = error_reply(job.request_id, exc.code, exc.message)
+                except Exception as exc:
+                    logger.exception("session.close failed")
+                    reply = error_reply(job.request_id, ErrorCode.INTERNAL,
+                                        f"finishing the clip failed: {type(exc).__name__}: {exc}")
+                finally:
+                    session.estimator.close()
+                    with self._lock:
+                        self._sessions.pop(session.id, None)
+                out.send_multipart([job.peer, pack(reply)])
+                log_event(logger, "session.close", session=session.id, ok=reply["ok"],
+                          frames=session.frames_done,
+                          seconds=round(time.monotonic() - started, 2))
+        finally:
+            out.close(linger=1000)
+
+
+__all__ = ["PROTOCOL_VERSION", "ServeError", "Server", "ServerConfig", "is_loopback"]
