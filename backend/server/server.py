@@ -18,6 +18,7 @@ Flow control: each session may have ``window`` frames queued or running; one mor
 from __future__ import annotations
 
 import collections
+import ipaddress
 import itertools
 import logging
 import queue
@@ -86,17 +87,19 @@ class _Session:
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
 
-LOCAL_HOSTS = ("127.", "localhost", "[::1]", "::1")
-
-
 def is_loopback(address: str) -> bool:
     """Whether a bind address only accepts connections from this machine."""
     if address.startswith(("ipc://", "inproc://")):
         return True
     if not address.startswith("tcp://"):
         return False
-    host = address[len("tcp://"):].rsplit(":", 1)[0]
-    return host.startswith(LOCAL_HOSTS)
+    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # an interface name or a wildcard: reachable from outside
+        return False
 
 
 class Server:
@@ -445,7 +448,7 @@ class Server:
                 try:
                     result = session.estimator.finish(session.cancel_event.is_set)
                     reply = ok_reply(job.request_id, session=session.id,
-                                     frames=session.frames_done, **result)
+                                     count=session.frames_done, **result)
                 except Cancelled as exc:
                     reply = error_reply(job.request_id, ErrorCode.CANCELLED, str(exc))
                 except ProtocolError as exc:
