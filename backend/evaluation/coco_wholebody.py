@@ -133,7 +133,7 @@ def _fitted_points(tracker: Tracker, keypoints: Keypoints) -> list[np.ndarray]:
     fit = tracker.fit(keypoints)
     params = {k: torch.as_tensor(v) for k, v in fit.params.items()}
     with torch.no_grad():
-        landmarks, _ = tracker.landmarks(params)
+        landmarks, _ = tracker.all_landmarks(params)
         out = []
         for name in PART_LANDMARKS.values():
             pixels = project(to_camera(landmarks[name], torch.as_tensor(fit.cam_t)),
