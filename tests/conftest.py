@@ -58,6 +58,16 @@ def open_asset(open_build):
 
 
 @pytest.fixture(scope="session")
+def server_home(tmp_path_factory, open_asset):
+    """A PEAR_HOME holding the open asset, for `backend serve` subprocesses."""
+    from backend.body.asset import save_asset
+
+    home = tmp_path_factory.mktemp("server_home")
+    save_asset(open_asset, home / "assets" / "open.npz")
+    return home
+
+
+@pytest.fixture(scope="session")
 def open_model(open_asset):
     return BodyModel(open_asset).double()
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 import zmq
 
-from backend.body.asset import save_asset
 from backend.body.model import BodyModel
 from backend.demo import demo_motion
 from backend.fit import recover_clip
@@ -23,14 +22,7 @@ from backend.server.client import BackendError, BackendTimeout, Client, VersionM
 from backend.server.images import encode_image
 from backend.server.protocol import ErrorCode, pack, unpack
 
-from .server_process import serve_process
-
-
-@pytest.fixture(scope="module")
-def server_home(tmp_path_factory, open_asset):
-    home = tmp_path_factory.mktemp("server_home")
-    save_asset(open_asset, home / "assets" / "open.npz")
-    return home
+from .server_process import noise_frames, serve_process
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +39,6 @@ def clip_frames(open_asset) -> list[np.ndarray]:
     cam_t = torch.tensor([[0.0, 0.15, 3.4]], dtype=torch.float64).expand(10, 3)
     colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
     return render_frames(model, params, cam_t, 550.0, (360, 640), colors)
-
-
-def noise_frames(count: int, seed: int, size=(48, 64)) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 255, (*size, 3), dtype=np.uint8) for _ in range(count)]
 
 
 def test_hello_describes_the_server(server):

@@ -9,27 +9,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-from backend.body.asset import save_asset
 from backend.server.client import BackendError, BackendTimeout, Client, frames_of
 from backend.server.keys import generate
 from backend.server.protocol import ErrorCode
 
-from .server_process import local_endpoint, serve_process
-
-
-@pytest.fixture(scope="module")
-def server_home(tmp_path_factory, open_asset):
-    home = tmp_path_factory.mktemp("server_home")
-    save_asset(open_asset, home / "assets" / "open.npz")
-    return home
-
-
-def noise_frames(count: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(count)]
+from .server_process import local_endpoint, noise_frames, serve_process
 
 
 def _wait_for(condition, timeout: float) -> bool:

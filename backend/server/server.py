@@ -37,7 +37,6 @@ from .keys import load_server_keys, start_authenticator
 from .logs import log_event
 from .protocol import (
     MAX_MESSAGE_BYTES,
-    PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     ErrorCode,
     ProtocolError,
@@ -468,5 +467,3 @@ class Server:
         finally:
             out.close(linger=1000)
 
-
-__all__ = ["PROTOCOL_VERSION", "ServeError", "Server", "ServerConfig", "is_loopback"]
