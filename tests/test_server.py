@@ -20,9 +20,10 @@ from backend.perception.frames import Frame
 from backend.perception.holistic import detect_clip
 from backend.server.client import BackendError, BackendTimeout, Client, VersionMismatch, frames_of
 from backend.server.images import encode_image
+from backend.server.process import serve_process
 from backend.server.protocol import ErrorCode, pack, unpack
 
-from .server_process import noise_frames, serve_process
+from .server_process import noise_frames
 
 
 @pytest.fixture(scope="module")

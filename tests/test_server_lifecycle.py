@@ -13,9 +13,10 @@ import pytest
 
 from backend.server.client import BackendError, BackendTimeout, Client, frames_of
 from backend.server.keys import generate
+from backend.server.process import serve_process
 from backend.server.protocol import ErrorCode
 
-from .server_process import local_endpoint, noise_frames, serve_process
+from .server_process import local_endpoint, noise_frames
 
 
 def _wait_for(condition, timeout: float) -> bool:
@@ -56,30 +57,51 @@ def test_a_vanished_client_has_its_session_reclaimed(server_home):
         assert reclaimed["session"] == session.id
 
 
-@pytest.mark.slow  # not yet seen passing: under investigation (see the issue note)
-def test_sigterm_answers_everything_in_flight_then_exits(server_home):
-    with serve_process(server_home) as server, Client(server.endpoint, timeout=30) as client:
-        session = client.open_session(estimator="detector")
-        frames = noise_frames(200, 1)
-        sent = [session.send_frame(i, i / 30, frame, "raw") for i, frame in enumerate(frames[:32])]
-        server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        sent += [session.send_frame(i, i / 30, frame, "raw")
-                 for i, frame in enumerate(frames[32:], start=32)]
-        outcomes = []
-        for request_id in sent:  # every request is answered: a result or an explicit refusal
-            try:
-                outcomes.append(session.receive(request_id)["index"])
-            except BackendError as exc:
-                outcomes.append(exc.code)
+def _queue_then_signal(server, client, count: int) -> list[int]:
+    """Send ``count`` frames of one session; once the server holds them all, SIGTERM it."""
+    session = client.open_session(estimator="detector")
+    sent = [session.send_frame(i, i / 30, frame, "raw")
+            for i, frame in enumerate(noise_frames(count, 1, size=(480, 640)))]
+    with Client(server.endpoint) as observer:
+        assert _wait_for(lambda: observer.status()[0]["frames_received"] == count, timeout=30)
+    server.process.send_signal(signal.SIGTERM)
+    return session, sent
+
+
+def _outcomes(session, sent: list[int]) -> list:
+    outcomes = []
+    for request_id in sent:
+        try:
+            outcomes.append(session.receive(request_id)["index"])
+        except BackendError as exc:
+            outcomes.append(exc.code)
+    return outcomes
+
+
+def test_sigterm_finishes_queued_work_refuses_new_work_then_exits(server_home):
+    with serve_process(server_home, "--window", "200") as server, \
+            Client(server.endpoint, timeout=20) as client:
+        session, sent = _queue_then_signal(server, client, 120)
+        with Client(server.endpoint, timeout=5) as latecomer, \
+                pytest.raises(BackendError) as refused:
+            latecomer.open_session(estimator="detector")
+        assert refused.value.code == ErrorCode.SHUTTING_DOWN
+        assert _outcomes(session, sent) == list(range(120))  # received before: all done
         assert server.process.wait(timeout=60) == 0
-    done = [o for o in outcomes if isinstance(o, int)]
-    assert done == list(range(32))  # queued before the signal: all processed
-    assert set(outcomes[32:]) <= {ErrorCode.SHUTTING_DOWN, ErrorCode.BUSY}
     assert server.events("stopping") and server.events("stopped")
 
 
-@pytest.mark.slow  # not yet seen passing: under investigation (see the issue note)
+def test_sigterm_past_the_grace_period_answers_the_rest_cancelled(server_home):
+    with serve_process(server_home, "--window", "200", "--shutdown-grace", "0.5") as server, \
+            Client(server.endpoint, timeout=20) as client:
+        session, sent = _queue_then_signal(server, client, 120)
+        outcomes = _outcomes(session, sent)
+        assert server.process.wait(timeout=60) == 0
+    done = [o for o in outcomes if isinstance(o, int)]
+    assert done == list(range(len(done))) and len(done) < 120
+    assert outcomes[len(done):] == [ErrorCode.CANCELLED] * (120 - len(done))
+
+
 def test_a_public_bind_without_keys_refuses_to_start(server_home):
     result = subprocess.run([sys.executable, "-m", "backend.cli", "serve", "--bind",
                              "tcp://0.0.0.0:0"], env=dict(os.environ, PEAR_HOME=str(server_home)),
@@ -88,7 +110,6 @@ def test_a_public_bind_without_keys_refuses_to_start(server_home):
     assert "without CURVE keys" in result.stderr and "backend keys generate" in result.stderr
 
 
-@pytest.mark.slow  # not yet seen passing: under investigation (see the issue note)
 def test_curve_lets_in_authorized_clients_only(server_home, tmp_path):
     keys = generate(tmp_path / "keys")
     stranger = generate(tmp_path / "stranger")

@@ -9,7 +9,7 @@ import signal
 from ..device import choose_device
 from . import logs
 from .estimators import Estimators
-from .server import Server, ServerConfig
+from .server import Server, ServerConfig, check_bind
 
 logger = logging.getLogger("backend.server")
 
@@ -18,6 +18,7 @@ def serve(config: ServerConfig, gpu: str | None = None, estimators: list[str] | 
           ready=None) -> None:
     """Blocks until stopped. ``ready(server)`` is called once it listens (tests, benches)."""
     logs.configure()
+    check_bind(config)
 
     def warn(message: str) -> None:
         logs.log_event(logger, "warning", logging.WARNING, message=message)

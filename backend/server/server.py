@@ -1,13 +1,13 @@
 """``backend serve``: a ZeroMQ ROUTER that runs estimator sessions for many clients.
 
 Threads and why:
-- the I/O thread (``run``) owns the ROUTER socket: it validates requests, answers the cheap
+- the I/O thread owns the ROUTER socket: it validates requests, answers the cheap
   ones at once and queues frames; it never runs a model, so a slow model or a slow client
   cannot stall anyone's ``ping``;
 - one frame worker runs the per-frame models, taking up to ``max_batch`` queued frames at a
   time round-robin over sessions (fair to every client; a session's frames stay in order);
-- one finisher runs ``session.close`` (the tracker's fit over a clip: seconds to minutes), so
-  other sessions' frames keep flowing meanwhile.
+- the finisher, on the thread that calls ``run``, runs ``session.close`` (the tracker's fit
+  over a clip: seconds to minutes), so other sessions' frames keep flowing meanwhile.
 Workers hand replies back to the I/O thread over an inproc PUSH/PULL pair: ZeroMQ sockets are
 not thread-safe, and only the I/O thread touches the ROUTER.
 
@@ -101,16 +101,20 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def check_bind(config: ServerConfig) -> None:
+    """Refuse a reachable bind without CURVE keys (before any model is loaded)."""
+    if not is_loopback(config.bind) and config.keys is None:
+        raise ServeError(f"refusing to listen on {config.bind} without CURVE keys: anyone who "
+                         "can reach it could use this machine. Run `backend keys generate DIR` "
+                         "and start with `--keys DIR`, or bind to tcp://127.0.0.1:PORT")
+
+
 class Server:
     def __init__(self, estimators, config: ServerConfig | None = None,
                  context: zmq.Context | None = None):
         self.config = config or ServerConfig()
         self.estimators = estimators
-        if not is_loopback(self.config.bind) and self.config.keys is None:
-            raise ServeError(f"refusing to listen on {self.config.bind} without CURVE keys: "
-                             "anyone who can reach it could use this machine. Run `backend keys "
-                             "generate DIR` and start with `--keys DIR`, or bind to "
-                             "tcp://127.0.0.1:PORT")
+        check_bind(self.config)
         # Its own context: CURVE authentication (ZAP) is per context.
         self.context = context or zmq.Context()
         self._router = self.context.socket(zmq.ROUTER)
@@ -141,8 +145,10 @@ class Server:
         self._stop_requested = threading.Event()
         self._started = time.monotonic()
         self._served = itertools.count()
-        self._threads = [threading.Thread(target=self._frame_worker, name="frames", daemon=True),
-                         threading.Thread(target=self._finisher, name="finisher", daemon=True)]
+        self._frames_received = 0  # accepted into a queue, since start
+        self._worker = threading.Thread(target=self._frame_worker, name="frames", daemon=True)
+        self._io = threading.Thread(target=self._serve_io, name="io", daemon=True)
+        self._finisher_done = threading.Event()
 
     # -- the I/O thread ---------------------------------------------------------------------
 
@@ -151,8 +157,18 @@ class Server:
         self._stop_requested.set()
 
     def run(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        """Serve until stopped. The calling thread runs the finisher: the tracker's fit ran
+        ~25% slower in a spawned thread than in the main one here (PyTorch CPU), and
+        ``backend serve`` calls this from the main thread."""
+        self._worker.start()
+        self._io.start()
+        try:
+            self._finisher()
+        finally:
+            self._finisher_done.set()
+            self._io.join()
+
+    def _serve_io(self) -> None:
         log_event(logger, "serving", endpoint=self.endpoint, version=__version__,
                   device=self.estimators.device, curve=self.config.keys is not None)
         poller = zmq.Poller()
@@ -240,6 +256,7 @@ class Server:
     def status(self) -> dict:
         with self._lock:
             return {"sessions": len(self._sessions), "queued": self._queued(),
+                    "frames_received": self._frames_received,
                     "uptime_s": round(time.monotonic() - self._started, 3),
                     "stopping": self._stop_requested.is_set()}
 
@@ -280,6 +297,7 @@ class Server:
                                     "reply before sending more")
             session.last_index = index
             session.in_flight += 1
+            self._frames_received += 1
             self._push_job(session, _Job("frame", peer, request.id, request))
         return None  # answered by the worker
 
@@ -317,7 +335,7 @@ class Server:
     def _reap_idle(self, now: float) -> None:
         with self._lock:
             idle = [s for s in self._sessions.values() if s.state == "open"
-                    and now - s.last_seen > self.config.session_timeout]
+                    and s.in_flight == 0 and now - s.last_seen > self.config.session_timeout]
         for session in idle:
             self._drop_session(session, f"no message for {self.config.session_timeout:.0f} s")
             log_event(logger, "session.reclaimed", session=session.id,
@@ -335,7 +353,8 @@ class Server:
 
     def _idle(self) -> bool:
         with self._lock:
-            busy = any(s.jobs or s.state == "closing" for s in self._sessions.values())
+            busy = any(s.jobs or s.in_flight or s.state == "closing"
+                       for s in self._sessions.values())
         return not busy and not self._ready
 
     def _forward_replies(self) -> None:
@@ -365,9 +384,8 @@ class Server:
             self._stopping.set()
             self._lock.notify_all()
         self._finishing.put(None)
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(timeout=5.0)
+        self._worker.join(timeout=5.0)
+        self._finisher_done.wait(timeout=5.0)
         self._forward_replies()
         self._router.close()
         self._replies.close()
@@ -431,6 +449,7 @@ class Server:
         finally:
             with self._lock:
                 session.in_flight = max(session.in_flight - 1, 0)
+                session.last_seen = time.monotonic()  # idle time counts from the last reply
 
     def _finisher(self) -> None:
         from .estimators import Cancelled
@@ -439,7 +458,10 @@ class Server:
         out.connect(self._replies_address)
         try:
             while True:
-                item = self._finishing.get()
+                try:  # a timeout, so signal handlers run promptly on the main thread
+                    item = self._finishing.get(timeout=0.5)
+                except queue.Empty:
+                    continue
                 if item is None:
                     return
                 session, job = item
