@@ -96,13 +96,23 @@ class _Connection:
 
     def receive(self, request_id: int, timeout: float | None = None) -> dict:
         """The reply to ``request_id``, raising BackendError if it is an error reply."""
-        reply = self._wait(request_id, self.timeout if timeout is None else timeout)
+        reply = (self._replies.pop(request_id) if request_id in self._replies
+                 else self._wait(request_id, self.timeout if timeout is None else timeout))
         if not reply["ok"]:
             error = reply["error"]
             if error["code"] == ErrorCode.BAD_VERSION:
                 raise VersionMismatch(f"{self.endpoint}: {error['message']}")
             raise BackendError(error["code"], error["message"])
         return reply
+
+    def poll(self, request_id: int) -> dict | None:
+        """The reply to ``request_id`` if it has arrived, else None; never blocks (for UIs
+        that step the work from a timer). Raises BackendError for an error reply."""
+        while request_id not in self._replies and self._socket.poll(0):
+            self._take(self._socket.recv())
+        if request_id not in self._replies:
+            return None
+        return self.receive(request_id, timeout=0)
 
     def request(self, message: dict, timeout: float | None = None) -> dict:
         return self.receive(self.send(message), timeout)
@@ -117,16 +127,18 @@ class _Connection:
                     f"no reply from {self.endpoint} within {timeout:.0f} s: is `backend serve` "
                     "running there (for a remote server: right address, and keys it accepts)?")
             # Short polls, so Ctrl-C and Blender's Esc get through during a long wait.
-            if not self._socket.poll(max(1, int(min(left, 0.5) * 1000))):
-                continue
-            try:
-                reply = parse_reply(unpack(self._socket.recv()))
-            except ProtocolError as exc:
-                raise BackendError(exc.code, f"{self.endpoint} sent a reply this client cannot "
-                                   f"read: {exc.message}") from None
-            if isinstance(reply["id"], int):
-                self._replies[reply["id"]] = reply
+            if self._socket.poll(max(1, int(min(left, 0.5) * 1000))):
+                self._take(self._socket.recv())
         return self._replies.pop(request_id)
+
+    def _take(self, data: bytes) -> None:
+        try:
+            reply = parse_reply(unpack(data))
+        except ProtocolError as exc:
+            raise BackendError(exc.code, f"{self.endpoint} sent a reply this client cannot "
+                               f"read: {exc.message}") from None
+        if isinstance(reply["id"], int):
+            self._replies[reply["id"]] = reply
 
     def close(self) -> None:
         self._socket.close(linger=0)
@@ -172,11 +184,13 @@ class Client:
         return [c.request({"op": "status"}) for c in self._connections]
 
     def open_session(self, estimator: str = "tracker", asset: str = "open", smooth: float = 1.0,
-                     fps: float = 30.0, intrinsics: dict | None = None) -> Session:
+                     fps: float = 30.0, intrinsics: dict | None = None, rig: bool = False,
+                     timeout: float | None = None) -> Session:
+        """``rig``: also return the subject's rig (backend.rig) when the session finishes."""
         connection = min(self._connections, key=lambda c: c.sessions)
         reply = connection.request({"op": "session.open", "estimator": estimator,
                                     "asset": asset, "smooth": smooth, "fps": fps,
-                                    "intrinsics": intrinsics})
+                                    "intrinsics": intrinsics, "rig": rig}, timeout)
         connection.sessions += 1
         return Session(connection, reply["session"], reply["window"])
 
@@ -198,6 +212,8 @@ class Session:
     def __init__(self, connection: _Connection, session_id: str, window: int):
         self.connection, self.id, self.window = connection, session_id, window
         self.done = False
+        self.closing = False  # session.close sent, reply not yet taken
+        self.rig: dict | None = None  # the subject's rig, after ``finish`` (if asked for)
 
     def send_frame(self, index: int, time_s: float, image: Any, image_format: str = "jpeg"
                    ) -> int:
@@ -230,23 +246,50 @@ class Session:
                 with contextlib.suppress(BackendError):
                     self.connection.receive(request_id)
 
+    def poll(self, request_id: int) -> dict | None:
+        """The reply to ``request_id`` if it has arrived (decoded), else None; never blocks."""
+        reply = self.connection.poll(request_id)
+        return None if reply is None else decode_arrays(reply)
+
     def finish(self, timeout: float = 3600.0) -> ClipResults | dict:
         """Close the session: the clip's final result (the tracker's fit may take minutes)."""
-        reply = self._end({"op": "session.close", "session": self.id}, timeout)
+        request_id = self.send_close()
+        try:
+            reply = self.receive(request_id, timeout)
+        except BackendError:
+            self._ended()
+            raise
+        return self.closed(reply)
+
+    def send_close(self) -> int:
+        """Queue ``session.close`` without waiting; hand its reply (``poll``/``receive``) to
+        ``closed``. Until then the session can still be cancelled."""
+        if self.done or self.closing:
+            raise BackendError(ErrorCode.UNKNOWN_SESSION, f"session {self.id} already ended")
+        self.closing = True
+        return self.connection.send({"op": "session.close", "session": self.id})
+
+    def closed(self, reply: dict) -> ClipResults | dict:
+        """What ``finish`` returns, from the ``session.close`` reply; keeps the rig."""
+        self._ended()
+        self.rig = reply.get("rig")
         if "results" in reply:
             return results_from_message(reply["results"])
         return reply
 
-    def cancel(self) -> int:
-        """Drop the session and its queued frames; returns how many frames were dropped."""
-        return int(self._end({"op": "cancel", "session": self.id}, None)["dropped"])
-
-    def _end(self, message: dict, timeout: float | None) -> dict:
+    def cancel(self, timeout: float | None = None) -> int:
+        """Drop the session, its queued frames and a running close; returns how many frames
+        were dropped."""
         if self.done:
             raise BackendError(ErrorCode.UNKNOWN_SESSION, f"session {self.id} already ended")
         try:
-            return decode_arrays(self.connection.request(message, timeout))
+            reply = self.connection.request({"op": "cancel", "session": self.id}, timeout)
         finally:
+            self._ended()
+        return int(reply["dropped"])
+
+    def _ended(self) -> None:
+        if not self.done:
             self.done = True
             self.connection.sessions -= 1
 

@@ -6,7 +6,8 @@ An estimator session takes frames one at a time, in order (``add_frame`` returns
 uses, so a clip sent over the network gives what fitting its file gives.
 
 - ``tracker``: MediaPipe Holistic per frame (+ crop pass); on close the EHM tracker over the
-  whole clip, elbow-twist fix and smoothing -> the full result (docs/results.md).
+  whole clip, elbow-twist fix and smoothing -> the full result (docs/results.md), and the
+  subject's rig (``backend.rig``) when the session asked for it.
 - ``detector``: the per-frame 2D keypoints alone; on close the clip's detections.
 """
 
@@ -24,6 +25,7 @@ from ..fit import recover_clip
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector
 from ..results import results_to_message
+from ..rig import build_rig, subject_params
 from .protocol import ErrorCode, ProtocolError
 
 PARTS = ("pose", "face", "left_hand", "right_hand")
@@ -100,7 +102,10 @@ class TrackerSession(DetectorSession):
         results, _ = recover_clip(detections, self.settings["fps"], self.asset,
                                   smooth=self.settings["smooth"], focal=intrinsics.get("focal"),
                                   device=self.device, progress=check)
-        return {"results": results_to_message(results)}
+        reply = {"results": results_to_message(results)}
+        if self.settings.get("rig"):
+            reply["rig"] = build_rig(self.asset, subject_params(self.asset, results.params))
+        return reply
 
 
 class Estimators:

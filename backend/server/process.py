@@ -1,4 +1,5 @@
-"""Start ``backend serve`` as a child process and learn where it listens (benches, tests).
+"""Start ``backend serve`` as a child process and learn where it listens (the Blender add-on's
+local backend, benches, tests). Standard library only: the add-on carries a copy.
 
 The server logs JSON lines to stderr; its ``serving`` event carries the bound endpoint, so a
 wildcard port (``tcp://127.0.0.1:*``) can be used and read back.
@@ -13,19 +14,67 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ServeError
 
 
-@dataclass
 class ServerProcess:
-    process: subprocess.Popen
-    endpoint: str
-    logs: list[dict] = field(default_factory=list)
+    """A running ``backend serve``; ``logs`` fills with its JSON log events."""
+
+    def __init__(self, process: subprocess.Popen, endpoint: str, logs: list[dict],
+                 reader: threading.Thread):
+        self.process, self.endpoint, self.logs, self._reader = process, endpoint, logs, reader
+
+    @classmethod
+    def start(cls, args: Sequence[str] = (), python: str | Path = sys.executable,
+              home: Path | None = None, bind: str = "tcp://127.0.0.1:*",
+              timeout: float = 300.0) -> ServerProcess:
+        """``python -m backend.cli serve --bind BIND ARGS`` with data dir ``home`` (None: the
+        inherited PEAR_HOME); returns once it listens, or raises ServeError saying why not."""
+        env = dict(os.environ)
+        if home is not None:
+            env["PEAR_HOME"] = str(home)
+        try:
+            process = subprocess.Popen([str(python), "-m", "backend.cli", "serve", "--bind",
+                                        bind, *args], env=env, stderr=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, text=True)
+        except OSError as exc:
+            raise ServeError(f"cannot run {python}: {exc}; point it at the Python of an "
+                             "environment where the PEAR backend is installed") from None
+        logs: list[dict] = []
+        reader = threading.Thread(target=_read_logs, args=(process.stderr, logs), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            serving = [e for e in logs if e.get("event") == "serving"]
+            if serving:
+                return cls(process, serving[0]["endpoint"], logs, reader)
+            if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:
+                    process.kill()
+                reader.join(timeout=2)
+                said = [e.get("line") or e.get("message") or e for e in logs[-8:]]
+                raise ServeError(f"backend serve did not start (exit code {process.poll()}): "
+                                 f"{said}")
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM (queued work is answered), then kill after ``timeout``."""
+        if self.running:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=5)
 
     def rss_mb(self) -> float:
         """Resident memory of the server process (Linux)."""
@@ -49,36 +98,9 @@ def _read_logs(stream, logs: list[dict]) -> None:
 @contextmanager
 def serve_process(home: Path | None, *args: str, bind: str = "tcp://127.0.0.1:*",
                   timeout: float = 300.0) -> Iterator[ServerProcess]:
-    """A running ``backend serve --bind BIND ARGS`` using data dir ``home`` (None: this
-    process's PEAR_HOME); stopped with SIGTERM on exit."""
-    env = dict(os.environ)
-    if home is not None:
-        env["PEAR_HOME"] = str(home)
-    process = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--bind", bind,
-                                *args], env=env, stderr=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, text=True)
-    logs: list[dict] = []
-    reader = threading.Thread(target=_read_logs, args=(process.stderr, logs), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + timeout
-    server = None
+    """A running ``backend serve``, stopped with SIGTERM on exit."""
+    server = ServerProcess.start(args, home=home, bind=bind, timeout=timeout)
     try:
-        while server is None:
-            serving = [e for e in logs if e.get("event") == "serving"]
-            if serving:
-                server = ServerProcess(process, serving[0]["endpoint"], logs)
-            elif process.poll() is not None or time.monotonic() > deadline:
-                reader.join(timeout=2)
-                raise ServeError(f"backend serve did not start: {logs[-20:]}")
-            else:
-                time.sleep(0.05)
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        reader.join(timeout=5)
+        server.stop()

@@ -229,6 +229,13 @@ def _image(value: Any) -> ImagePayload:
     return ImagePayload(image_format, data, shape)
 
 
+def _flag(message: dict, key: str, default: bool) -> bool:
+    value = message.get(key, default)
+    if not isinstance(value, bool):
+        raise _bad(f"{key!r} must be true or false")
+    return value
+
+
 def _intrinsics(value: Any) -> dict[str, float] | None:
     if value is None:
         return None
@@ -268,6 +275,7 @@ def parse_request(message: dict) -> Request:
             "smooth": _number(message, "smooth", 1.0, 0.0, MAX_SMOOTH),
             "fps": _number(message, "fps", 30.0, 0.001, MAX_FPS),
             "intrinsics": _intrinsics(message.get("intrinsics")),
+            "rig": _flag(message, "rig", False),
         }
     elif op == "frame":
         request.fields = {"index": int(_number(message, "index", None, 0, MAX_INDEX, True)),
