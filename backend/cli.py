@@ -84,6 +84,10 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.ehm import run_ehm_bench as run
     elif args.target == "open-model":
         from .bench.open_model import run_open_model_bench as run
+    elif args.target == "blender":
+        from .bench.blender import run_blender_bench as run
+    elif args.target == "server":
+        from .bench.server import run_server_bench as run
     else:
         from .bench.tracker import run_tracker_bench as run
 
@@ -129,8 +133,38 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = ServerConfig(bind=args.bind, keys=args.keys, window=args.window,
                           max_batch=args.max_batch, max_sessions=args.max_sessions,
-                          session_timeout=args.session_timeout)
+                          session_timeout=args.session_timeout,
+                          shutdown_grace=args.shutdown_grace)
     serve(config, gpu=args.gpu, estimators=args.estimator)
+    return 0
+
+
+def _bake(args: argparse.Namespace) -> int:
+    from .bake import BakeError, bake_clip
+
+    formats = tuple(f for f in ("fbx", "glb", "npz") if getattr(args, f))
+    failed = []
+    for number, footage in enumerate(args.footage, start=1):
+        print(f"[{number}/{len(args.footage)}] {footage}", flush=True)
+        try:
+            baked = bake_clip(footage, args.out, estimator=args.estimator, asset_id=args.asset,
+                              smooth=args.smooth, focal=args.focal, formats=formats,
+                              background=not args.no_background, max_frames=args.max_frames,
+                              overlay=args.overlay)
+        except BakeError as exc:  # the set-up, not the clip: stop
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (BodyModelError, FootageError) as exc:  # this clip only: go on with the rest
+            print(f"error: {footage}: {exc}", file=sys.stderr)
+            failed.append(footage)
+            continue
+        print(f"baked {baked.frames} frames in {baked.seconds:.1f} s ({baked.fps:.2f} frames/s)")
+        for kind, path in baked.files.items():
+            print(f"  {kind}: {path}")
+    if failed:
+        print(f"{len(failed)} of {len(args.footage)} clip(s) failed: {[str(f) for f in failed]}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -188,10 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=_models_list)
 
     bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
-    bench.add_argument("target", choices=["ehm", "open-model", "tracker"],
+    bench.add_argument("target", choices=["ehm", "open-model", "tracker", "server", "blender"],
                        help="ehm: body-model forward vs the smplx package; open-model: build, "
                        "load, speed and anny equivalence of the free default asset; tracker: "
-                       "speed and accuracy on a 300-frame synthetic clip")
+                       "speed and accuracy on a 300-frame synthetic clip; server: served vs "
+                       "in-process frames/s on the tracker path, and with 1, 4, 8 clients; "
+                       "blender: keyframing 300 frames, and bake frames/s")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
     bench.add_argument("--repeats", type=int,
                        help="timed runs per measurement (default: 20; the tracker: 1 fit)")
@@ -210,6 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overlay", type=Path, help="also write a video of the mesh over the "
                      "footage (.mp4)")
     fit.set_defaults(handler=_fit)
+
+    bake = commands.add_parser("bake", help="footage -> a keyframed rig in .blend (and FBX, "
+                               "glTF, results), headless")
+    bake.add_argument("footage", type=Path, nargs="+",
+                      help="videos, images or folders of images; one .blend per clip")
+    bake.add_argument("--out", type=Path, required=True, help="output folder")
+    bake.add_argument("--fbx", action="store_true", help="also export FBX (with animation)")
+    bake.add_argument("--glb", action="store_true", help="also export glTF binary")
+    bake.add_argument("--npz", action="store_true", help="also write the result file")
+    bake.add_argument("--estimator", default="tracker", choices=["tracker"])
+    bake.add_argument("--asset", default="open", help="body model (default: open)")
+    bake.add_argument("--smooth", type=float, default=1.0,
+                      help="temporal smoothness strength (0 = off, 1 = default)")
+    bake.add_argument("--focal", type=float, help="focal length in pixels, if known")
+    bake.add_argument("--max-frames", type=int, help="only the first N frames of each clip")
+    bake.add_argument("--overlay", action="store_true",
+                      help="also write <clip>_overlay.mp4: the fitted mesh over the footage")
+    bake.add_argument("--no-background", action="store_true",
+                      help="do not show the footage behind the camera")
+    bake.set_defaults(handler=_bake)
 
     evaluation = commands.add_parser("eval", help="accuracy on annotated data")
     evaluation.add_argument("dataset", choices=["coco-wholebody"])
@@ -233,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-sessions", type=int, default=64)
     serve.add_argument("--session-timeout", type=float, default=120.0,
                        help="seconds of client silence before its session is reclaimed")
+    serve.add_argument("--shutdown-grace", type=float, default=30.0,
+                       help="on SIGINT/SIGTERM, seconds to finish queued work before failing "
+                            "the rest with `cancelled`")
     serve.set_defaults(handler=_serve)
 
     keys = commands.add_parser("keys", help="CURVE keys for `backend serve --keys`")

