@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from pear_recover_mesh.convert import CAMERA_TO_WORLD, MODEL_TO_WORLD
+from pear_recover_mesh.convert import CAMERA_TO_WORLD, MODEL_TO_CAMERA, MODEL_TO_WORLD
 from pear_recover_mesh.footage import FootageError, image_sequence
 from pear_recover_mesh.keyframes import clip_keyframes
 from pear_recover_mesh.session import RecoverSession, RecoverSettings
@@ -117,8 +117,20 @@ def test_a_session_keyframes_the_backends_motion_exactly(bpy_module, scene, back
         keys = body.data.shape_keys.key_blocks
         values = [keys[n].value for n in open_asset.meta["expression_names"]]
         assert np.abs(np.array(values) - expression[t]).max() < 1e-6
-    camera = bpy_module.context.scene.camera
-    assert camera is not None and camera.data.background_images[0].image is not None
+    # The scene camera sees the joints where the backend's camera does (lens, shift).
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    scene_data = bpy_module.context.scene
+    camera = scene_data.camera
+    assert camera.data.background_images[0].image is not None
+    t = FRAMES - 1
+    in_camera = posed.joints.numpy()[t] @ np.asarray(MODEL_TO_CAMERA).T + results.cam_t[t]
+    expected_px = results.focal * in_camera[:, :2] / in_camera[:, 2:] + results.center
+    seen = np.array([world_to_camera_view(scene_data, camera, Vector(p))[:2]
+                     for p in joints[t]])
+    blender_px = np.stack([seen[:, 0] * results.width, (1 - seen[:, 1]) * results.height], 1)
+    assert np.abs(blender_px - expected_px).max() < 1e-2
 
 
 def test_cancel_keeps_the_applied_chunks(bpy_module, scene, backend, clip_folder):
@@ -174,3 +186,46 @@ def test_footage_errors_say_what_to_do(tmp_path):
         image_sequence(tmp_path / "clip.mp4")
     with pytest.raises(FootageError, match="no .jpg or .png"):
         image_sequence(tmp_path)
+
+
+def test_panel_operators_start_a_local_backend_connect_and_stop(bpy_module, scene, server_home,
+                                                                monkeypatch):
+    import sys
+
+    import pear_recover_mesh
+    from pear_recover_mesh import local_backend
+
+    monkeypatch.setenv("PEAR_HOME", str(server_home))  # the child backend inherits it
+    pear_recover_mesh.register()
+    try:
+        settings = bpy_module.context.scene.pear
+        settings.python = "/nowhere/python"
+        with pytest.raises(RuntimeError, match="set Python"):
+            bpy_module.ops.pear.backend_start()
+        settings.python = sys.executable
+        assert bpy_module.ops.pear.backend_start() == {"FINISHED"}
+        assert local_backend.state().startswith("running at tcp://127.0.0.1:")
+        assert bpy_module.ops.pear.connect() == {"FINISHED"}
+        assert settings.status.startswith("connected: pear-backend")
+        assert bpy_module.ops.pear.backend_stop() == {"FINISHED"}
+        assert local_backend.state() == "stopped"
+        with pytest.raises(RuntimeError, match="not running: press Start"):
+            bpy_module.ops.pear.connect()
+    finally:
+        pear_recover_mesh.unregister()
+
+
+@pytest.mark.parametrize("size,center", [((640, 480), (300.0, 260.0)), ((360, 640), (190, 300))])
+def test_the_camera_projects_like_the_backends_pinhole(bpy_module, scene, size, center):
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    width, height = size
+    camera = scene.add_camera("cam", 700.0, center, width, height)
+    bpy_module.context.view_layer.update()  # matrix_world
+    points = np.random.default_rng(0).normal(scale=0.4, size=(20, 3)) + [0, 0, 3]  # camera frame
+    expected = 700.0 * points[:, :2] / points[:, 2:] + center
+    seen = np.array([world_to_camera_view(bpy_module.context.scene, camera, Vector(p))[:2]
+                     for p in points @ CAMERA_TO_WORLD.T])
+    pixels = np.stack([seen[:, 0] * width, (1 - seen[:, 1]) * height], 1)
+    assert np.abs(pixels - expected).max() < 1e-2
