@@ -50,7 +50,7 @@ def test_a_valid_frame_request_parses_into_typed_fields():
 def test_session_open_fills_defaults_and_checks_ranges():
     parsed = parse_request(request("session.open"))
     assert parsed.fields == {"estimator": "tracker", "asset": "open", "smooth": 1.0,
-                             "fps": 30.0, "intrinsics": None}
+                             "fps": 30.0, "intrinsics": None, "rig": False}
     assert code_of(request("session.open", smooth=-1)) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", fps=float("nan"))) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", intrinsics={"focal": "x"})) == ErrorCode.BAD_FIELD

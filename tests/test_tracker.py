@@ -13,21 +13,37 @@ from backend.fitting.tracker import Tracker, TrackerConfig
 from .conftest import random_params
 
 
-def test_landmark_model_equals_the_full_forward(open_model):
-    sparse = LandmarkModel(open_model)
-    assert sparse.sparse and len(sparse.vertex_ids) < open_model.v_template.shape[0] / 3
-    params = random_params(open_model, batch=3, seed=1)
-    full = open_model(params)
+@pytest.mark.parametrize("asset_model", ["open_model", "smplx_model"])  # smplx: pose blend shapes
+def test_landmark_model_equals_the_full_forward(asset_model, request):
+    model = request.getfixturevalue(asset_model)
+    sparse = LandmarkModel(model)
+    # Per call it handles (landmark, joint) pairs, not the mesh.
+    assert sparse.sparse and len(sparse.pair_joint) < model.v_template.shape[0] / 3
+    params = random_params(model, batch=3, seed=1)
+    full = model(params)
     landmarks, joints = sparse(params)
     assert (joints - full.joints).abs().max() < 1e-10
     for name, points in landmarks.items():
         assert (points - full.landmarks[name]).abs().max() < 1e-10, name
+    # Gradients too, with the shape per subject as the tracker has it.
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    leaves["betas"] = params["betas"][:1].clone().requires_grad_(True)
+    weights = {name: torch.randn_like(points) for name, points in landmarks.items()}
+    expanded = {**leaves, "betas": leaves["betas"].expand(3, -1)}
+    gradients = []
+    for outputs in (sparse(leaves)[0], model(expanded).landmarks):
+        loss = sum((outputs[name] * weight).sum() for name, weight in weights.items())
+        gradients.append(torch.autograd.grad(loss, list(leaves.values()), allow_unused=True))
+    for name, ours, theirs in zip(leaves, *gradients, strict=True):
+        ours = torch.zeros_like(leaves[name]) if ours is None else ours
+        theirs = torch.zeros_like(leaves[name]) if theirs is None else theirs
+        assert (ours - theirs).abs().max() < 1e-9, name
 
 
 def test_landmark_model_computes_only_the_sets_asked_for(open_model):
     everything = LandmarkModel(open_model)
     pose_only = LandmarkModel(open_model, ["mediapipe_pose33"])
-    assert len(pose_only.vertex_ids) < 0.7 * len(everything.vertex_ids)
+    assert len(pose_only.pair_joint) < 0.7 * len(everything.pair_joint)
     params = random_params(open_model, batch=2, seed=4)
     landmarks, _ = pose_only(params)
     assert list(landmarks) == ["mediapipe_pose33"]

@@ -37,16 +37,21 @@ def hinge_axes(rest_joints: torch.Tensor, joint_names: list[str]) -> dict[int, t
 
 def joint_limit_loss(local: torch.Tensor, bounds: torch.Tensor,
                      hinges: dict[int, torch.Tensor]) -> torch.Tensor:
-    """local: (T, J, 3) axis-angle per joint (model layout). Squared hinge penalties."""
+    """local: (T, J, 3) axis-angle per joint (model layout). Squared hinge penalties.
+
+    ``local`` may hold only some joints (those a parameter drives, with ``bounds`` and the
+    ``hinges`` keys in its order): a joint at rest costs nothing."""
     angle = local.norm(dim=-1)
     loss = torch.relu(angle - bounds.to(local)).square().sum()
-    for joint, axis in hinges.items():
-        rotation = local[:, joint]
-        flexion = rotation @ axis.to(local)
-        sideways = rotation - flexion[:, None] * axis.to(local)
-        loss = loss + torch.relu(-flexion).square().sum() * 10
-        loss = loss + torch.relu(flexion - _FLEXION_MAX).square().sum() * 10
-        loss = loss + torch.relu(sideways.norm(dim=-1) - 0.25).square().sum() * 10
+    if hinges:
+        # All hinges at once: flexion about each axis, the rest of the rotation sideways.
+        axes = torch.stack(list(hinges.values())).to(local)  # (H, 3)
+        rotation = local[:, list(hinges)]  # (T, H, 3)
+        flexion = (rotation * axes).sum(-1)
+        sideways = rotation - flexion[..., None] * axes
+        penalty = (torch.relu(-flexion).square() + torch.relu(flexion - _FLEXION_MAX).square()
+                   + torch.relu(sideways.norm(dim=-1) - 0.25).square())
+        loss = loss + 10 * penalty.sum()
     return loss
 
 

@@ -86,6 +86,26 @@ class FitResult:
 Progress = Callable[[str, int, int], None]
 
 
+def _image_plane(points: torch.Tensor, cam_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, K, 3) model-frame points -> camera-frame x / z and y / z, each (T, K): ``project``
+    and ``to_camera`` without focal and center, the constant rotation applied row by row
+    (elementwise on (T, K) planes instead of a (T*K, 3) x (3, 3) product)."""
+    coords = points.unbind(-1)
+    camera = []
+    for axis, row in enumerate(MODEL_TO_CAMERA):
+        value = cam_t[:, axis, None]
+        for weight, coord in zip(row, coords, strict=True):
+            if weight == 1:
+                value = value + coord
+            elif weight == -1:
+                value = value - coord
+            elif weight:
+                value = value + weight * coord
+        camera.append(value)
+    depth = camera[2].clamp_min(1e-3)
+    return camera[0] / depth, camera[1] / depth
+
+
 class Tracker:
     def __init__(self, model: BodyModel, config: TrackerConfig | None = None):
         self.config = config or TrackerConfig()
@@ -103,15 +123,19 @@ class Tracker:
             rest = model(model.default_params(1))
         self.rest_joints = rest.rest_joints[0].cpu()
         self.rest_landmarks = {k: v[0].cpu() for k, v in rest.landmarks.items()}
-        self.bounds = angle_bounds(model.joint_names).to(device)
-        self.hinges = {j: a.to(device) for j, a in hinge_axes(self.rest_joints,
-                                                              model.joint_names).items()}
+        # Joint limits on the joints a pose parameter drives (the others stay at rest), in the
+        # order of their parameters: ``local`` is then a concatenation, not a scatter.
+        self.limited = [name for name in model.pose_joints if name != "global_orient"]
+        order = [j for name in self.limited for j in model.pose_joints[name]]
+        self.bounds = angle_bounds(model.joint_names)[order].to(device)
+        self.hinges = {order.index(j): a.to(device) for j, a in hinge_axes(
+            self.rest_joints, model.joint_names).items() if j in order}
 
     # -- setup --------------------------------------------------------------------------------
 
     def _targets(self, keypoints: Keypoints) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        parts = {name: torch.as_tensor(points, dtype=torch.float32, device=self.device)
-                 for name, points in keypoints.parts.items() if name in PART_LANDMARKS}
+        """Per part (T, K, 3): (pixels - image center) / the person's height, confidence; and
+        the heights (T,)."""
         # The person's height in pixels, per frame, from whatever was found (fallback: image).
         pose = keypoints.parts["pose"]
         heights = np.full(len(pose), float(keypoints.height) * 0.8)
@@ -119,6 +143,11 @@ class Tracker:
             seen = points[points[:, 2] > 0.3, :2]
             if len(seen) >= 4:
                 heights[t] = max(np.ptp(seen[:, 1]), np.ptp(seen[:, 0]), 20.0)
+        center = np.array([keypoints.width / 2, keypoints.height / 2])
+        parts = {name: torch.as_tensor(np.concatenate(
+            [(points[..., :2] - center) / heights[:, None, None], points[..., 2:]], axis=-1),
+            dtype=torch.float32, device=self.device)
+            for name, points in keypoints.parts.items() if name in PART_LANDMARKS}
         return parts, torch.as_tensor(heights, dtype=torch.float32, device=self.device)
 
     def _initial(self, keypoints: Keypoints, focal: float) -> dict[str, torch.Tensor]:
@@ -170,42 +199,55 @@ class Tracker:
         return {name: v[name].expand(frames, *v[name].shape[1:]) for name in self.model.spec
                 if name in v}
 
-    def _data_term(self, v, targets, heights, parts, center, sigma: float
-                   ) -> tuple[torch.Tensor, dict]:
+    def _data_term(self, v, targets, heights, parts, sigma: float) -> torch.Tensor:
+        """``targets``: part -> (T, K, 3), (pixels - image center) / height and confidence."""
         frames = heights.shape[0]
-        needed = {PART_LANDMARKS[part] for part in parts}
-        landmark_model = (self.body_landmarks if needed <= set(self.body_landmarks._names)
-                          else self.all_landmarks)
-        landmarks, _ = landmark_model(self._params(v, frames))
-        focal = v["log_focal"].exp()
-        total, errors = 0.0, {}
+        landmarks = self._landmarks(v, parts, frames)
+        # Pixels relative to the center in units of the person's height: focal / height * x / z.
+        scale = v["log_focal"].exp() / heights[:, None]
+        total = 0.0
         for part, indices in parts.items():
             target = targets[part] if indices is None else targets[part][:, indices]
             points = landmarks[PART_LANDMARKS[part]]
             if indices is not None:
                 points = points[:, indices]
-            pixels = project(to_camera(points, v["cam_t"]), focal, center)
-            residual = (pixels - target[..., :2]) / heights[:, None, None]
-            squared = residual.square().sum(-1)
+            x, y = _image_plane(points, v["cam_t"])
+            du = x * scale - target[..., 0]
+            dw = y * scale - target[..., 1]
+            squared = du.square() + dw.square()
             # Geman-McClure, scaled so a small residual costs (r / sigma)^2 and an outlier at
             # most 1: priors then read in the same units whatever sigma is.
             robust = squared / (sigma**2 + squared)
-            confidence = target[..., 2]
-            weight = self.config.part_weights[part]
-            total = total + weight * (confidence * robust).sum() / max(points.shape[1], 1)
-            with torch.no_grad():
-                seen = confidence > 0.3
-                if seen.any():
-                    errors[part] = float((pixels - target[..., :2]).norm(dim=-1)[seen].mean())
-        return total, errors
+            weight = self.config.part_weights[part] / max(points.shape[1], 1)
+            total = total + weight * (target[..., 2] * robust).sum()
+        return total
+
+    def _landmarks(self, v, parts, frames: int) -> dict[str, torch.Tensor]:
+        needed = {PART_LANDMARKS[part] for part in parts}
+        landmark_model = (self.body_landmarks if needed <= set(self.body_landmarks._names)
+                          else self.all_landmarks)
+        return landmark_model(self._params(v, frames))[0]
+
+    @torch.no_grad()
+    def _errors(self, v, keypoints: Keypoints, center) -> dict[str, float]:
+        """Mean pixel error per part where detected (confidence > 0.3)."""
+        landmarks = self._landmarks(v, PART_LANDMARKS, keypoints.frames)
+        errors = {}
+        for part, points in keypoints.parts.items():
+            if part not in PART_LANDMARKS:
+                continue
+            target = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+            pixels = project(to_camera(landmarks[PART_LANDMARKS[part]], v["cam_t"]),
+                             v["log_focal"].exp(), center)
+            seen = target[..., 2] > 0.3
+            if seen.any():
+                errors[part] = float((pixels - target[..., :2]).norm(dim=-1)[seen].mean())
+        return errors
 
     def _prior_term(self, v: dict[str, torch.Tensor], frames: int) -> torch.Tensor:
         c = self.config
         spec = self.model.spec
-        local = torch.zeros(frames, len(self.model.joint_names), 3, device=self.device)
-        for name, joints in self.model.pose_joints.items():
-            if name != "global_orient":
-                local[:, joints] = v[name].reshape(frames, len(joints), 3)
+        local = torch.cat([v[name].reshape(frames, -1, 3) for name in self.limited], dim=1)
         loss = joint_limit_loss(local, self.bounds, self.hinges)
         loss = loss + c.pose_prior * v["body_pose"].square().sum()
         for hand in ("left_hand_pose", "right_hand_pose"):
@@ -257,7 +299,7 @@ class Tracker:
                                 *per_clip_face] + (["log_focal"] if c.optimize_focal else []),
              {part: None for part in targets}),
         ]
-        stage_losses, errors = [], {}
+        stage_losses = []
         for (label, names, parts), iterations, sigma in zip(stages, c.iterations,
                                                              c.robust_sigma, strict=True):
             trainable = [v[name].requires_grad_(True) for name in names]
@@ -266,7 +308,7 @@ class Tracker:
                 for group in optimizer.param_groups:
                     group["lr"] = c.learning_rate * c.final_lr_fraction ** (step / iterations)
                 optimizer.zero_grad()
-                data, errors = self._data_term(v, targets, heights, parts, center, sigma)
+                data = self._data_term(v, targets, heights, parts, sigma)
                 loss = (data + self._prior_term(v, frames)
                         + self._temporal_term(v, keypoints.fps))
                 loss.backward()
@@ -280,5 +322,6 @@ class Tracker:
         params["transl"] = np.zeros((frames, 3), np.float32)
         return FitResult(params=params, cam_t=v["cam_t"].detach().cpu().numpy(),
                          focal=float(v["log_focal"].exp()), center=tuple(center.tolist()),
-                         reprojection_px=errors, stage_losses=stage_losses,
+                         reprojection_px=self._errors(v, keypoints, center),
+                         stage_losses=stage_losses,
                          seconds=time.perf_counter() - start)
