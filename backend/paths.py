@@ -19,6 +19,10 @@ _CACHE_VARIABLES = {
     "HF_HOME": "cache/huggingface",
     "TORCH_EXTENSIONS_DIR": "cache/torch_extensions",
     "MPLCONFIGDIR": "cache/matplotlib",
+    # bpy (read at `import bpy`): preferences, scripts and extensions, else ~/.config/blender;
+    # its thumbnails follow XDG_CACHE_HOME, else ~/.cache/thumbnails.
+    "BLENDER_USER_RESOURCES": "blender",
+    "XDG_CACHE_HOME": "cache/xdg",
 }
 
 

@@ -99,3 +99,12 @@ def random_params(model: BodyModel, batch: int, seed: int = 0, scale: float = 0.
 
 def cuda_available() -> bool:
     return torch.cuda.is_available() and not os.environ.get("PEAR_FORCE_CPU")
+
+
+@pytest.fixture(scope="session")
+def bpy_module(tmp_path_factory):
+    """bpy, imported once per run with its user folders (preferences, extensions, thumbnails)
+    in a temporary directory; see tests/blender_support.py."""
+    from .blender_support import import_bpy
+
+    return import_bpy(tmp_path_factory.mktemp("blender_user"))
