@@ -32,6 +32,19 @@ def clip_folder(tmp_path_factory, open_asset):
 
 
 @pytest.fixture(scope="module")
+def clip_movie(tmp_path_factory, clip_folder):
+    """The clip as an MPEG-4 movie at 25 fps."""
+    path = tmp_path_factory.mktemp("movie") / "clip.mp4"
+    frames = [cv2.imread(str(p)) for p in sorted(clip_folder.iterdir())]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25,
+                             frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
 def backend(server_home):
     with serve_process(server_home, "--estimator", "tracker") as running:
         yield running
@@ -166,6 +179,65 @@ def test_a_dead_backend_is_reported_and_the_applied_chunks_stay(bpy_module, scen
     assert {len(c.keyframe_points) for c in curves} == {FRAMES // 2}
 
 
+def test_blender_decodes_movies_frame_by_frame(bpy_module, scene, clip_movie, tmp_path):
+    from pear_recover_mesh.movie import MovieFrames
+
+    capture = cv2.VideoCapture(str(clip_movie))
+    reference = [capture.read()[1] for _ in range(FRAMES)]
+    movie = MovieFrames(clip_movie, first=3, last=5)
+    assert (len(movie), movie.fps, movie.width, movie.height) == (
+        3, 25.0, reference[0].shape[1], reference[0].shape[0])
+    decoded = list(movie.frames())
+    assert [(index, time) for index, time, _ in decoded] == [(0, 0.0), (1, 0.04), (2, 0.08)]
+    for (index, _, image) in decoded:
+        assert image["format"] == "jpeg"
+        pixels = cv2.imdecode(np.frombuffer(image["data"], np.uint8), cv2.IMREAD_COLOR)
+        errors = [np.abs(pixels.astype(int) - frame).mean() for frame in reference]
+        # The frame OpenCV decodes at that index, in the footage's colours: within JPEG's error
+        # and the decoders' YUV conversions (measured: 2 grey levels apart).
+        assert np.argmin(errors) == 3 + index and errors[3 + index] < 4.0
+    movie.close()
+    assert [s.name for s in bpy_module.data.scenes] == ["Scene"]  # the decoder scene is gone
+
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(clip_movie.read_bytes()[:2000])
+    with pytest.raises(FootageError, match="cannot decode damaged.mp4"):
+        MovieFrames(damaged)
+    with pytest.raises(FootageError, match="range 9-7 is empty; the footage has 8 frames"):
+        MovieFrames(clip_movie, first=9)
+
+
+def test_a_session_on_a_movie_keys_the_selected_frames(bpy_module, scene, backend, clip_movie):
+    from pear_recover_mesh.movie import MovieFrames
+
+    footage = MovieFrames(clip_movie, first=2)
+    apply = scene.ClipApplier("movie", clip_movie, len(footage), first=2)
+    with Client(backend.endpoint, timeout=60) as client:
+        session = RecoverSession(client, footage, RecoverSettings(chunk=0), apply)
+        session.run()
+    footage.close()
+    assert session.state == "done", session.error
+    curves = _curves(bpy_module.data.objects["movie"].animation_data.action)
+    assert {len(c.keyframe_points) for c in curves} == {FRAMES - 2}
+    background = bpy_module.data.objects["movie_camera"].data.background_images[0]
+    assert background.image.source == "MOVIE"
+    assert background.image_user.frame_offset == 2  # scene frame 1 shows movie frame 3
+    assert bpy_module.context.scene.render.fps == 25
+
+
+def test_the_background_sequence_starts_at_the_first_frame_sent(bpy_module, scene,
+                                                                clip_folder):
+    camera = scene.add_camera("cam", 700.0, (320.0, 240.0), 640, 480, clip_folder, FRAMES - 3,
+                              first=3)
+    background = camera.data.background_images[0]
+    user = background.image_user
+    assert background.image.source == "SEQUENCE"
+    # Blender shows file number (scene frame - frame_start + 1 + offset) at each scene frame;
+    # files are numbered from 0 here, so scene frame 1 must show frame_0003.
+    user.frame_current = 1 - user.frame_start + 1 + user.frame_offset
+    assert background.image.filepath_from_user(image_user=user).endswith("frame_0003.png")
+
+
 def test_rerunning_a_clip_replaces_its_rig_and_action(bpy_module, scene, open_asset):
     from backend.rig import build_rig
 
@@ -182,7 +254,7 @@ def test_footage_errors_say_what_to_do(tmp_path):
     with pytest.raises(FootageError, match="does not exist"):
         image_sequence(tmp_path / "missing")
     (tmp_path / "clip.mp4").write_bytes(b"\0")
-    with pytest.raises(FootageError, match="image sequence"):
+    with pytest.raises(FootageError, match="a folder of frames, a JPEG or PNG image, or a movie"):
         image_sequence(tmp_path / "clip.mp4")
     with pytest.raises(FootageError, match="no .jpg or .png"):
         image_sequence(tmp_path)

@@ -16,6 +16,7 @@ import numpy as np
 from bpy_extras import anim_utils
 
 from .convert import CAMERA_EULER, camera_settings, points_to_world
+from .footage import file_number, frame_files, is_movie
 from .keyframes import Keyframes
 
 MIN_BONE_LENGTH = 0.01  # metres: Blender drops zero-length bones
@@ -208,10 +209,10 @@ class ClipAction:
 
 
 def add_camera(name: str, focal: float, center: tuple[float, float], width: int, height: int,
-               footage: Path | None = None, frames: int = 0,
+               footage: Path | None = None, frames: int = 0, first: int = 0,
                collection: bpy.types.Collection | None = None) -> bpy.types.Object:
     """The footage's camera at the world origin (see ``convert``), made the scene camera;
-    with ``footage``, shown as its background."""
+    with ``footage``, shown as its background from its frame ``first`` on."""
     collection = collection or bpy.context.scene.collection
     old = bpy.data.objects.get(name)
     if old is not None:
@@ -229,29 +230,31 @@ def add_camera(name: str, focal: float, center: tuple[float, float], width: int,
     scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.render.resolution_percentage = 100
     if footage is not None:
-        _background(data, Path(footage), frames)
+        _background(data, Path(footage), frames, first)
     return camera
 
 
-_STILLS = (".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff", ".bmp")
-
-
-def _background(camera: bpy.types.Camera, footage: Path, frames: int) -> None:
-    """A movie, one image, or a folder of frames (loaded as Blender's image sequence)."""
+def _background(camera: bpy.types.Camera, footage: Path, frames: int, first: int) -> None:
+    """The footage behind the camera, its frame ``first`` (0-based) at scene frame 1: a movie,
+    one image, or a folder of frames (loaded as Blender's image sequence)."""
     if footage.is_dir():
-        stills = sorted(p for p in footage.iterdir() if p.suffix.lower() in _STILLS)
-        if not stills:
+        stills = frame_files(footage)
+        if len(stills) <= first:
             return
-        image = bpy.data.images.load(str(stills[0]), check_existing=True)
+        image = bpy.data.images.load(str(stills[first]), check_existing=True)
         image.source = "SEQUENCE"
+        # Blender shows file number (scene frame + offset) of the sequence.
+        offset = (file_number(stills[first]) or 1) - 1
     else:
         image = bpy.data.images.load(str(footage), check_existing=True)
-        if footage.suffix.lower() not in _STILLS:
+        if is_movie(footage):
             image.source = "MOVIE"
+        offset = first  # movie frames count from 1
     background = camera.background_images.new()
     background.image = image
     background.image_user.frame_duration = max(frames, 1)
     background.image_user.frame_start = 1
+    background.image_user.frame_offset = offset
     background.image_user.use_auto_refresh = True
     background.alpha = 1.0
     camera.show_background_images = True
@@ -272,11 +275,13 @@ def footage_frame(index) -> np.ndarray:
 class ClipApplier:
     """Puts a clip's results into the scene as they come (``apply(rig, results, first)``):
     the first call builds the rig ``name`` (replacing an earlier one), its camera and action;
-    later calls, for later parts of the same clip, append keyframes."""
+    later calls, for later parts of the same clip, append keyframes. ``footage`` (shown behind
+    the camera) starts at its frame ``first``, as the frames sent did."""
 
     def __init__(self, name: str, footage: Path | None = None, total_frames: int = 0,
-                 collection: bpy.types.Collection | None = None):
+                 collection: bpy.types.Collection | None = None, first: int = 0):
         self.name, self.footage, self.total_frames = name, footage, total_frames
+        self.first = first
         self.collection = collection
         self.armature: bpy.types.Object | None = None
         self.action: ClipAction | None = None
@@ -292,7 +297,8 @@ class ClipApplier:
                                      rig["expression_names"])
             add_camera(f"{self.name}_camera", results.focal, tuple(results.center),
                        results.width, results.height, self.footage,
-                       max(self.total_frames, len(results.frames)), self.collection)
+                       max(self.total_frames, len(results.frames)), self.first,
+                       self.collection)
         keys = clip_keyframes(results.params, results.cam_t, rig, self._bone_rest,
                               footage_frame(results.frames))
         self.action.add(keys)

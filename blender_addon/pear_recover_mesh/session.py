@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .footage import FootageError, ImageSequence
+from .footage import Footage, FootageError
 
 # Fitting a frame costs about five times detecting it (measured: 0.25 vs 0.05 s on 2 cores):
 # progress weighs the two phases so the bar moves evenly.
@@ -39,7 +39,7 @@ Apply = Callable[[dict, object, int], None]  # (rig, ClipResults, first footage 
 
 
 class RecoverSession:
-    def __init__(self, client, footage: ImageSequence, settings: RecoverSettings,
+    def __init__(self, client, footage: Footage, settings: RecoverSettings,
                  apply: Apply):
         from .backend_client import BackendError
 

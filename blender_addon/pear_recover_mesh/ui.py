@@ -11,7 +11,7 @@ from pathlib import Path
 import bpy
 
 from . import local_backend
-from .footage import FootageError, image_sequence
+from .footage import FootageError, image_sequence, is_movie
 from .scene import ClipApplier
 from .session import RecoverSession, RecoverSettings
 
@@ -27,13 +27,16 @@ def _estimator_items(_self, _context):
 
 class PearSettings(bpy.types.PropertyGroup):
     source: bpy.props.EnumProperty(
-        name="Source", items=[("FILE", "Files", "a folder of frames or one image"),
-                              ("CLIP", "Movie Clip", "a Movie Clip of an image sequence")],
+        name="Source", items=[("FILE", "Files", "a movie, a folder of frames or one image"),
+                              ("CLIP", "Movie Clip", "a Movie Clip (movie or image sequence)")],
         default="FILE")
     path: bpy.props.StringProperty(name="Footage", subtype="FILE_PATH",
-                                   description="A folder of JPEG/PNG frames, or one image")
+                                   description="A movie, a folder of JPEG/PNG frames, or one "
+                                   "image")
     clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
-    fps: bpy.props.FloatProperty(name="FPS", default=30.0, min=0.1, max=1000.0)
+    fps: bpy.props.FloatProperty(name="FPS", default=30.0, min=0.1, max=1000.0,
+                                 description="Frame rate of image sequences (movies and "
+                                 "Movie Clips carry their own)")
     frame_first: bpy.props.IntProperty(name="First", default=0, min=0,
                                        description="First footage frame (0-based)")
     frame_last: bpy.props.IntProperty(name="Last", default=-1, min=-1,
@@ -71,7 +74,7 @@ def _settings(context) -> PearSettings:
 
 
 def _footage(settings: PearSettings):
-    """The chosen footage as an image sequence, and its path for the camera background."""
+    """The chosen footage (image sequence or movie), and its path for the camera background."""
     if settings.source == "CLIP":
         if settings.clip is None:
             raise FootageError("pick a Movie Clip, or switch the source to Files")
@@ -84,6 +87,10 @@ def _footage(settings: PearSettings):
             raise FootageError("choose the footage: a folder of frames or an image")
         path, fps = Path(bpy.path.abspath(settings.path)), settings.fps
     last = None if settings.frame_last < 0 else settings.frame_last
+    if is_movie(path):
+        from .movie import MovieFrames
+
+        return MovieFrames(path, settings.frame_first, last), path
     return image_sequence(path, fps, settings.frame_first, last), path
 
 
@@ -159,12 +166,18 @@ class PEAR_OT_recover(bpy.types.Operator):
         settings = _settings(context)
         try:
             footage, path = _footage(settings)
-            client = _client(settings)
         except FootageError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
+        try:
+            client = _client(settings)
+        except FootageError as exc:
+            footage.close()
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         apply = ClipApplier(path.stem if path.is_file() else path.name,
-                            path if settings.background else None, len(footage))
+                            path if settings.background else None, len(footage),
+                            first=settings.frame_first)
         recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
                                   smooth=settings.smoothing, chunk=settings.chunk)
         _STATE["session"] = (RecoverSession(client, footage, recover, apply), client)
@@ -194,6 +207,7 @@ class PEAR_OT_recover(bpy.types.Operator):
         _, client = _STATE.pop("session")
         _STATE["session"] = None
         client.close()
+        session.footage.close()
         if session.state == "failed":
             _settings(context).status = session.error
             self.report({"ERROR"}, session.error)
