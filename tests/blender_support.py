@@ -5,9 +5,11 @@ Left alone, bpy writes its preferences and extensions to ``~/.config/blender`` a
 imported once per process and reads its preferences at import. In the pytest process use the
 session fixture ``bpy_module`` (tests/conftest.py).
 
-``python -m tests.blender_support USER_DIR ZIP REPORT`` (from the repository root) installs an
-extension zip with Blender's own extension operators in a fresh process, as a user's Blender
-would, and writes what registered to the JSON file REPORT.
+``python -m tests.blender_support USER_DIR ZIP REPORT [ENDPOINT CLIP]`` (from the repository
+root) installs an extension zip with Blender's own extension operators in a fresh process, as
+a user's Blender would, and writes what registered to the JSON file REPORT; given a running
+backend's ENDPOINT and a folder of frames CLIP, the installed extension also connects and
+recovers the clip with its own modules.
 """
 
 from __future__ import annotations
@@ -83,9 +85,45 @@ def _registered(bpy: ModuleType) -> dict[str, bool]:
     }
 
 
-def install_report(bpy: ModuleType, zip_path: Path) -> dict[str, Any]:
-    """Install and enable the extension in ``zip_path``, note what registered, then disable and
-    uninstall it. Changes the process for good (sys.path, sys.modules): run it in a subprocess."""
+def session_report(bpy: ModuleType, module: str, endpoint: str, clip: Path) -> dict[str, Any]:
+    """The installed extension's panel connects to ``endpoint``; its session (stepped here as
+    the panel's modal operator steps it) recovers ``clip`` into the scene."""
+    from bpy_extras import anim_utils
+
+    settings = bpy.context.scene.pear
+    settings.backend, settings.address = "REMOTE", endpoint
+    report: dict[str, Any] = {"connect": sorted(bpy.ops.pear.connect()),
+                              "status": settings.status}
+    session_module = importlib.import_module(f"{module}.session")
+    footage = importlib.import_module(f"{module}.footage").image_sequence(clip, fps=30)
+    apply = importlib.import_module(f"{module}.scene").ClipApplier("installed", None,
+                                                                   len(footage))
+    client_module = importlib.import_module(f"{module}.backend_client")
+    with client_module.Client(endpoint, timeout=60) as client:
+        session = session_module.RecoverSession(
+            client, footage, session_module.RecoverSettings(chunk=0), apply)
+        session.run()
+    report.update(state=session.state, error=session.error,
+                  client_module=client_module.Client.__module__)
+    if session.state == "done":
+        armature, body = bpy.data.objects["installed"], bpy.data.objects["installed_body"]
+
+        def curves(action):
+            return anim_utils.action_get_channelbag_for_slot(action, action.slots[0]).fcurves
+
+        report.update(
+            bones=[bone.name for bone in armature.data.bones],
+            keyframes=sorted({len(c.keyframe_points)
+                              for c in curves(armature.animation_data.action)}),
+            shape_key_curves=len(curves(body.data.shape_keys.animation_data.action)))
+    return report
+
+
+def install_report(bpy: ModuleType, zip_path: Path, endpoint: str | None = None,
+                   clip: Path | None = None) -> dict[str, Any]:
+    """Install and enable the extension in ``zip_path``, note what registered (and with
+    ``endpoint`` and ``clip``, what a session did), then disable and uninstall it. Changes the
+    process for good (sys.path, sys.modules): run it in a subprocess."""
     with zipfile.ZipFile(zip_path) as archive:
         package = tomllib.loads(archive.read("blender_manifest.toml").decode())["id"]
     module = f"bl_ext.{REPO_MODULE}.{package}"
@@ -97,6 +135,8 @@ def install_report(bpy: ModuleType, zip_path: Path) -> dict[str, Any]:
     report["enabled"] = module in bpy.context.preferences.addons
     report["registered"] = _registered(bpy)
     report["client_class"] = hasattr(importlib.import_module(f"{module}.{CLIENT}"), "Client")
+    if endpoint is not None and clip is not None:
+        report["session"] = session_report(bpy, module, endpoint, clip)
     report["module_files"] = {name: sys.modules[name].__file__ for name in ("zmq", "msgpack")}
 
     report["disable"] = sorted(bpy.ops.preferences.addon_disable(module=module))
@@ -107,9 +147,11 @@ def install_report(bpy: ModuleType, zip_path: Path) -> dict[str, Any]:
     return report
 
 
-def main(user_dir: str, zip_path: str, report_path: str) -> None:
+def main(user_dir: str, zip_path: str, report_path: str, endpoint: str | None = None,
+         clip: str | None = None) -> None:
     sys.meta_path.insert(0, _ImportOnlyFrom(BUNDLED_ONLY, Path(user_dir)))
-    report = install_report(import_bpy(Path(user_dir)), Path(zip_path))
+    report = install_report(import_bpy(Path(user_dir)), Path(zip_path), endpoint,
+                            Path(clip) if clip else None)
     Path(report_path).write_text(json.dumps(report, indent=2))
 
 

@@ -14,9 +14,12 @@ import tomllib
 import zipfile
 from pathlib import Path, PurePosixPath
 
+import cv2
 import pytest
 
+from backend.demo import demo_frames
 from backend.paths import pear_home
+from backend.server.process import serve_process
 
 from .blender_support import OPERATORS
 
@@ -120,15 +123,24 @@ def test_cli_builds_chosen_platforms(build_script, tmp_path, monkeypatch, capsys
     assert manifest["platforms"] == ["linux-x64"] and len(manifest["wheels"]) == 2
 
 
-def test_install_and_enable_with_blender_operators(extension_zip, tmp_path):
+def test_install_enable_and_recover_with_the_installed_extension(extension_zip, tmp_path,
+                                                                server_home, open_asset):
+    """Blender's operators install and enable the zip; the installed extension (its bundled
+    pyzmq/msgpack and vendored client, nothing from this venv) connects to a live backend and
+    recovers a 4-frame clip into a rig."""
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for index, image in enumerate(demo_frames(open_asset, 4)):
+        cv2.imwrite(str(clip / f"frame_{index:04d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     user_dir, home = tmp_path / "blender_user", tmp_path / "home"
     home.mkdir()
     report_path = tmp_path / "report.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.blender_support", str(user_dir), str(extension_zip),
-         str(report_path)],
-        cwd=REPO, env={**os.environ, "HOME": str(home)}, capture_output=True, text=True,
-        timeout=300)
+    with serve_process(server_home, "--estimator", "tracker") as backend:
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.blender_support", str(user_dir), str(extension_zip),
+             str(report_path), backend.endpoint, str(clip)],
+            cwd=REPO, env={**os.environ, "HOME": str(home)}, capture_output=True, text=True,
+            timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(report_path.read_text())
 
@@ -138,6 +150,13 @@ def test_install_and_enable_with_blender_operators(extension_zip, tmp_path):
     assert report["client_class"]
     for name, path in report["module_files"].items():  # from the bundled wheels
         assert Path(path).is_relative_to(user_dir), name
+    session = report["session"]
+    assert session["connect"] == ["FINISHED"] and session["status"].startswith("connected")
+    assert session["state"] == "done", session["error"]
+    assert session["client_module"] == f"{report['module']}.vendor.backend.server.client"
+    assert sorted(session["bones"]) == sorted(open_asset.joint_names)
+    assert session["keyframes"] == [4]
+    assert session["shape_key_curves"] == len(open_asset.meta["expression_names"])
 
     assert report["disable"] == ["FINISHED"]
     assert not any(report["registered_after_disable"].values())

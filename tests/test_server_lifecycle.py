@@ -82,6 +82,8 @@ def test_sigterm_finishes_queued_work_refuses_new_work_then_exits(server_home):
     with serve_process(server_home, "--window", "200") as server, \
             Client(server.endpoint, timeout=20) as client:
         session, sent = _queue_then_signal(server, client, 120)
+        # The signal is handled when the main thread next runs Python code.
+        assert _wait_for(lambda: server.events("stopping"), timeout=30)
         with Client(server.endpoint, timeout=5) as latecomer, \
                 pytest.raises(BackendError) as refused:
             latecomer.open_session(estimator="detector")

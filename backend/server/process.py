@@ -84,6 +84,9 @@ class ServerProcess:
         raise ServeError("the server's memory use is not readable from /proc")
 
     def events(self, name: str) -> list[dict]:
+        """The log events called ``name`` so far; all of them once the process has exited."""
+        if self.process.poll() is not None:
+            self._reader.join(timeout=5)  # its last lines may still be in the pipe
         return [entry for entry in self.logs if entry.get("event") == name]
 
 
