@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .body import registry
@@ -29,14 +30,17 @@ def _bar(label: str, done: int, total: int) -> None:
 
 def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: float = 1.0,
                  focal: float | None = None, device: str | None = None,
-                 progress: Progress | None = None) -> tuple[ClipResults, FitResult]:
+                 progress: Progress | None = None,
+                 subject: dict[str, np.ndarray] | None = None
+                 ) -> tuple[ClipResults, FitResult]:
     """A clip's detections -> the tracker -> elbow-twist fix and smoothing -> results.
+    ``subject``: per-subject parameters to hold fixed (see ``TrackerConfig.subject``).
 
     ``backend fit`` and the server's tracker estimator both end here, so a clip sent over the
     network gives what fitting its file gives.
     """
     keypoints = Keypoints(detections.parts, detections.width, detections.height, fps=fps)
-    config = TrackerConfig(focal=focal, device=device)
+    config = TrackerConfig(focal=focal, device=device, subject=subject)
     config.smoothness *= smooth
     fit = Tracker(BodyModel(asset), config).fit(keypoints, progress=progress)
     model = BodyModel(asset)

@@ -207,16 +207,25 @@ def test_blender_decodes_movies_frame_by_frame(bpy_module, scene, clip_movie, tm
         MovieFrames(clip_movie, first=9)
 
 
-def test_a_session_on_a_movie_keys_the_selected_frames(bpy_module, scene, backend, clip_movie):
+def test_a_chunked_session_on_a_movie_keys_the_selected_frames_with_one_body(
+        bpy_module, scene, backend, clip_movie, open_asset):
     from pear_recover_mesh.movie import MovieFrames
 
     footage = MovieFrames(clip_movie, first=2)
-    apply = scene.ClipApplier("movie", clip_movie, len(footage), first=2)
+    apply = Recorded(scene.ClipApplier("movie", clip_movie, len(footage), first=2))
     with Client(backend.endpoint, timeout=60) as client:
-        session = RecoverSession(client, footage, RecoverSettings(chunk=0), apply)
+        session = RecoverSession(client, footage, RecoverSettings(chunk=3), apply)
         session.run()
     footage.close()
     assert session.state == "done", session.error
+    # The second chunk was fitted with the first one's body and focal, not a new one.
+    (_, first, _), (_, second, start) = apply.calls
+    assert start == 3 and list(second.frames) == [3, 4, 5]
+    held = [p.name for p in open_asset.param_spec if p.per == "subject"]
+    assert "betas" in held
+    for name in held:
+        np.testing.assert_array_equal(second.params[name][:1], first.params[name][:1])
+    assert second.focal == pytest.approx(first.focal)
     curves = _curves(bpy_module.data.objects["movie"].animation_data.action)
     assert {len(c.keyframe_points) for c in curves} == {FRAMES - 2}
     background = bpy_module.data.objects["movie_camera"].data.background_images[0]

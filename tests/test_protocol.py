@@ -50,12 +50,21 @@ def test_a_valid_frame_request_parses_into_typed_fields():
 def test_session_open_fills_defaults_and_checks_ranges():
     parsed = parse_request(request("session.open"))
     assert parsed.fields == {"estimator": "tracker", "asset": "open", "smooth": 1.0,
-                             "fps": 30.0, "intrinsics": None, "rig": False}
+                             "fps": 30.0, "intrinsics": None, "rig": False, "subject": None}
     assert code_of(request("session.open", smooth=-1)) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", fps=float("nan"))) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", intrinsics={"focal": "x"})) == ErrorCode.BAD_FIELD
     assert parse_request(request("session.open", intrinsics={"focal": 900})).fields[
         "intrinsics"] == {"focal": 900}
+
+
+def test_session_open_subject_is_a_bounded_map_of_finite_numbers():
+    subject = {"betas": [0.5, -1, 2.0], "head_scale": [1.0, 1.0, 1.0]}
+    assert parse_request(request("session.open", subject=subject)).fields["subject"] == {
+        "betas": [0.5, -1.0, 2.0], "head_scale": [1.0, 1.0, 1.0]}
+    for bad in ([1.0], {"betas": 1.0}, {"betas": [float("inf")]}, {"betas": [True]},
+                {"betas": ["1"]}, {"": [1.0]}, {"betas": [0.0] * 5000}):
+        assert code_of(request("session.open", subject=bad)) == ErrorCode.BAD_FIELD, bad
 
 
 @pytest.mark.parametrize(("message", "code"), [

@@ -117,3 +117,19 @@ def test_missing_hands_and_face_fall_back_to_priors(open_asset):
     assert np.abs(result.params["left_hand_pose"]).max() < 0.5
     assert np.abs(result.params["expression"]).max() < 0.2
     assert np.isfinite(result.cam_t).all()
+
+
+def test_a_held_subject_is_not_fitted(open_asset):
+    """Later chunks of a clip keep the body an earlier chunk found."""
+    clip = make_clip(BodyModel(open_asset), frames=6, seed=5)
+    betas = clip.params["betas"][:1].numpy()
+    config = TrackerConfig(focal=clip.focal, iterations=(10, 10, 10),
+                           subject={"betas": betas.ravel().tolist()})
+    result = Tracker(BodyModel(open_asset), config).fit(clip.keypoints)
+    np.testing.assert_array_equal(result.params["betas"], betas.astype(np.float32))
+    assert np.abs(result.params["body_pose"]).max() > 0  # the rest was fitted
+
+    for subject, message in (({"body_pose": [0.0] * 63}, "'body_pose' is not a per-subject"),
+                             ({"betas": [0.0, 1.0]}, "'betas' has 2 values")):
+        with pytest.raises(ValueError, match=message):
+            Tracker(BodyModel(open_asset), TrackerConfig(subject=subject)).fit(clip.keypoints)

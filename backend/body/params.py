@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 Kind = Literal["axis_angle", "coeffs", "scale", "translation", "offsets"]
 Per = Literal["frame", "subject"]
@@ -54,6 +57,26 @@ class ParamSpec:
             range=(-math.inf if low is None else low, math.inf if high is None else high),
             description=data.get("description", ""),
         )
+
+
+def subject_values(specs: Iterable[ParamSpec], values: Mapping[str, Any]
+                   ) -> dict[str, np.ndarray]:
+    """Values for per-subject parameters, each as float32 ``(1, *shape)``; a ValueError names
+    a parameter that is not per-subject or has the wrong number of values."""
+    by_name = {spec.name: spec for spec in specs}
+    subject_names = [name for name, spec in by_name.items() if spec.per == "subject"]
+    out = {}
+    for name, value in values.items():
+        spec = by_name.get(name)
+        if spec is None or spec.per != "subject":
+            raise ValueError(f"{name!r} is not a per-subject parameter of this body model "
+                             f"(those are {subject_names})")
+        array = np.asarray(value, np.float32)
+        if array.size != spec.size:
+            raise ValueError(f"subject parameter {name!r} has {array.size} values; this body "
+                             f"model's has shape {spec.shape}")
+        out[name] = array.reshape(1, *spec.shape)
+    return out
 
 
 def _finite_or_none(value: float) -> float | None:

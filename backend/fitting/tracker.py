@@ -20,6 +20,7 @@ import torch
 
 from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
+from ..body.params import subject_values
 from ..camera import MODEL_TO_CAMERA, project, to_camera
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss
 
@@ -69,6 +70,9 @@ class TrackerConfig:
     offsets_prior: float = 100.0
     focal: float | None = None  # pixels; None: start from the image size
     optimize_focal: bool = False
+    # Per-subject parameters (betas, head shape, ...) held at these values instead of fitted:
+    # later parts of a clip keep the body an earlier part found.
+    subject: dict[str, np.ndarray] | None = None
     device: str | None = None  # None: CUDA when present
 
 
@@ -285,6 +289,8 @@ class Tracker:
         center = torch.tensor([keypoints.width / 2, keypoints.height / 2], device=self.device)
         targets, heights = self._targets(keypoints)
         v = self._initial(keypoints, focal)
+        v.update({name: torch.as_tensor(value, device=self.device) for name, value in
+                  subject_values(self.model.spec.values(), c.subject or {}).items()})
         frames = keypoints.frames
         per_frame_face = [n for n in ("expression", "jaw_pose", "eye_pose", "eyelids")
                           if n in self.model.spec]
@@ -300,9 +306,10 @@ class Tracker:
              {part: None for part in targets}),
         ]
         stage_losses = []
+        fixed = set(c.subject or ())
         for (label, names, parts), iterations, sigma in zip(stages, c.iterations,
                                                              c.robust_sigma, strict=True):
-            trainable = [v[name].requires_grad_(True) for name in names]
+            trainable = [v[name].requires_grad_(True) for name in names if name not in fixed]
             optimizer = torch.optim.Adam(trainable, lr=c.learning_rate)
             for step in range(iterations):
                 for group in optimizer.param_groups:

@@ -185,12 +185,14 @@ class Client:
 
     def open_session(self, estimator: str = "tracker", asset: str = "open", smooth: float = 1.0,
                      fps: float = 30.0, intrinsics: dict | None = None, rig: bool = False,
-                     timeout: float | None = None) -> Session:
-        """``rig``: also return the subject's rig (backend.rig) when the session finishes."""
+                     subject: dict | None = None, timeout: float | None = None) -> Session:
+        """``rig``: also return the subject's rig (backend.rig) when the session finishes.
+        ``subject``: an earlier session's ``Session.subject``, to fit the same body."""
         connection = min(self._connections, key=lambda c: c.sessions)
         reply = connection.request({"op": "session.open", "estimator": estimator,
                                     "asset": asset, "smooth": smooth, "fps": fps,
-                                    "intrinsics": intrinsics, "rig": rig}, timeout)
+                                    "intrinsics": intrinsics, "rig": rig, "subject": subject},
+                                   timeout)
         connection.sessions += 1
         return Session(connection, reply["session"], reply["window"])
 
@@ -214,6 +216,8 @@ class Session:
         self.done = False
         self.closing = False  # session.close sent, reply not yet taken
         self.rig: dict | None = None  # the subject's rig, after ``finish`` (if asked for)
+        # The fitted per-subject parameters, after ``finish`` (tracker sessions).
+        self.subject: dict | None = None
 
     def send_frame(self, index: int, time_s: float, image: Any, image_format: str = "jpeg"
                    ) -> int:
@@ -273,6 +277,7 @@ class Session:
         """What ``finish`` returns, from the ``session.close`` reply; keeps the rig."""
         self._ended()
         self.rig = reply.get("rig")
+        self.subject = reply.get("subject")
         if "results" in reply:
             return results_from_message(reply["results"])
         return reply

@@ -21,6 +21,7 @@ import numpy as np
 from ..body import registry
 from ..body.asset import Asset
 from ..body.errors import AssetNotFoundError
+from ..body.params import subject_values
 from ..fit import recover_clip
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector
@@ -90,6 +91,10 @@ class TrackerSession(DetectorSession):
         super().__init__(settings)
         self.asset = asset
         self.device = device
+        try:  # checked now: a wrong subject is the opener's mistake, not a failed fit later
+            self.subject = subject_values(asset.param_spec, settings.get("subject") or {})
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"asset {asset.asset_id!r}: {exc}") from None
 
     def finish(self, cancelled: Callable[[], bool]) -> dict:
         detections = self._detections()
@@ -101,10 +106,14 @@ class TrackerSession(DetectorSession):
         intrinsics = self.settings.get("intrinsics") or {}
         results, _ = recover_clip(detections, self.settings["fps"], self.asset,
                                   smooth=self.settings["smooth"], focal=intrinsics.get("focal"),
-                                  device=self.device, progress=check)
-        reply = {"results": results_to_message(results)}
+                                  device=self.device, progress=check,
+                                  subject=self.subject or None)
+        subject = subject_params(self.asset, results.params)
+        # A later session of the same person sends it back as its 'subject' to keep this body.
+        reply = {"results": results_to_message(results),
+                 "subject": {name: value.ravel().tolist() for name, value in subject.items()}}
         if self.settings.get("rig"):
-            reply["rig"] = build_rig(self.asset, subject_params(self.asset, results.params))
+            reply["rig"] = build_rig(self.asset, subject)
         return reply
 
 

@@ -29,6 +29,7 @@ MAX_FIELDS = 32
 MAX_INDEX = 2**31 - 1
 MAX_SMOOTH = 10.0
 MAX_FPS = 1000.0
+MAX_SUBJECT_VALUES = 4096  # numbers in session.open's 'subject' (an EHM's holds ~1,000)
 
 IMAGE_FORMATS = ("jpeg", "png", "raw")
 OPS = ("hello", "ping", "status", "session.open", "frame", "session.close", "cancel")
@@ -248,6 +249,31 @@ def _intrinsics(value: Any) -> dict[str, float] | None:
     return out
 
 
+def _subject(value: Any) -> dict[str, list[float]] | None:
+    """``subject``: per-subject parameters (name -> flat list of finite numbers) from an earlier
+    session's close reply, held fixed by the tracker. Names are checked against the asset when
+    the session opens."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > MAX_FIELDS:
+        raise _bad(f"'subject' must be a map of at most {MAX_FIELDS} parameter names to lists "
+                   "of numbers, or nil")
+    out, total = {}, 0
+    for name, numbers in value.items():
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_STRING:
+            raise _bad("'subject' keys must be parameter names")
+        if not isinstance(numbers, list):
+            raise _bad(f"subject parameter {name!r} must be a list of numbers")
+        total += len(numbers)
+        if total > MAX_SUBJECT_VALUES:
+            raise _bad(f"'subject' holds at most {MAX_SUBJECT_VALUES} numbers")
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                   for x in numbers):
+            raise _bad(f"subject parameter {name!r} must hold finite numbers only")
+        out[name] = [float(x) for x in numbers]
+    return out
+
+
 def parse_request(message: dict) -> Request:
     """Validate a client's request map (from ``unpack``); raises ProtocolError."""
     version = message.get("v")
@@ -276,6 +302,7 @@ def parse_request(message: dict) -> Request:
             "fps": _number(message, "fps", 30.0, 0.001, MAX_FPS),
             "intrinsics": _intrinsics(message.get("intrinsics")),
             "rig": _flag(message, "rig", False),
+            "subject": _subject(message.get("subject")),
         }
     elif op == "frame":
         request.fields = {"index": int(_number(message, "index", None, 0, MAX_INDEX, True)),

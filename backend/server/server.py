@@ -270,7 +270,8 @@ class Server:
         with self._lock:
             self._sessions[session.id] = session
         log_event(logger, "session.open", session=session.id, **{
-            k: v for k, v in request.fields.items() if k != "intrinsics"})
+            k: v for k, v in request.fields.items() if k not in ("intrinsics", "subject")},
+            subject=request.fields["subject"] is not None)
         return ok_reply(request.id, session=session.id, window=self.config.window)
 
     def _owned_session(self, peer: bytes, session_id: str) -> _Session:

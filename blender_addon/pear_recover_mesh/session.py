@@ -59,6 +59,8 @@ class RecoverSession:
         self._pending: collections.deque[int] = collections.deque()
         self._close_id: int | None = None
         self._rig: dict | None = None
+        self._subject: dict | None = None  # the body the first chunk found (backend's values)
+        self._intrinsics: dict | None = None  # and its camera
         self._ping_id: int | None = None
         self._last_reply = time.monotonic()
 
@@ -140,8 +142,8 @@ class RecoverSession:
         self._server = self.client.open_session(
             estimator=self.settings.estimator, asset=self.settings.asset,
             smooth=self.settings.smooth, fps=self.footage.fps,
-            intrinsics=self.settings.intrinsics, rig=self._rig is None,
-            timeout=self.settings.dead_after)
+            intrinsics=self.settings.intrinsics or self._intrinsics, rig=self._rig is None,
+            subject=self._subject, timeout=self.settings.dead_after)
         self._next, self._close_id = start, None
         self._heard()
         self.status = self._label("sending frames")
@@ -149,6 +151,9 @@ class RecoverSession:
     def _finish_chunk(self, results) -> None:
         start, stop = self.chunks[self._chunk]
         self._rig = self._server.rig or self._rig
+        if self._subject is None:  # later chunks fit the first one's body and camera
+            self._subject = self._server.subject
+            self._intrinsics = {"focal": results.focal}
         self._server = None
         self.apply(self._rig, results, start)
         self.frames_applied += stop - start

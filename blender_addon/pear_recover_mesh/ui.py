@@ -41,9 +41,6 @@ class PearSettings(bpy.types.PropertyGroup):
                                        description="First footage frame (0-based)")
     frame_last: bpy.props.IntProperty(name="Last", default=-1, min=-1,
                                       description="Last footage frame; -1: to the end")
-    person: bpy.props.IntProperty(
-        name="Person", default=0, min=0, max=0,
-        description="Which person when several are visible (this backend follows one)")
     backend: bpy.props.EnumProperty(
         name="Backend", items=[("LOCAL", "Local", "start a backend on this machine"),
                                ("REMOTE", "Remote", "connect to a running backend")],
