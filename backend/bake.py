@@ -50,9 +50,10 @@ def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
               asset_id: str = registry.DEFAULT_ASSET_ID, smooth: float = 1.0,
               focal: float | None = None, formats: tuple[str, ...] = (),
               background: bool = True, max_frames: int | None = None,
-              overlay: bool = False) -> BakeOutputs:
+              overlay: bool = False, body_shape_keys: bool = False) -> BakeOutputs:
     """Bake one clip into ``out_dir``; ``formats`` from ``fbx``, ``glb``, ``npz``; with
-    ``overlay``, also a video of the fitted mesh over the footage."""
+    ``overlay``, also a video of the fitted mesh over the footage; with ``body_shape_keys``,
+    shape keys for the leading body-shape components too."""
     if estimator not in ESTIMATORS:
         raise BakeError(f"estimator {estimator!r} is not available; choose from {ESTIMATORS}")
     bpy = _import_bpy()
@@ -71,7 +72,7 @@ def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     apply = scene.ClipApplier(name, footage.resolve() if background else None,
-                              len(results.frames))
+                              len(results.frames), body_shape_keys=body_shape_keys)
     apply(rig, results)
     bpy.ops.wm.save_as_mainfile(filepath=str(files["blend"]), check_existing=False)
     if "fbx" in formats:

@@ -150,7 +150,7 @@ def _bake(args: argparse.Namespace) -> int:
             baked = bake_clip(footage, args.out, estimator=args.estimator, asset_id=args.asset,
                               smooth=args.smooth, focal=args.focal, formats=formats,
                               background=not args.no_background, max_frames=args.max_frames,
-                              overlay=args.overlay)
+                              overlay=args.overlay, body_shape_keys=args.body_shape_keys)
         except BakeError as exc:  # the set-up, not the clip: stop
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write <clip>_overlay.mp4: the fitted mesh over the footage")
     bake.add_argument("--no-background", action="store_true",
                       help="do not show the footage behind the camera")
+    bake.add_argument("--body-shape-keys", action="store_true",
+                      help="also add shape keys for the leading body-shape components")
     bake.set_defaults(handler=_bake)
 
     evaluation = commands.add_parser("eval", help="accuracy on annotated data")

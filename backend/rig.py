@@ -1,5 +1,6 @@
 """What a scene builder needs to make a subject's rig: the shaped rest mesh and skeleton,
-skin weights, and one linear shape key per expression component.
+skin weights, one linear shape key per expression component and per leading body-shape
+component.
 
 Everything is in the model's own frame (Y up, metres) and plain numpy, so the same map goes
 into the Blender scene builder in-process (``backend bake``) or over the wire (the server's
@@ -18,8 +19,13 @@ import torch
 
 from .body.asset import Asset
 from .body.model import BodyModel
+from .body.params import subject_values
 
 RIG_FORMAT_VERSION = 1
+# Body-shape components offered as (optional) shape keys: the first, largest ones. They move
+# the mesh only; the skeleton stays the subject's.
+BODY_SHAPE_PARAM = "betas"
+BODY_SHAPE_KEYS = 10
 
 
 def subject_params(asset: Asset, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -45,16 +51,20 @@ def build_rig(asset: Asset, subject: Mapping[str, np.ndarray] | None = None) -> 
     model = BodyModel(asset).double()
     expression, names = expression_components(asset)
     count = len(names)
-    params = model.default_params(count + 1)
-    for name, value in (subject or {}).items():
-        if name not in model.spec or model.spec[name].per != "subject":
-            raise ValueError(f"{name!r} is not a per-subject parameter of asset "
-                             f"{asset.asset_id!r}")
-        params[name] = torch.as_tensor(np.asarray(value, np.float64)).reshape(
-            1, *model.spec[name].shape).expand_as(params[name])
-    if count:  # row 0: neutral; row k + 1: component k at 1
+    body_shape = model.spec.get(BODY_SHAPE_PARAM)
+    shapes = (min(BODY_SHAPE_KEYS, body_shape.size)
+              if body_shape is not None and body_shape.per == "subject" else 0)
+    # Row 0: the subject; rows 1..count: expression component k at 1; then the subject with
+    # body-shape component k one unit further.
+    params = model.default_params(1 + count + shapes)
+    for name, value in subject_values(asset.param_spec, subject or {}).items():
+        params[name] = torch.as_tensor(value, dtype=torch.float64).expand_as(params[name]).clone()
+    if count:
         params[expression] = torch.cat([torch.zeros(1, count, dtype=torch.float64),
-                                        torch.eye(count, dtype=torch.float64)])
+                                        torch.eye(count, dtype=torch.float64),
+                                        torch.zeros(shapes, count, dtype=torch.float64)])
+    for k in range(shapes):
+        params[BODY_SHAPE_PARAM][1 + count + k, k] += 1.0
     with torch.no_grad():
         out = model(params)
     vertices = out.vertices.numpy()
@@ -75,5 +85,8 @@ def build_rig(asset: Asset, subject: Mapping[str, np.ndarray] | None = None) -> 
         "weight_value": weights[vertex, joint].astype(np.float32),
         "expression_param": expression,
         "expression_names": names,
-        "expression_deltas": (vertices[1:] - vertices[:1]).astype(np.float32),
+        "expression_deltas": (vertices[1:1 + count] - vertices[:1]).astype(np.float32),
+        "body_shape_param": BODY_SHAPE_PARAM if shapes else "",
+        "body_shape_names": [f"Shape{k:02d}" for k in range(shapes)],
+        "body_shape_deltas": (vertices[1 + count:] - vertices[:1]).astype(np.float32),
     }

@@ -259,6 +259,35 @@ def test_rerunning_a_clip_replaces_its_rig_and_action(bpy_module, scene, open_as
     assert sorted(a.name for a in bpy_module.data.actions) == ["again", "again_face"]
 
 
+def test_body_shape_keys_move_the_mesh_as_the_model_does(bpy_module, scene, open_asset):
+    from backend.rig import build_rig
+
+    betas = np.random.default_rng(0).normal(size=(1, 20)) * 0.8
+    rig = build_rig(open_asset, {"betas": betas})
+    armature, body = scene.build_rig(rig, "shaped", body_shape_keys=True)
+    keys = body.data.shape_keys.key_blocks
+    assert [k.name for k in keys][-10:] == [f"Shape{k:02d}" for k in range(10)]
+    keys["Shape03"].value = 1.5
+    depsgraph = bpy_module.context.evaluated_depsgraph_get()
+    mesh = body.evaluated_get(depsgraph).data
+    blender = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", blender)
+
+    model = BodyModel(open_asset).double()
+    params = model.default_params(1)
+    params["betas"] = torch.as_tensor(betas)
+    params["betas"][0, 3] += 1.5
+    with torch.no_grad():
+        expected = model(params).vertices[0].numpy() @ MODEL_TO_WORLD.T
+    # Linear in betas: the key at 1.5 is the model one and a half units further (float32 mesh).
+    assert np.abs(blender.reshape(-1, 3) - expected).max() < 2e-5
+    assert armature.data.bones["pelvis"].head_local[:] == pytest.approx(
+        (rig["rest_joints"][0] @ MODEL_TO_WORLD.T).tolist(), abs=1e-6)
+
+    _, plain = scene.build_rig(rig, "plain")
+    assert not [k.name for k in plain.data.shape_keys.key_blocks if k.name.startswith("Shape")]
+
+
 def test_footage_errors_say_what_to_do(tmp_path):
     with pytest.raises(FootageError, match="does not exist"):
         image_sequence(tmp_path / "missing")

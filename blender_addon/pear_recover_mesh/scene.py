@@ -66,9 +66,10 @@ def remove_rig(name: str) -> None:
             bpy.data.actions.remove(action)
 
 
-def build_rig(rig: Mapping, name: str, collection: bpy.types.Collection | None = None
-              ) -> tuple[bpy.types.Object, bpy.types.Object]:
-    """Armature ``name`` and its skinned mesh ``name_body``, replacing an earlier one."""
+def build_rig(rig: Mapping, name: str, collection: bpy.types.Collection | None = None,
+              body_shape_keys: bool = False) -> tuple[bpy.types.Object, bpy.types.Object]:
+    """Armature ``name`` and its skinned mesh ``name_body``, replacing an earlier one; with
+    ``body_shape_keys``, also a shape key per leading body-shape component (at 0)."""
     remove_rig(name)
     collection = collection or bpy.context.scene.collection
     heads = points_to_world(rig["rest_joints"])
@@ -101,7 +102,7 @@ def build_rig(rig: Mapping, name: str, collection: bpy.types.Collection | None =
     _skin(body, rig)
     modifier = body.modifiers.new("Armature", "ARMATURE")
     modifier.object = armature
-    _shape_keys(body, rig)
+    _shape_keys(body, rig, body_shape_keys)
     armature["pear_asset"] = rig["asset_id"]
     return armature, body
 
@@ -135,17 +136,21 @@ def _skin(body: bpy.types.Object, rig: Mapping) -> None:
         groups[joint].add((vertex,), weight, "REPLACE")
 
 
-def _shape_keys(body: bpy.types.Object, rig: Mapping) -> None:
-    names = rig["expression_names"]
-    if not names:
+def _shape_keys(body: bpy.types.Object, rig: Mapping, body_shape: bool) -> None:
+    keys = list(zip(rig["expression_names"], rig["expression_deltas"], strict=True))
+    if body_shape:
+        keys += zip(rig.get("body_shape_names", []), rig.get("body_shape_deltas", []),
+                    strict=True)
+    if not keys:
         return
     body.shape_key_add(name="Basis", from_mix=False)
     rest = points_to_world(rig["vertices"])
-    deltas = np.asarray(rig["expression_deltas"], np.float64)
-    for name, delta in zip(names, deltas, strict=True):
+    for name, delta in keys:
         key = body.shape_key_add(name=name, from_mix=False)
-        key.data.foreach_set("co", (rest + points_to_world(delta)).astype(np.float32).ravel())
-        key.slider_min, key.slider_max = -10.0, 10.0  # FLAME's components go both ways
+        key.data.foreach_set("co", (rest + points_to_world(np.asarray(delta, np.float64)))
+                             .astype(np.float32).ravel())
+        key.slider_min, key.slider_max = -10.0, 10.0  # FLAME's and shape components go both ways
+        key.value = 0.0  # bpy 5.0 adds keys at 1.0: the rest mesh must stay the subject's
 
 
 def _channelbag(owner: bpy.types.ID, action_name: str):
@@ -279,9 +284,10 @@ class ClipApplier:
     the camera) starts at its frame ``first``, as the frames sent did."""
 
     def __init__(self, name: str, footage: Path | None = None, total_frames: int = 0,
-                 collection: bpy.types.Collection | None = None, first: int = 0):
+                 collection: bpy.types.Collection | None = None, first: int = 0,
+                 body_shape_keys: bool = False):
         self.name, self.footage, self.total_frames = name, footage, total_frames
-        self.first = first
+        self.first, self.body_shape_keys = first, body_shape_keys
         self.collection = collection
         self.armature: bpy.types.Object | None = None
         self.action: ClipAction | None = None
@@ -291,7 +297,8 @@ class ClipApplier:
         from .keyframes import clip_keyframes
 
         if self.action is None:
-            self.armature, body = build_rig(rig, self.name, self.collection)
+            self.armature, body = build_rig(rig, self.name, self.collection,
+                                            self.body_shape_keys)
             self._bone_rest = bone_rest_rotations(self.armature, rig["joint_names"])
             self.action = ClipAction(self.armature, body, rig["joint_names"],
                                      rig["expression_names"])

@@ -61,6 +61,10 @@ class PearSettings(bpy.types.PropertyGroup):
         name="Chunk", default=150, min=0,
         description="Frames fitted together and applied at once (0: the whole clip)")
     background: bpy.props.BoolProperty(name="Footage as camera background", default=True)
+    body_shape_keys: bpy.props.BoolProperty(
+        name="Body shape keys", default=False,
+        description="Also add shape keys for the leading body-shape components (they move the "
+        "mesh, not the skeleton)")
     status: bpy.props.StringProperty(name="Status", default="")
     progress: bpy.props.FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0,
                                       subtype="FACTOR")
@@ -174,7 +178,8 @@ class PEAR_OT_recover(bpy.types.Operator):
             return {"CANCELLED"}
         apply = ClipApplier(path.stem if path.is_file() else path.name,
                             path if settings.background else None, len(footage),
-                            first=settings.frame_first)
+                            first=settings.frame_first,
+                            body_shape_keys=settings.body_shape_keys)
         recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
                                   smooth=settings.smoothing, chunk=settings.chunk)
         _STATE["session"] = (RecoverSession(client, footage, recover, apply), client)
@@ -254,6 +259,7 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
         box.prop(settings, "asset")
         box.prop(settings, "chunk")
         box.prop(settings, "background")
+        box.prop(settings, "body_shape_keys")
 
         running = _STATE["session"] is not None
         layout.operator("pear.recover", text="Recovering... (Esc cancels)" if running
