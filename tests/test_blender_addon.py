@@ -259,6 +259,34 @@ def test_rerunning_a_clip_replaces_its_rig_and_action(bpy_module, scene, open_as
     assert sorted(a.name for a in bpy_module.data.actions) == ["again", "again_face"]
 
 
+def test_a_recovery_is_one_undo_step(bpy_module, scene, open_asset):
+    """What the panel's Recover adds (rig, mesh, camera, actions) goes with one undo and comes
+    back, keys included, with redo."""
+    from backend.results import ClipResults
+    from backend.rig import build_rig
+
+    frames = 3
+    params = {k: v.numpy().astype(np.float32) for k, v in
+              BodyModel(open_asset).default_params(frames).items()}
+    params["body_pose"] = np.random.default_rng(1).normal(
+        size=params["body_pose"].shape).astype(np.float32) * 0.2
+    results = ClipResults(open_asset.asset_id, open_asset.spec_hash, np.arange(frames),
+                          np.arange(frames) / 30, params, np.tile([0.0, 0.2, 4.0], (frames, 1)),
+                          800.0, (320.0, 240.0), 640, 480, info={"fps": 30.0})
+    ops = bpy_module.ops
+    ops.ed.undo_push(message="before")
+    scene.ClipApplier("undone")(build_rig(open_asset), results)
+    ops.ed.undo_push(message="Recover")
+    assert {"undone", "undone_body", "undone_camera"} <= set(bpy_module.data.objects.keys())
+
+    ops.ed.undo()
+    assert not set(bpy_module.data.objects.keys()) & {"undone", "undone_body", "undone_camera"}
+    assert not [a.name for a in bpy_module.data.actions if a.name.startswith("undone")]
+    ops.ed.redo()
+    armature = bpy_module.data.objects["undone"]
+    assert {len(c.keyframe_points) for c in _curves(armature.animation_data.action)} == {frames}
+
+
 def test_body_shape_keys_move_the_mesh_as_the_model_does(bpy_module, scene, open_asset):
     from backend.rig import build_rig
 
