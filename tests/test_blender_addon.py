@@ -218,9 +218,10 @@ def test_a_chunked_session_on_a_movie_keys_the_selected_frames_with_one_body(
         session.run()
     footage.close()
     assert session.state == "done", session.error
-    # The second chunk was fitted with the first one's body and focal, not a new one.
+    # The second chunk (frames 3-5) also carried the first's 3 frames again to fade over, and
+    # was fitted with the first one's body and focal, not a new one.
     (_, first, _), (_, second, start) = apply.calls
-    assert start == 3 and list(second.frames) == [3, 4, 5]
+    assert start == 3 and list(second.frames) == [0, 1, 2, 3, 4, 5]
     held = [p.name for p in open_asset.param_spec if p.per == "subject"]
     assert "betas" in held
     for name in held:
@@ -228,6 +229,7 @@ def test_a_chunked_session_on_a_movie_keys_the_selected_frames_with_one_body(
     assert second.focal == pytest.approx(first.focal)
     curves = _curves(bpy_module.data.objects["movie"].animation_data.action)
     assert {len(c.keyframe_points) for c in curves} == {FRAMES - 2}
+    assert {tuple(p.co[0] for p in c.keyframe_points) for c in curves} == {(1, 2, 3, 4, 5, 6)}
     background = bpy_module.data.objects["movie_camera"].data.background_images[0]
     assert background.image.source == "MOVIE"
     assert background.image_user.frame_offset == 2  # scene frame 1 shows movie frame 3

@@ -15,7 +15,7 @@ from pear_recover_mesh.convert import (
     matrix_to_quaternion,
     points_to_world,
 )
-from pear_recover_mesh.keyframes import clip_keyframes
+from pear_recover_mesh.keyframes import Keyframes, clip_keyframes, crossfade
 
 from backend.body.rotations import axis_angle_to_matrix as torch_axis_angle
 from backend.camera import MODEL_TO_CAMERA
@@ -110,3 +110,45 @@ def test_keyframes_pose_blenders_armature_like_the_model(asset_name, request):
         assert np.abs(skinned - expected).max() < 1e-5
     else:  # pose correctives and the FLAME head's own jaw are not carried (see backend.rig)
         assert np.abs(skinned - expected).mean() < 0.01
+
+
+def _random_keys(rng, frames: np.ndarray, joints: int = 5, expressions: int = 3) -> Keyframes:
+    quaternions = rng.normal(size=(len(frames), joints, 4))
+    quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
+    return Keyframes(frames, continuous(quaternions), rng.normal(size=(len(frames), 3)),
+                     rng.uniform(size=(len(frames), expressions)))
+
+
+def test_a_later_part_fades_in_over_the_frames_it_shares():
+    rng = np.random.default_rng(0)
+    earlier = _random_keys(rng, np.arange(1, 11))
+    later = _random_keys(rng, np.arange(7, 16))
+    joined = crossfade(earlier, later)
+    np.testing.assert_array_equal(joined.frames, np.arange(7, 16))
+    # Frames 7-10 are shared: later's weight rises 1/5, 2/5, 3/5, 4/5.
+    weight = np.array([0.2, 0.4, 0.6, 0.8])[:, None]
+    mixed = (1 - weight) * earlier.shape_keys[6:] + weight * later.shape_keys[:4]
+    np.testing.assert_allclose(joined.shape_keys[:4], mixed)
+    np.testing.assert_allclose(joined.root_location[4:], later.root_location[4:])
+    np.testing.assert_allclose(np.linalg.norm(joined.rotations, axis=-1), 1.0)
+    # After the shared frames: later's rotations, signs following on from earlier's.
+    same = np.abs((joined.rotations[4:] * later.rotations[4:]).sum(-1))
+    np.testing.assert_allclose(same, 1.0)
+    steps = (joined.rotations[1:] * joined.rotations[:-1]).sum(-1)
+    assert ((earlier.rotations[6] * joined.rotations[0]).sum(-1) > 0).all()
+    assert (steps[3:] > 0).all()  # the join and beyond: no flips for Blender to spin through
+
+
+def test_the_same_motion_with_flipped_signs_joins_without_a_jump():
+    rng = np.random.default_rng(1)
+    earlier = _random_keys(rng, np.arange(1, 11))
+    later = Keyframes(earlier.frames[6:], -earlier.rotations[6:], earlier.root_location[6:],
+                      earlier.shape_keys[6:])
+    joined = crossfade(earlier, later)
+    np.testing.assert_allclose(joined.rotations, earlier.rotations[6:], atol=1e-12)
+
+
+def test_parts_that_share_no_frame_are_not_faded():
+    rng = np.random.default_rng(2)
+    with pytest.raises(ValueError, match="share no frame"):
+        crossfade(_random_keys(rng, np.arange(1, 5)), _random_keys(rng, np.arange(5, 9)))

@@ -68,3 +68,43 @@ def clip_keyframes(params: Mapping[str, np.ndarray], cam_t: np.ndarray, rig: Map
         shape_keys = np.zeros((frames, 0))
     numbers = np.arange(1, frames + 1) if frame_numbers is None else np.asarray(frame_numbers)
     return Keyframes(numbers, rotations, root_location, shape_keys)
+
+
+def _take(keys: Keyframes, rows: np.ndarray | slice) -> Keyframes:
+    return Keyframes(keys.frames[rows], keys.rotations[rows], keys.root_location[rows],
+                     keys.shape_keys[rows])
+
+
+def crossfade(earlier: Keyframes, later: Keyframes) -> Keyframes:
+    """``later`` (a part of the clip fitted on its own) joined onto ``earlier``: over the frames
+    both hold, the values fade from ``earlier``'s to ``later``'s (quaternions by normalized
+    lerp); ``later``'s quaternion signs follow on from ``earlier``'s, so interpolation across
+    the join never spins the long way round. Returns the keys from the first shared frame on.
+    """
+    shared = np.isin(later.frames, earlier.frames)
+    if not shared.any():
+        raise ValueError("the two parts share no frame to fade over")
+    rotations = np.array(later.rotations, np.float64)
+    # Signs per joint from the first shared frame; ``later`` is already continuous in itself.
+    first = int(np.flatnonzero(shared)[0])
+    before = earlier.rotations[np.searchsorted(earlier.frames, later.frames[first])]
+    rotations[:, (rotations[first] * before).sum(-1) < 0] *= -1
+    later = Keyframes(later.frames, rotations, later.root_location, later.shape_keys)
+
+    rows = np.flatnonzero(shared)
+    old = _take(earlier, np.searchsorted(earlier.frames, later.frames[rows]))
+    weight = (np.arange(len(rows)) + 1.0) / (len(rows) + 1.0)  # of ``later``, rising
+
+    def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        w = weight.reshape(-1, *[1] * (a.ndim - 1))
+        return (1 - w) * a + w * b
+
+    quaternions = mix(old.rotations, later.rotations[rows])
+    quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
+    blended = Keyframes(later.frames[rows], quaternions,
+                        mix(old.root_location, later.root_location[rows]),
+                        mix(old.shape_keys, later.shape_keys[rows]))
+    rest = _take(later, slice(rows[-1] + 1, None))
+    return Keyframes(*(np.concatenate([a, b]) for a, b in zip(
+        (blended.frames, blended.rotations, blended.root_location, blended.shape_keys),
+        (rest.frames, rest.rotations, rest.root_location, rest.shape_keys), strict=True)))

@@ -17,7 +17,7 @@ from bpy_extras import anim_utils
 
 from .convert import CAMERA_EULER, camera_settings, points_to_world
 from .footage import file_number, frame_files, is_movie
-from .keyframes import Keyframes
+from .keyframes import Keyframes, clip_keyframes, crossfade
 
 MIN_BONE_LENGTH = 0.01  # metres: Blender drops zero-length bones
 
@@ -170,14 +170,17 @@ def _channelbag(owner: bpy.types.ID, action_name: str):
 
 def _write_curve(channelbag, data_path: str, index: int, frames: np.ndarray,
                  values: np.ndarray, group: str = "") -> None:
-    """Append keys to an F-curve in bulk (``foreach_set``: ~30x faster than keyframe_insert)."""
+    """Write keys to an F-curve in bulk (``foreach_set``: ~30x faster than keyframe_insert),
+    replacing those it had from ``frames[0]`` on; the keys before stay."""
     curve = channelbag.fcurves.ensure(data_path, index=index, group_name=group)
     points = curve.keyframe_points
-    start = len(points)
-    old = np.empty(start * 2, np.float32)
+    old = np.empty(len(points) * 2, np.float32)
     points.foreach_get("co", old)
-    points.add(len(frames))
-    co = np.concatenate([old, np.stack([frames, values], 1).astype(np.float32).ravel()])
+    kept = old.reshape(-1, 2)
+    kept = kept[kept[:, 0] < frames[0]]
+    # Never fewer keys than before: later parts of a clip only extend it.
+    points.add(len(kept) + len(frames) - len(points))
+    co = np.concatenate([kept.ravel(), np.stack([frames, values], 1).astype(np.float32).ravel()])
     points.foreach_set("co", co)
     points.foreach_set("interpolation", np.full(len(points), 1, np.int32))  # LINEAR
     curve.update()
@@ -185,7 +188,8 @@ def _write_curve(channelbag, data_path: str, index: int, frames: np.ndarray,
 
 class ClipAction:
     """The clip's actions on a rig: bones on the armature, expressions on the shape keys.
-    ``add`` appends keyframes, so results can be applied as they arrive."""
+    ``add`` writes keyframes from its first frame on, so results can be applied as they
+    arrive."""
 
     def __init__(self, armature: bpy.types.Object, body: bpy.types.Object, joint_names,
                  expression_names):
@@ -280,8 +284,9 @@ def footage_frame(index) -> np.ndarray:
 class ClipApplier:
     """Puts a clip's results into the scene as they come (``apply(rig, results, first)``):
     the first call builds the rig ``name`` (replacing an earlier one), its camera and action;
-    later calls, for later parts of the same clip, append keyframes. ``footage`` (shown behind
-    the camera) starts at its frame ``first``, as the frames sent did."""
+    later calls, for later parts of the same clip, add keyframes; a part that repeats frames
+    of the one before fades into it over them (``keyframes.crossfade``). ``footage`` (shown
+    behind the camera) starts at its frame ``first``, as the frames sent did."""
 
     def __init__(self, name: str, footage: Path | None = None, total_frames: int = 0,
                  collection: bpy.types.Collection | None = None, first: int = 0,
@@ -292,10 +297,9 @@ class ClipApplier:
         self.armature: bpy.types.Object | None = None
         self.action: ClipAction | None = None
         self._bone_rest: np.ndarray | None = None
+        self._last: Keyframes | None = None  # the part applied last
 
     def __call__(self, rig: Mapping, results, first_index: int = 0) -> None:
-        from .keyframes import clip_keyframes
-
         if self.action is None:
             self.armature, body = build_rig(rig, self.name, self.collection,
                                             self.body_shape_keys)
@@ -308,6 +312,9 @@ class ClipApplier:
                        self.collection)
         keys = clip_keyframes(results.params, results.cam_t, rig, self._bone_rest,
                               footage_frame(results.frames))
+        if self._last is not None and keys.frames[0] <= self._last.frames[-1]:
+            keys = crossfade(self._last, keys)
+        self._last = keys  # as written: the next part's signs follow on from these
         self.action.add(keys)
         end = max(int(keys.frames[-1]), bpy.context.scene.frame_end if first_index else 1)
         set_frame_range(end, float(results.info.get("fps", 30.0)))

@@ -30,6 +30,9 @@ class RecoverSettings:
     asset: str = "open"
     smooth: float = 1.0
     chunk: int = 150  # frames fitted together; 0 = the whole clip in one fit
+    # Frames of the previous chunk sent again with each later one and faded over in the
+    # scene: a chunk fitted on its own would start with a jump.
+    overlap: int = 8
     window: int = 8  # frames in flight
     intrinsics: dict | None = None
     dead_after: float = 20.0  # seconds without any reply before the backend counts as gone
@@ -70,7 +73,8 @@ class RecoverSession:
 
     @property
     def progress(self) -> float:
-        total = len(self.footage) * (1 + _FIT_WEIGHT)
+        sent = len(self.footage) + sum(self._overlap(k) for k in range(len(self.chunks)))
+        total = sent + _FIT_WEIGHT * len(self.footage)
         return (self.frames_detected + _FIT_WEIGHT * self.frames_applied) / total
 
     def step(self, budget: float = 0.05) -> bool:
@@ -144,7 +148,8 @@ class RecoverSession:
             smooth=self.settings.smooth, fps=self.footage.fps,
             intrinsics=self.settings.intrinsics or self._intrinsics, rig=self._rig is None,
             subject=self._subject, timeout=self.settings.dead_after)
-        self._next, self._close_id = start, None
+        self._next = start - self._overlap(self._chunk)
+        self._close_id = None
         self._heard()
         self.status = self._label("sending frames")
 
@@ -163,6 +168,13 @@ class RecoverSession:
             self.status = f"done: {self.frames_applied} frames"
         else:
             self.status = self._label(f"applied {self.frames_applied} frames")
+
+    def _overlap(self, chunk: int) -> int:
+        """Frames of the chunk before that ``chunk`` sends again."""
+        if chunk == 0:
+            return 0
+        start, stop = self.chunks[chunk - 1]
+        return min(self.settings.overlap, stop - start)
 
     def _label(self, what: str) -> str:
         return f"chunk {self._chunk + 1}/{len(self.chunks)}: {what}"
