@@ -17,12 +17,19 @@ from .server.errors import KeyFileError, ServeError
 def _models_install(args: argparse.Namespace) -> int:
     from .body import registry
     from .body.build_smplx import build_smplx_asset
+    from .body.landmark_transfer import add_missing_sets
 
     asset = build_smplx_asset(
         args.smplx, flame_path=args.flame, correspondence_path=args.correspondence,
         eyelids_path=args.eyelids, num_betas=args.num_betas, num_head_shape=args.num_head_shape,
         num_expression=args.num_expression, asset_id=args.id,
     )
+    # The tracker fits MediaPipe points: carry the free default model's sets over.
+    asset, report = add_missing_sets(asset, registry.load(registry.DEFAULT_ASSET_ID))
+    for name, snap in report.items():
+        print(f"landmarks {name}: carried from {registry.DEFAULT_ASSET_ID!r}, snapped onto the "
+              f"surface by {snap['snap_mean_mm']:.1f} mm on average "
+              f"({snap['snap_max_mm']:.1f} mm at most)")
     path = registry.install(asset)
     summary = asset.summary()
     print(f"installed {summary['asset_id']} ({summary['kind']}): {summary['vertices']} vertices, "

@@ -21,7 +21,10 @@ def test_help_lists_the_subcommands(tmp_path):
         assert command in result.stdout
 
 
-def test_install_then_list(model_files, tmp_path):
+def test_install_then_list(model_files, open_asset, tmp_path):
+    from backend.body.asset import save_asset
+
+    save_asset(open_asset, tmp_path / "assets" / "open.npz")  # where the landmarks come from
     result = backend("models", "install", "--smplx", str(model_files.smplx),
                      "--flame", str(model_files.flame),
                      "--correspondence", str(model_files.correspondence),
@@ -29,12 +32,15 @@ def test_install_then_list(model_files, tmp_path):
                      home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "installed smplx+flame" in result.stdout
+    assert "landmarks mediapipe_face478: carried from 'open'" in result.stdout
     assert (tmp_path / "assets" / "smplx+flame.npz").is_file()
 
     listing = backend("models", "list", "--json", home=tmp_path)
     assert listing.returncode == 0, listing.stderr
-    (row,) = json.loads(listing.stdout)
+    (row,) = [r for r in json.loads(listing.stdout) if r["asset_id"] != "open"]
     assert row["asset_id"] == "smplx+flame"
+    assert row["landmark_sets"]["mediapipe_face478"] == 478
+    assert row["landmark_sets"]["mediapipe_hand_left"] == 21
     assert row["vertices"] == 10475 and row["joints"] == 55
     assert row["params"]["expression"] == 30
     assert "non-commercial" in row["license"]
@@ -73,8 +79,9 @@ def test_caches_are_routed_into_pear_home(tmp_path):
 def test_demo_runs_end_to_end(tmp_path):
     result = backend("demo", "--out", str(tmp_path / "demo"), "--frames", "12", home=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Recovered body motion is" in result.stdout
-    for name in ("demo_clip.mp4", "demo_clip.npz", "demo_clip_overlay.mp4"):
+    assert "The recovered body motion is" in result.stdout
+    for name in ("demo_clip.mp4", "demo_clip.blend", "demo_clip.fbx", "demo_clip.npz",
+                 "demo_clip_overlay.mp4"):
         assert (tmp_path / "demo" / name).is_file(), name
 
 

@@ -117,7 +117,8 @@ class Tracker:
         missing = [s for s in PART_LANDMARKS.values() if s not in model._landmark_names]
         if missing:
             raise ValueError(f"asset {model.asset_id!r} has no landmark set(s) {missing}; "
-                             "the tracker needs MediaPipe landmark embeddings")
+                             "the tracker needs MediaPipe landmark sets (`backend models "
+                             "install` adds them to SMPL-X/FLAME assets)")
         self.model = model.to(device=device, dtype=torch.float32)
         # The first stages see only the body's points: computing just those halves a step.
         self.body_landmarks = LandmarkModel(self.model, [PART_LANDMARKS["pose"]])
