@@ -54,3 +54,17 @@ def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
     return torch.where(
         (angle < 1e-4)[..., None], small, torch.where((angle > 3.1)[..., None], near_pi, general)
     )
+
+
+def rotation_6d_to_matrix(six: torch.Tensor) -> torch.Tensor:
+    """(..., 6) continuous rotation representation (Zhou et al. 2019: the matrix's first two
+    columns, made orthonormal by Gram-Schmidt) to (..., 3, 3) rotation matrices."""
+    a, b = six[..., :3], six[..., 3:]
+    x = torch.nn.functional.normalize(a, dim=-1)
+    y = torch.nn.functional.normalize(b - (x * b).sum(-1, keepdim=True) * x, dim=-1)
+    return torch.stack([x, y, torch.cross(x, y, dim=-1)], dim=-1)
+
+
+def matrix_to_rotation_6d(matrix: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotation matrices to their (..., 6) first two columns."""
+    return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], dim=-1)

@@ -1,0 +1,96 @@
+"""A plain Vision Transformer backbone (pre-norm blocks, learned position embeddings) at the
+PEAR input size: 256x192 crops in 16-pixel patches, 16x12 = 192 tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INPUT_SIZE = (256, 192)  # height, width
+PATCH = 16
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    name: str
+    dim: int
+    depth: int
+    heads: int
+    mlp_ratio: float = 4.0
+    image: tuple[int, int] = INPUT_SIZE
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image[0] // PATCH, self.image[1] // PATCH
+
+
+# The standard sizes (ViT-S/B/L/H, patch 16); PEAR's is ViT-B.
+CONFIGS = {
+    "vit_s": ViTConfig("vit_s", 384, 12, 6),
+    "vit_b": ViTConfig("vit_b", 768, 12, 12),
+    "vit_l": ViTConfig("vit_l", 1024, 24, 16),
+    "vit_h": ViTConfig("vit_h", 1280, 32, 16),
+}
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, tokens, 3, self.heads, dim // self.heads).unbind(2)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                             v.transpose(1, 2))
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViT(nn.Module):
+    """(B, 3, H, W) normalized images -> (B, H/16 * W/16, dim) tokens."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embed = nn.Conv2d(3, config.dim, PATCH, PATCH)
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.grid[0] * config.grid[1],
+                                                  config.dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio)
+                                    for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.dim, eps=1e-6)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if tuple(images.shape[-2:]) != self.config.image:
+            raise ValueError(f"{self.config.name} takes {self.config.image[0]}x"
+                             f"{self.config.image[1]} crops, got {tuple(images.shape[-2:])}")
+        x = self.patch_embed(images).flatten(2).transpose(1, 2) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)

@@ -1,0 +1,178 @@
+"""The PEAR regressor's network, output layout, camera and checkpoints (CPU; tiny heads where
+the size does not matter)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from backend.body.model import BodyModel
+from backend.body.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_rotation_6d,
+    rotation_6d_to_matrix,
+)
+from backend.regressor.camera import crop_box, crop_intrinsics, crop_to_full, crop_to_image
+from backend.regressor.checkpoint import (
+    CheckpointMismatch,
+    RegressorUnavailable,
+    load_checkpoint,
+    save_checkpoint,
+)
+from backend.regressor.layout import CAMERA_MEAN, ParamLayout
+from backend.regressor.model import PearRegressor, RegressorConfig
+from backend.regressor.pretrained import PretrainedMismatch, load_backbone
+from backend.regressor.vit import CONFIGS, ViT
+
+SMALL_HEAD = {"head_dim": 64, "head_depth": 1, "head_heads": 4}
+
+
+@pytest.fixture(scope="module")
+def layout(open_asset):
+    return ParamLayout(open_asset.param_spec)
+
+
+@pytest.fixture(scope="module")
+def vit_s_model(layout):
+    torch.manual_seed(0)
+    return PearRegressor(RegressorConfig("vit_s", **SMALL_HEAD), layout).eval()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_every_backbone_gives_192_tokens_of_its_width(name, layout):
+    config = CONFIGS[name]
+    with torch.device("meta"):  # shapes only: ViT-H has 630M parameters
+        model = PearRegressor(RegressorConfig(name, **SMALL_HEAD), layout)
+        tokens = model.backbone(torch.empty(2, 3, 256, 192))
+        out = model(torch.empty(2, 3, 256, 192))
+    assert tokens.shape == (2, 192, config.dim)
+    assert out.shape == (2, layout.size)
+    widths = {"vit_s": 384, "vit_b": 768, "vit_l": 1024, "vit_h": 1280}
+    depths = {"vit_s": 12, "vit_b": 12, "vit_l": 24, "vit_h": 32}
+    assert (config.dim, config.depth) == (widths[name], depths[name])
+
+
+def test_the_layout_covers_the_asset_spec(layout, open_asset):
+    names = {s.spec.name for s in layout.slots}
+    assert names == {p.name for p in open_asset.param_spec if p.size and p.name != "transl"}
+    rotations = sum(p.size for p in open_asset.param_spec if p.kind == "axis_angle")
+    others = sum(p.size for p in open_asset.param_spec
+                 if p.kind != "axis_angle" and p.name != "transl")
+    assert layout.size == 2 * rotations + others + 3
+    params, camera = layout.decode(layout.mean()[None])
+    for slot in layout.slots:  # the mean is the model's own default
+        default = BodyModel(open_asset).default_params(1)[slot.spec.name]
+        torch.testing.assert_close(params[slot.spec.name], default.float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(camera, torch.tensor([CAMERA_MEAN]))
+
+
+def test_6d_rotations_round_trip():
+    axis_angle = torch.randn(64, 3, dtype=torch.float64)
+    matrices = axis_angle_to_matrix(axis_angle)
+    torch.testing.assert_close(rotation_6d_to_matrix(matrix_to_rotation_6d(matrices)), matrices)
+
+
+def test_a_new_network_predicts_the_mean_pose(vit_s_model, layout):
+    images = torch.randn(3, 3, 256, 192)
+    with torch.no_grad():
+        out = vit_s_model(images)
+    # The last layer starts small, not zero: the output is the mean to within a hundredth.
+    assert (out - layout.mean()).abs().max() < 0.05
+    params, camera = layout.decode(out)
+    assert params["body_pose"].abs().max() < 0.1
+    assert (camera[:, 0] - CAMERA_MEAN[0]).abs().max() < 0.05
+
+
+def test_gradients_reach_the_backbone(layout):
+    torch.manual_seed(0)
+    model = PearRegressor(RegressorConfig("vit_s", **SMALL_HEAD), layout)
+    out = model(torch.randn(2, 3, 256, 192))
+    (out - torch.randn_like(out)).square().mean().backward()
+    for name in ("patch_embed.weight", "pos_embed", "blocks.0.attn.qkv.weight"):
+        grad = model.backbone.get_parameter(name).grad
+        assert grad is not None and grad.abs().max() > 0, name
+
+
+def test_crop_and_full_frame_cameras_agree():
+    """Projecting with the full camera equals projecting with the crop camera and mapping the
+    crop pixels back; and the weak-perspective crop camera, converted, projects a shallow body
+    where the crop put it."""
+    generator = torch.Generator().manual_seed(0)
+    batch = 4
+    boxes = torch.tensor([[100.0, 50, 300, 500], [900, 100, 1100, 400], [0, 0, 60, 200],
+                          [500, 600, 560, 700]], dtype=torch.float64)
+    center, height = crop_box(boxes)
+    focal = torch.tensor([1500.0, 1500, 900, 2000], dtype=torch.float64)
+    image_center = torch.tensor([[640.0, 360]] * batch, dtype=torch.float64)
+    points = torch.randn(batch, 20, 3, generator=generator, dtype=torch.float64) * 0.4
+    camera = torch.rand(batch, 3, generator=generator, dtype=torch.float64) * 0.4 + 0.6
+    cam_t = crop_to_full(camera, center, height, focal, image_center)
+    in_camera = points + cam_t[:, None]
+    full = focal[:, None, None] * in_camera[..., :2] / in_camera[..., 2:] + image_center[:, None]
+    crop_focal, crop_center = crop_intrinsics(focal, image_center, center, height)
+    crop = (crop_focal[:, None, None] * in_camera[..., :2] / in_camera[..., 2:]
+            + crop_center[:, None])
+    assert (crop_to_image(crop, center, height) - full).abs().max() < 1e-4
+
+    flat = points.clone()
+    flat[..., 2] = 0.0  # no depth relief: weak perspective is exact
+    in_camera = flat + cam_t[:, None]
+    full = focal[:, None, None] * in_camera[..., :2] / in_camera[..., 2:] + image_center[:, None]
+    weak = center[:, None] + height[:, None, None] / 2 * camera[:, None, :1] * (
+        flat[..., :2] + camera[:, None, 1:])
+    assert (weak - full).abs().max() < 1e-6
+
+
+def test_crop_boxes_keep_the_person_and_the_aspect():
+    center, height = crop_box(torch.tensor([[10.0, 20, 110, 420], [0, 0, 400, 100]]))
+    torch.testing.assert_close(center, torch.tensor([[60.0, 220], [200, 50]]))
+    torch.testing.assert_close(height, torch.tensor([480.0, 400 / 0.75 * 1.2]))
+
+
+def test_checkpoint_round_trip_and_mismatches(vit_s_model, open_asset, smplx_asset, tmp_path):
+    folder = save_checkpoint(vit_s_model, open_asset, tmp_path / "ckpt")
+    loaded = load_checkpoint(folder, open_asset)
+    images = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), vit_s_model(images), atol=0, rtol=0)
+
+    with pytest.raises(CheckpointMismatch, match="trained for body model 'open'.*'smplx'"):
+        load_checkpoint(folder, smplx_asset)
+    with pytest.raises(RegressorUnavailable, match="no regressor checkpoint"):
+        load_checkpoint(tmp_path / "nowhere", open_asset)
+    config = json.loads((folder / "config.json").read_text())
+    config["network"]["head_dim"] = 128
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointMismatch, match="does not fit the network"):
+        load_checkpoint(folder, open_asset)
+
+
+def test_a_pretrained_backbone_loads_from_a_timm_style_file(tmp_path):
+    """A ViTPose-like file: ``backbone.`` prefix, timm names, a class token and a 14x14 grid."""
+    torch.manual_seed(0)
+    source = ViT(CONFIGS["vit_s"])
+    state = {f"backbone.{k}".replace("patch_embed.", "patch_embed.proj."): v.clone()
+             for k, v in source.state_dict().items()}
+    grid = torch.randn(1, 1 + 14 * 14, 384)
+    state["backbone.pos_embed"] = grid
+    save_file(state, str(tmp_path / "vitpose.safetensors"))
+    target = ViT(CONFIGS["vit_s"])
+    initial = target.pos_embed.detach().clone()
+    load_backbone(target, tmp_path / "vitpose.safetensors")
+    torch.testing.assert_close(target.blocks[3].mlp.fc1.weight, source.blocks[3].mlp.fc1.weight)
+    # The 14x14 grid (class token dropped) resized to 16x12: the file's values, not the init.
+    assert target.pos_embed.shape == (1, 192, 384)
+    assert np.isfinite(target.pos_embed.detach().numpy()).all()
+    assert not torch.allclose(target.pos_embed, initial)
+    assert abs(float(target.pos_embed.detach().std()) - float(grid[:, 1:].std())) < 0.2
+
+    torch.save({"state_dict": state}, tmp_path / "vitpose.pth")
+    load_backbone(ViT(CONFIGS["vit_s"]), tmp_path / "vitpose.pth")
+    with pytest.raises(PretrainedMismatch, match="is not a vit_b backbone"):
+        load_backbone(ViT(CONFIGS["vit_b"]), tmp_path / "vitpose.safetensors")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_backbone(ViT(CONFIGS["vit_s"]), tmp_path / "missing.pth")
