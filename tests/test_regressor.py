@@ -176,3 +176,17 @@ def test_a_pretrained_backbone_loads_from_a_timm_style_file(tmp_path):
         load_backbone(ViT(CONFIGS["vit_b"]), tmp_path / "vitpose.safetensors")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_backbone(ViT(CONFIGS["vit_s"]), tmp_path / "missing.pth")
+
+
+def test_onnx_runtime_gives_the_torch_parameters(vit_s_model, layout, tmp_path):
+    from backend.regressor.onnx_export import OnnxRegressor, export_onnx
+
+    runtime = OnnxRegressor(export_onnx(vit_s_model, tmp_path / "pear.onnx"))
+    images = torch.randn(3, 3, 256, 192)
+    with torch.no_grad():
+        expected = vit_s_model(images)
+    got = torch.from_numpy(runtime(images.numpy()))
+    ours, theirs = layout.decode(got), layout.decode(expected)
+    for name, value in theirs[0].items():
+        assert (ours[0][name] - value).abs().max() < 1e-4, name
+    assert (ours[1] - theirs[1]).abs().max() < 1e-4
