@@ -190,3 +190,40 @@ def test_onnx_runtime_gives_the_torch_parameters(vit_s_model, layout, tmp_path):
     for name, value in theirs[0].items():
         assert (ours[0][name] - value).abs().max() < 1e-4, name
     assert (ours[1] - theirs[1]).abs().max() < 1e-4
+
+
+def test_a_person_crop_is_centred_and_scaled_from_its_box():
+    from backend.regressor.inference import crop_person, normalize
+
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[200:240, 300:340] = 255  # a 40 px square centred at (320, 220)
+    crop = crop_person(image, np.array([320.0, 220.0]), 160.0)  # 1.6 crop px per image px
+    assert crop.shape == (256, 192, 3)
+    bright = np.argwhere(crop[..., 0] > 127)
+    np.testing.assert_allclose(bright.mean(0), [127.5, 95.5], atol=1.0)  # the crop's centre
+    assert abs(np.ptp(bright[:, 0]) + 1 - 64) <= 2  # 40 px * 1.6
+    edge = crop_person(image, np.array([5.0, 5.0]), 160.0)  # mostly outside: black, no error
+    assert edge[:100, :70].max() == 0
+    tensor = normalize(crop[None])
+    assert tensor.shape == (1, 3, 256, 192) and tensor.dtype == torch.float32
+
+
+def test_predictions_project_onto_the_full_image(vit_s_model, open_asset, tmp_path):
+    from backend.regressor.inference import Regressor
+
+    folder = save_checkpoint(vit_s_model, open_asset, tmp_path / "ckpt")
+    regressor = Regressor(folder, open_asset)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (480, 640, 3), np.uint8),
+              rng.integers(0, 255, (720, 1280, 3), np.uint8)]
+    boxes = np.array([[200.0, 40, 400, 460], [900, 300, 1000, 700]])
+    out = regressor.predict(images, boxes)
+    assert out.params["body_pose"].shape == (2, 21, 3)
+    assert out.landmarks_px["mediapipe_pose33"].shape == (2, 33, 2)
+    np.testing.assert_allclose(out.focal, [640, 1280])
+    # The untrained network predicts the mean camera: the body stands in its box, whose
+    # centre its torso projects near (the crop camera is centred on the box).
+    hips = out.landmarks_px["mediapipe_pose33"][:, [23, 24]].mean(1)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    heights = boxes[:, 3] - boxes[:, 1]
+    assert (np.abs(hips - centres).max(1) < 0.25 * heights).all()
