@@ -227,3 +227,29 @@ def test_predictions_project_onto_the_full_image(vit_s_model, open_asset, tmp_pa
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     heights = boxes[:, 3] - boxes[:, 1]
     assert (np.abs(hips - centres).max(1) < 0.25 * heights).all()
+
+
+@pytest.mark.slow
+def test_a_tiny_overfit_run_lowers_the_loss_tenfold(layout):
+    """ViT-S on 8 crops the test makes (smooth colour fields: different people look
+    different) and 8 target outputs: ten times lower loss within 40 steps (measured: 24 steps,
+    40 s on this 2-core machine)."""
+    torch.manual_seed(0)
+    model = PearRegressor(RegressorConfig("vit_s", head_dim=128, head_depth=2, head_heads=4),
+                          layout)
+    generator = torch.Generator().manual_seed(1)
+    images = torch.nn.functional.interpolate(torch.randn(8, 3, 4, 3, generator=generator),
+                                             size=(256, 192), mode="bilinear")
+    targets = layout.mean() + 0.3 * torch.randn(8, layout.size, generator=generator)
+    optimizer = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": 3e-4},
+                                   {"params": model.head.parameters(), "lr": 1e-3}])
+    losses = []
+    for _ in range(40):
+        loss = (model(images) - targets).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if losses[-1] < losses[0] / 10:
+            break
+    assert losses[-1] < losses[0] / 10, losses
