@@ -59,7 +59,7 @@ class TrackerConfig:
     learning_rate: float = 0.02
     final_lr_fraction: float = 0.05
     # Robust scale per stage, as a fraction of the person's height in the image.
-    robust_sigma: tuple[float, float, float] = (0.1, 0.1, 0.1)
+    robust_sigma: tuple[float, float, float] = (0.5, 0.3, 0.1)
     part_weights: dict[str, float] = field(default_factory=lambda: {
         "pose": 1.0, "face": 0.5, "left_hand": 0.5, "right_hand": 0.5})
     smoothness: float = 1.0  # at 30 fps; scaled so the same motion costs the same at any rate
@@ -220,9 +220,12 @@ class Tracker:
             du = x * scale - target[..., 0]
             dw = y * scale - target[..., 1]
             squared = du.square() + dw.square()
-            # Geman-McClure, scaled so a small residual costs (r / sigma)^2 and an outlier at
-            # most 1: priors then read in the same units whatever sigma is.
-            robust = squared / (sigma**2 + squared)
+            # Geman-McClure, scaled so a small residual always costs (r / fine)^2, ``fine``
+            # being the last stage's sigma (the balance with the priors holds in every stage),
+            # and an outlier (sigma / fine)^2: wide early stages let far points pull (a raised
+            # arm the rest pose does not reach), the last one shrugs off outliers.
+            fine = self.config.robust_sigma[-1]
+            robust = squared / (sigma**2 + squared) * (sigma / fine) ** 2
             weight = self.config.part_weights[part] / max(points.shape[1], 1)
             total = total + weight * (target[..., 2] * robust).sum()
         return total
