@@ -50,10 +50,12 @@ def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
               asset_id: str = registry.DEFAULT_ASSET_ID, smooth: float = 1.0,
               focal: float | None = None, formats: tuple[str, ...] = (),
               background: bool = True, max_frames: int | None = None,
-              overlay: bool = False, body_shape_keys: bool = False) -> BakeOutputs:
+              overlay: bool = False, body_shape_keys: bool = False,
+              person: int | None = None) -> BakeOutputs:
     """Bake one clip into ``out_dir``; ``formats`` from ``fbx``, ``glb``, ``npz``; with
     ``overlay``, also a video of the fitted mesh over the footage; with ``body_shape_keys``,
-    shape keys for the leading body-shape components too."""
+    shape keys for the leading body-shape components too; ``person``: which person to follow
+    when several are in view (``ClipDetector``)."""
     if estimator not in ESTIMATORS:
         raise BakeError(f"estimator {estimator!r} is not available; choose from {ESTIMATORS}")
     bpy = _import_bpy()
@@ -66,7 +68,7 @@ def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
     if overlay:
         files["overlay"] = out_dir / f"{name}_overlay.mp4"
     results = fit_footage(footage, None, asset_id=asset_id, smooth=smooth, focal=focal,
-                          max_frames=max_frames, overlay=files.get("overlay"))
+                          max_frames=max_frames, overlay=files.get("overlay"), person=person)
     asset = registry.load(asset_id)
     rig = build_rig(asset, subject_params(asset, results.params))
 

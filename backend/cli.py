@@ -10,8 +10,20 @@ from pathlib import Path
 from .body.errors import BodyModelError
 from .paths import route_caches
 from .perception.frames import FootageError
+from .perception.people import MAX_PEOPLE, PersonNotFound
 from .results import ResultsError
 from .server.errors import KeyFileError, ServeError
+
+PERSON_HELP = ("follow this person when several are in view: 1 = the leftmost in the first frame "
+               "showing anybody (`backend people FOOTAGE` numbers them); default: the most "
+               "prominent one")
+
+
+def _person_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PEOPLE:
+        raise argparse.ArgumentTypeError(f"a person number from 1 (the leftmost) to {MAX_PEOPLE}"
+                                         f", not {text!r}")
+    return int(text)
 
 
 def _models_install(args: argparse.Namespace) -> int:
@@ -111,7 +123,28 @@ def _fit(args: argparse.Namespace) -> int:
 
     fit_footage(args.footage, args.output, asset_id=args.asset, smooth=args.smooth,
                 on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
-                overlay=args.overlay)
+                overlay=args.overlay, person=args.person)
+    return 0
+
+
+def _people(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .show_people import draw_people, people_in_footage
+
+    found = people_in_footage(args.footage, max_frames=args.max_frames)
+    if not found.boxes:
+        print(f"nobody found in the first {args.max_frames} frames of {args.footage}")
+        return 1
+    count = len(found.boxes)
+    print(f"frame {found.frame} shows {count} {'person' if count == 1 else 'people'} "
+          "(numbered from the left, as --person counts them):")
+    for number, box in enumerate(found.boxes, start=1):
+        print(f"  person {number}: box x {box[0]:.0f}-{box[2]:.0f}, y {box[1]:.0f}-{box[3]:.0f}")
+    if args.out:
+        cv2.imwrite(str(args.out), cv2.cvtColor(draw_people(found.image, found.boxes),
+                                                cv2.COLOR_RGB2BGR))
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -159,11 +192,12 @@ def _bake(args: argparse.Namespace) -> int:
             baked = bake_clip(footage, args.out, estimator=args.estimator, asset_id=args.asset,
                               smooth=args.smooth, focal=args.focal, formats=formats,
                               background=not args.no_background, max_frames=args.max_frames,
-                              overlay=args.overlay, body_shape_keys=args.body_shape_keys)
+                              overlay=args.overlay, body_shape_keys=args.body_shape_keys,
+                              person=args.person)
         except BakeError as exc:  # the set-up, not the clip: stop
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except (BodyModelError, FootageError) as exc:  # this clip only: go on with the rest
+        except (BodyModelError, FootageError, PersonNotFound) as exc:  # this clip only: go on
             print(f"error: {footage}: {exc}", file=sys.stderr)
             failed.append(footage)
             continue
@@ -254,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--on-error", choices=["skip", "fail"], default="skip",
                      help="what an undecodable frame does (reported either way)")
     fit.add_argument("--max-frames", type=int, help="only the first N frames")
+    fit.add_argument("--person", type=_person_number, help=PERSON_HELP)
     fit.add_argument("--overlay", type=Path, help="also write a video of the mesh over the "
                      "footage (.mp4)")
     fit.set_defaults(handler=_fit)
@@ -272,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="temporal smoothness strength (0 = off, 1 = default)")
     bake.add_argument("--focal", type=float, help="focal length in pixels, if known")
     bake.add_argument("--max-frames", type=int, help="only the first N frames of each clip")
+    bake.add_argument("--person", type=_person_number, help=PERSON_HELP)
     bake.add_argument("--overlay", action="store_true",
                       help="also write <clip>_overlay.mp4: the fitted mesh over the footage")
     bake.add_argument("--no-background", action="store_true",
@@ -279,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--body-shape-keys", action="store_true",
                       help="also add shape keys for the leading body-shape components")
     bake.set_defaults(handler=_bake)
+
+    people = commands.add_parser("people", help="who is in the footage, numbered for --person")
+    people.add_argument("footage", type=Path, help="a video, an image or a folder of images")
+    people.add_argument("--out", type=Path, help="also write that frame with the people boxed "
+                        "and numbered (PNG/JPEG)")
+    people.add_argument("--max-frames", type=int, default=300,
+                        help="look for people in this many frames at most (default 300)")
+    people.set_defaults(handler=_people)
 
     evaluation = commands.add_parser("eval", help="accuracy on annotated data")
     evaluation.add_argument("dataset", choices=["coco-wholebody"])
@@ -325,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     route_caches()
     try:
         return args.handler(args)
-    except (BodyModelError, FootageError, ResultsError, ServeError, KeyFileError) as exc:
+    except (BodyModelError, FootageError, ResultsError, ServeError, KeyFileError,
+            PersonNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -65,7 +65,9 @@ def fit_footage(footage: str | Path, out: str | Path | None,
                 asset_id: str = registry.DEFAULT_ASSET_ID,
                 smooth: float = 1.0, on_error: OnError = "skip", focal: float | None = None,
                 max_frames: int | None = None, overlay: str | Path | None = None,
-                progress: bool = True) -> ClipResults:
+                progress: bool = True, person: int | None = None) -> ClipResults:
+    """Footage -> detections -> tracker -> results (saved to ``out`` unless None), with a
+    summary on stdout. ``person``: which person to follow (``ClipDetector``)."""
     start = time.perf_counter()
     source = open_footage(footage, on_error=on_error)
     total = min(source.frame_count, max_frames or source.frame_count)
@@ -80,7 +82,7 @@ def fit_footage(footage: str | Path, out: str | Path | None,
     detect_start = time.perf_counter()
     detections = detect_clip(limited(), source.width, source.height,
                              progress=(lambda n: _bar("detecting (MediaPipe)", n, total))
-                             if progress else None)
+                             if progress else None, person=person)
     detect_s = time.perf_counter() - detect_start
     results, fit = recover_clip(
         detections, source.fps, asset, smooth=smooth, focal=focal,
@@ -89,7 +91,8 @@ def fit_footage(footage: str | Path, out: str | Path | None,
     rates = results.info["detection_rates"]
     results.info.update({"footage": str(Path(footage).resolve()),
                          "footage_frames": source.frame_count,
-                         "decode_failures": source.failures, "detect_s": round(detect_s, 2)})
+                         "decode_failures": source.failures, "detect_s": round(detect_s, 2),
+                         "person": person})
     if out is not None:
         save_results(results, out)
     elapsed = time.perf_counter() - start

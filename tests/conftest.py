@@ -108,3 +108,21 @@ def bpy_module(tmp_path_factory):
     from .blender_support import import_bpy
 
     return import_bpy(tmp_path_factory.mktemp("blender_user"))
+
+
+@pytest.fixture(scope="session")
+def two_people_frames(open_asset) -> list:
+    """Six 720x640 RGB frames of two people giving the demo performance side by side: the
+    right one mirrored and farther away (smaller), so Holistic's own pick is the left one."""
+    import numpy as np
+
+    from backend.demo import DEMO_FOCAL, demo_motion
+    from backend.fitting.render_clip import render_frames
+
+    model = BodyModel(open_asset).double()
+    params = demo_motion(model, 6, open_asset.meta.get("expression_names", []))
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    near, far = (render_frames(model, params,
+                               torch.tensor([[0.0, 0.15, depth]]).expand(6, 3).double(),
+                               DEMO_FOCAL, (360, 640), colors) for depth in (3.4, 4.6))
+    return [np.concatenate([a, np.flip(b, 1)], axis=1) for a, b in zip(near, far, strict=True)]

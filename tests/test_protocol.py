@@ -50,12 +50,24 @@ def test_a_valid_frame_request_parses_into_typed_fields():
 def test_session_open_fills_defaults_and_checks_ranges():
     parsed = parse_request(request("session.open"))
     assert parsed.fields == {"estimator": "tracker", "asset": "open", "smooth": 1.0,
-                             "fps": 30.0, "intrinsics": None, "rig": False, "subject": None}
+                             "fps": 30.0, "intrinsics": None, "rig": False, "subject": None,
+                             "person": None, "person_box": None}
     assert code_of(request("session.open", smooth=-1)) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", fps=float("nan"))) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", intrinsics={"focal": "x"})) == ErrorCode.BAD_FIELD
     assert parse_request(request("session.open", intrinsics={"focal": 900})).fields[
         "intrinsics"] == {"focal": 900}
+
+
+def test_session_open_person_is_a_number_or_a_box():
+    assert parse_request(request("session.open", person=2)).fields["person"] == 2
+    box = parse_request(request("session.open", person_box=[1, 2, 30.5, 40])).fields
+    assert box["person_box"] == [1.0, 2.0, 30.5, 40.0] and box["person"] is None
+    for bad in ({"person": 0}, {"person": 9}, {"person": 1.5}, {"person": True},
+                {"person_box": [1, 2, 3]}, {"person_box": [3, 0, 1, 5]},
+                {"person_box": [0, 0, float("nan"), 5]}, {"person_box": "0 0 5 5"},
+                {"person": 1, "person_box": [0, 0, 5, 5]}):
+        assert code_of(request("session.open", **bad)) == ErrorCode.BAD_FIELD, bad
 
 
 def test_session_open_subject_is_a_bounded_map_of_finite_numbers():

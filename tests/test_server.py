@@ -259,3 +259,34 @@ def test_version_mismatch_and_an_absent_server_give_clear_errors(server):
     with Client("tcp://127.0.0.1:9", timeout=0.5) as client, \
             pytest.raises(BackendTimeout, match="backend serve"):
         client.ping()
+
+
+def test_a_session_follows_the_person_it_asked_for(server, two_people_frames):
+    with Client(server.endpoint, timeout=60) as client:
+        session = client.open_session(estimator="detector", person=2)
+        replies = list(session.stream(frames_of(two_people_frames[:3]), image_format="png"))
+        session.finish()
+        pose = np.stack([r["result"]["detections"]["pose"] for r in replies])
+        assert (pose[:, :, 2] > 0.5).any(1).all()
+        assert (pose[pose[:, :, 2] > 0.5][:, 0] > 360).all()  # the right (smaller) person
+        box = replies[-1]["result"]["detections"]["box"]
+        assert box.shape == (4,) and box[0] > 360
+
+        # The next stretch of the clip follows on from the last box.
+        session = client.open_session(estimator="detector", person_box=box)
+        replies = list(session.stream(frames_of(two_people_frames[3:]), image_format="png"))
+        session.finish()
+        pose = np.stack([r["result"]["detections"]["pose"] for r in replies])
+        assert (pose[pose[:, :, 2] > 0.5][:, 0] > 360).all() and len(replies) == 3
+
+        session = client.open_session(estimator="detector", person=3)
+        with pytest.raises(BackendError) as caught:
+            list(session.stream(frames_of(two_people_frames[:1]), image_format="png"))
+        assert caught.value.code == ErrorCode.PERSON_NOT_FOUND
+        assert "shows 2 people" in str(caught.value)
+        with pytest.raises(BackendError, match="'person' = 9 is outside"):
+            client.open_session(estimator="detector", person=9)
+        with pytest.raises(BackendError, match="not both"):
+            client.open_session(estimator="detector", person=1, person_box=box)
+        with pytest.raises(BackendError, match="x0 < x1"):
+            client.open_session(estimator="detector", person_box=[5, 0, 1, 9])

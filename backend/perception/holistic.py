@@ -13,6 +13,7 @@ import numpy as np
 
 from .face_mesh import QuietSolution, import_mediapipe
 from .frames import Frame
+from .people import PersonFollower
 
 POSE, FACE, HAND = 33, 478, 21
 # BlazePose indices of the person's wrists.
@@ -152,12 +153,45 @@ def _with_confidence(points: np.ndarray | None, count: int, missing: np.ndarray)
     return out
 
 
+def nothing_found() -> tuple[np.ndarray, ...]:
+    """(pose, face, left hand, right hand) of a frame where nobody was found."""
+    return tuple(np.zeros((count, 3)) for count in (POSE, FACE, HAND, HAND))
+
+
+class PersonFinder:
+    """The box of the person Holistic finds most prominent in an image, in static mode (for
+    ``people.find_people``); the model loads on first use."""
+
+    def __init__(self):
+        self._holistic: Holistic | None = None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        if self._holistic is None:
+            self._holistic = Holistic(static=True, crops=False)
+        return person_box(*self._holistic.detect(image))
+
+    def close(self) -> None:
+        if self._holistic is not None:
+            self._holistic.close()
+            self._holistic = None
+
+
 class ClipDetector:
     """Holistic (and the crop pass) over a clip's frames as they come, in order: the same
-    detections whether the frames come from a file (``detect_clip``) or over the network."""
+    detections whether the frames come from a file (``detect_clip``) or over the network.
 
-    def __init__(self, width: int, height: int, crops: bool = True):
+    ``person``: follow the person with this number (1 = leftmost in the first frame showing
+    anybody; ``people.py``); or ``person_box``: the one at this box (x0, y0, x1, y1) in the
+    first frame; neither lets Holistic pick the most prominent one.
+    """
+
+    def __init__(self, width: int, height: int, crops: bool = True, person: int | None = None,
+                 person_box: np.ndarray | None = None):
         self.width, self.height = width, height
+        self._finder = self.follower = None
+        if person is not None or person_box is not None:
+            self._finder = PersonFinder()
+            self.follower = PersonFollower(self._finder, person=person, box=person_box)
         self._holistic = Holistic(crops=crops)
         self._indices: list[int] = []
         self._times: list[float] = []
@@ -167,8 +201,17 @@ class ClipDetector:
         return len(self._indices)
 
     def add(self, frame: Frame) -> tuple[np.ndarray, ...]:
-        """(pose, face, left hand, right hand) of the next frame."""
-        found = self._holistic.detect(frame.image)
+        """(pose, face, left hand, right hand) of the next frame; raises
+        ``people.PersonNotFound`` when the chosen person is not in the footage."""
+        image = frame.image
+        if self.follower is not None:
+            image = self.follower.view(frame.index, image)
+            if not self.follower.choosing and self._finder is not None:
+                self._finder.close()  # the choice is made; following needs no finder
+                self._finder = None
+        found = nothing_found() if image is None else self._holistic.detect(image)
+        if self.follower is not None:
+            self.follower.update(person_box(*found))
         self._parts.append(found)
         self._indices.append(frame.index)
         self._times.append(frame.time)
@@ -189,13 +232,18 @@ class ClipDetector:
 
     def close(self) -> None:
         self._holistic.close()
+        if self._finder is not None:
+            self._finder.close()
+            self._finder = None
 
 
 def detect_clip(frames: Iterable[Frame], width: int, height: int,
-                progress: Callable[[int], None] | None = None, crops: bool = True
+                progress: Callable[[int], None] | None = None, crops: bool = True,
+                person: int | None = None, person_box: np.ndarray | None = None
                 ) -> ClipDetections:
-    """Run Holistic (and the crop pass) over every frame of a clip."""
-    detector = ClipDetector(width, height, crops=crops)
+    """Run Holistic (and the crop pass) over every frame of a clip; ``person`` and
+    ``person_box`` as in ``ClipDetector``."""
+    detector = ClipDetector(width, height, crops=crops, person=person, person_box=person_box)
     try:
         for frame in frames:
             detector.add(frame)

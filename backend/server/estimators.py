@@ -24,7 +24,8 @@ from ..body.errors import AssetNotFoundError
 from ..body.params import subject_values
 from ..fit import recover_clip
 from ..perception.frames import Frame
-from ..perception.holistic import ClipDetector
+from ..perception.holistic import ClipDetector, person_box
+from ..perception.people import PersonNotFound
 from ..results import results_to_message
 from ..rig import build_rig, subject_params
 from .protocol import ErrorCode, ProtocolError
@@ -58,14 +59,20 @@ class DetectorSession:
     def add_frame(self, index: int, time: float, image: np.ndarray) -> dict:
         height, width = image.shape[:2]
         if self._detector is None:
-            self._detector = ClipDetector(width, height)
+            box = self.settings.get("person_box")
+            self._detector = ClipDetector(width, height, person=self.settings.get("person"),
+                                          person_box=None if box is None else np.array(box))
         elif (width, height) != (self._detector.width, self._detector.height):
             raise ProtocolError(ErrorCode.BAD_IMAGE, f"frame {index} is {width}x{height} but "
                                 f"this session's frames are {self._detector.width}x"
                                 f"{self._detector.height}; open a new session per clip")
-        found = self._detector.add(Frame(index, time, image))
-        return {"detections": dict(zip(PARTS, (p.astype(np.float32) for p in found),
-                                       strict=True))}
+        try:
+            found = self._detector.add(Frame(index, time, image))
+        except PersonNotFound as exc:
+            raise ProtocolError(ErrorCode.PERSON_NOT_FOUND, str(exc)) from None
+        detections = dict(zip(PARTS, (p.astype(np.float32) for p in found), strict=True))
+        # The person's box, so a later session of the same footage can follow them on.
+        return {"detections": {**detections, "box": person_box(*found).astype(np.float32)}}
 
     def _detections(self):
         if self._detector is None or not len(self._detector):

@@ -29,6 +29,9 @@ MAX_FIELDS = 32
 MAX_INDEX = 2**31 - 1
 MAX_SMOOTH = 10.0
 MAX_FPS = 1000.0
+# Highest 'person' number: the most people perception.people numbers in a frame (not imported
+# from there, so this module stays free of perception code).
+MAX_PEOPLE = 8
 MAX_SUBJECT_VALUES = 4096  # numbers in session.open's 'subject' (an EHM's holds ~1,000)
 
 IMAGE_FORMATS = ("jpeg", "png", "raw")
@@ -48,6 +51,7 @@ class ErrorCode:
     BUSY = "busy"  # the session's window of frames in flight is full: retry after a reply
     TOO_MANY_SESSIONS = "too_many_sessions"
     UNAVAILABLE = "unavailable"  # estimator or asset not available on this server
+    PERSON_NOT_FOUND = "person_not_found"  # the footage does not show the person asked for
     CANCELLED = "cancelled"  # a queued frame whose session was cancelled or reclaimed
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"  # a bug or a failed estimator: the message says what happened
@@ -274,6 +278,27 @@ def _subject(value: Any) -> dict[str, list[float]] | None:
     return out
 
 
+def _person(value: Any) -> int | None:
+    """``person``: which person to follow, 1 = the leftmost in the first frame showing anybody;
+    nil lets the detector pick the most prominent one."""
+    if value is None:
+        return None
+    return int(_number({"person": value}, "person", None, 1, MAX_PEOPLE, integer=True))
+
+
+def _person_box(value: Any) -> list[float] | None:
+    """``person_box``: follow whoever is at this box [x0, y0, x1, y1] (pixels) in the first
+    frame, e.g. the ``box`` an earlier session's last frame reply gave for the same person."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 4):
+        raise _bad("'person_box' must be [x0, y0, x1, y1] in pixels, or nil")
+    box = [_number({"person_box": v}, "person_box", None, -1e6, 1e6) for v in value]
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise _bad(f"'person_box' {box} needs x0 < x1 and y0 < y1")
+    return [float(v) for v in box]
+
+
 def parse_request(message: dict) -> Request:
     """Validate a client's request map (from ``unpack``); raises ProtocolError."""
     version = message.get("v")
@@ -303,7 +328,11 @@ def parse_request(message: dict) -> Request:
             "intrinsics": _intrinsics(message.get("intrinsics")),
             "rig": _flag(message, "rig", False),
             "subject": _subject(message.get("subject")),
+            "person": _person(message.get("person")),
+            "person_box": _person_box(message.get("person_box")),
         }
+        if request.fields["person"] is not None and request.fields["person_box"] is not None:
+            raise _bad("give 'person' or 'person_box', not both")
     elif op == "frame":
         request.fields = {"index": int(_number(message, "index", None, 0, MAX_INDEX, True)),
                           "time": _number(message, "time", 0.0, 0.0, 1e9)}

@@ -1,0 +1,122 @@
+"""Which person, when the footage shows several.
+
+Holistic follows one person: whoever its pose detector finds most prominent. To let users pick,
+the people in a frame are found by asking Holistic repeatedly, painting out each person it
+finds before asking again, and numbered from the left (person 1 is the leftmost). The chosen
+person is then followed through the clip: every frame is shown to Holistic with everything
+outside a window around that person's last box painted out, so nobody else can take over.
+The frame keeps its size, so landmarks need no mapping back and video-mode tracking holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+MAX_PEOPLE = 8
+FILL = 128  # a flat grey: no edges for a detector to find
+WINDOW_MARGIN = 0.35  # of the box's longer side, on every side: room for a frame's motion
+LOST_GROWTH = 0.15  # the window grows by this much of the box per frame the person is missed
+
+# Landmarks of one image -> its person box (x0, y0, x1, y1), NaN when nobody was found.
+FindOne = Callable[[np.ndarray], np.ndarray]
+
+
+class PersonNotFound(ValueError):
+    """The footage does not show the person asked for."""
+
+
+def paint_out(image: np.ndarray, box: np.ndarray, inside: bool = True) -> np.ndarray:
+    """A copy of ``image`` with the box (``inside``) or everything but the box painted grey."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in np.clip(box, 0, [width, height, width, height]))
+    if inside:
+        out = image.copy()
+        out[y0:y1, x0:x1] = FILL
+        return out
+    out = np.full_like(image, FILL)
+    out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    return out
+
+
+def find_people(image: np.ndarray, find_one: FindOne, max_people: int = MAX_PEOPLE
+                ) -> list[np.ndarray]:
+    """Boxes of the people in ``image``, left to right (by box centre)."""
+    boxes: list[np.ndarray] = []
+    remaining = image
+    for _ in range(max_people):
+        box = find_one(remaining)
+        if np.isnan(box).any() or _size(box) < 8:
+            break
+        boxes.append(box)
+        remaining = paint_out(remaining, box)
+    return sorted(boxes, key=lambda b: b[0] + b[2])
+
+
+def window(box: np.ndarray, margin: float) -> np.ndarray:
+    """``box`` grown by ``margin`` times its longer side on every side."""
+    pad = margin * _size(box)
+    return box + np.array([-pad, -pad, pad, pad])
+
+
+def _size(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
+class PersonFollower:
+    """Keeps one person in view: the ``person``-th from the left in the first frame that shows
+    anybody, or whoever is at ``box`` in the first frame (to carry a choice on from an earlier
+    stretch of the same footage).
+
+    ``view`` gives the image Holistic should see for a frame; ``update`` takes the box Holistic
+    then found (NaN if none) so the window follows the person.
+    """
+
+    def __init__(self, find_one: FindOne, person: int | None = None,
+                 box: np.ndarray | None = None):
+        if (person is None) == (box is None):
+            raise ValueError("follow either a person number or a box, not both or neither")
+        if person is not None and not 1 <= person <= MAX_PEOPLE:
+            raise ValueError(f"person must be 1 (the leftmost) to {MAX_PEOPLE}, not {person}")
+        if box is not None and not (np.isfinite(box).all() and box[0] < box[2]
+                                    and box[1] < box[3]):
+            raise ValueError(f"a person box is x0, y0, x1, y1 with x0 < x1 and y0 < y1, not "
+                             f"{list(box)}")
+        self.person = person
+        self._find_one = find_one
+        self.people: list[np.ndarray] | None = None  # boxes in the frame the choice was made
+        self.chosen_at: int | None = None  # that frame's index
+        self._box = None if box is None else np.asarray(box, dtype=float)
+        self._missed = 0
+
+    @property
+    def choosing(self) -> bool:
+        """True until the person to follow is known (so the finder is still needed)."""
+        return self._box is None
+
+    def view(self, index: int, image: np.ndarray) -> np.ndarray | None:
+        """What Holistic should see of frame ``index``; None while nobody has appeared yet."""
+        if self._box is None:
+            people = find_people(image, self._find_one)
+            if not people:
+                return None
+            if self.person > len(people):
+                raise PersonNotFound(
+                    f"person {self.person} was asked for, but frame {index} (the first showing "
+                    f"anybody) shows {len(people)} {'person' if len(people) == 1 else 'people'}, "
+                    f"numbered 1 to {len(people)} from the left; `backend people FOOTAGE` "
+                    "draws them")
+            self.people, self.chosen_at = people, index
+            self._box = people[self.person - 1]
+        margin = WINDOW_MARGIN + LOST_GROWTH * self._missed
+        return paint_out(image, window(self._box, margin), inside=False)
+
+    def update(self, box: np.ndarray) -> None:
+        """The person's box as found in the view just given (NaN: missed in that frame)."""
+        if self._box is None:
+            return
+        if np.isnan(box).any():
+            self._missed += 1
+        else:
+            self._box, self._missed = box, 0
