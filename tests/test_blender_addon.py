@@ -369,3 +369,26 @@ def test_the_camera_projects_like_the_backends_pinhole(bpy_module, scene, size, 
                      for p in points @ CAMERA_TO_WORLD.T])
     pixels = np.stack([seen[:, 0] * width, (1 - seen[:, 1]) * height], 1)
     assert np.abs(pixels - expected).max() < 1e-2
+
+
+def test_the_chosen_person_is_followed_across_chunks(bpy_module, scene, backend,
+                                                    two_people_frames, tmp_path):
+    for index, image in enumerate(two_people_frames):
+        if index >= 2:  # the left person walks off: counting again would find one person
+            image = image.copy()
+            image[:, :360] = image[0, 0]
+        cv2.imwrite(str(tmp_path / f"frame_{index:04d}.png"),
+                    cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    footage = image_sequence(tmp_path, fps=30)
+    apply = Recorded(scene.ClipApplier("second_person", None, len(footage)))
+    with Client(backend.endpoint, timeout=60) as client:
+        session = RecoverSession(client, footage, RecoverSettings(chunk=3, overlap=1, person=2),
+                                 apply)
+        session.run()
+    assert session.state == "done", session.error
+    # Both chunks fitted the right-hand (farther, smaller) person: the second one (frames 2-5)
+    # was opened with the box the first one had at frame 2, not by counting people again.
+    for _, results, _ in apply.calls:
+        boxes = results.detections["boxes"]
+        assert (boxes[:, 0] > 360).all(), boxes
+    assert len(apply.calls) == 2

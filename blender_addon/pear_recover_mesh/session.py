@@ -35,6 +35,9 @@ class RecoverSettings:
     overlap: int = 8
     window: int = 8  # frames in flight
     intrinsics: dict | None = None
+    # Which person to follow when several are in view: 1 = the leftmost in the first frame
+    # showing anybody; None = the most prominent one.
+    person: int | None = None
     dead_after: float = 20.0  # seconds without any reply before the backend counts as gone
 
 
@@ -64,6 +67,7 @@ class RecoverSession:
         self._rig: dict | None = None
         self._subject: dict | None = None  # the body the first chunk found (backend's values)
         self._intrinsics: dict | None = None  # and its camera
+        self._boxes: dict[int, object] = {}  # frame index -> the followed person's box
         self._ping_id: int | None = None
         self._last_reply = time.monotonic()
 
@@ -120,8 +124,9 @@ class RecoverSession:
                 self._pending.append(self._server.send_frame(index, time_s, image))
             self._next += 1
             moved = True
-        while self._pending and self._server.poll(self._pending[0]) is not None:
+        while self._pending and (reply := self._server.poll(self._pending[0])) is not None:
             self._pending.popleft()
+            self._boxes[reply["index"]] = reply["result"]["detections"].get("box")
             self.frames_detected += 1
             self._heard()
             moved = True
@@ -143,15 +148,29 @@ class RecoverSession:
 
     def _open_chunk(self) -> None:
         start, _ = self.chunks[self._chunk]
+        first = start - self._overlap(self._chunk)
+        person, box = self.settings.person, None
+        if person is not None and self._chunk > 0:  # go on with whom the last chunk followed
+            person, box = None, self._person_box(first)
         self._server = self.client.open_session(
             estimator=self.settings.estimator, asset=self.settings.asset,
             smooth=self.settings.smooth, fps=self.footage.fps,
             intrinsics=self.settings.intrinsics or self._intrinsics, rig=self._rig is None,
-            subject=self._subject, timeout=self.settings.dead_after)
-        self._next = start - self._overlap(self._chunk)
+            subject=self._subject, person=person, person_box=box,
+            timeout=self.settings.dead_after)
+        self._next = first
         self._close_id = None
         self._heard()
         self.status = self._label("sending frames")
+
+    def _person_box(self, index: int):
+        """The followed person's box at frame ``index``, or the latest one found before it."""
+        for seen in sorted((i for i in self._boxes if i <= index), reverse=True):
+            box = self._boxes[seen]
+            if box is not None and all(v == v for v in box):  # v != v: NaN, nobody found
+                return [float(v) for v in box]
+        raise self._backend_error("person_not_found", f"the person being followed was lost "
+                                  f"before frame {index}; choose them again from there")
 
     def _finish_chunk(self, results) -> None:
         start, stop = self.chunks[self._chunk]

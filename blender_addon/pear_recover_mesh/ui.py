@@ -41,6 +41,11 @@ class PearSettings(bpy.types.PropertyGroup):
                                        description="First footage frame (0-based)")
     frame_last: bpy.props.IntProperty(name="Last", default=-1, min=-1,
                                       description="Last footage frame; -1: to the end")
+    person: bpy.props.IntProperty(
+        name="Person", default=0, min=0, max=8,
+        description="When several people are in view: 1 = the leftmost in the first frame "
+        "showing anybody, 2 = the next, ... (`backend people FOOTAGE` draws the numbers); "
+        "0 = the most prominent one")
     backend: bpy.props.EnumProperty(
         name="Backend", items=[("LOCAL", "Local", "start a backend on this machine"),
                                ("REMOTE", "Remote", "connect to a running backend")],
@@ -181,7 +186,8 @@ class PEAR_OT_recover(bpy.types.Operator):
                             first=settings.frame_first,
                             body_shape_keys=settings.body_shape_keys)
         recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
-                                  smooth=settings.smoothing, chunk=settings.chunk)
+                                  smooth=settings.smoothing, chunk=settings.chunk,
+                                  person=settings.person or None)
         _STATE["session"] = (RecoverSession(client, footage, recover, apply), client)
         self._timer = context.window_manager.event_timer_add(0.05, window=context.window)
         context.window_manager.modal_handler_add(self)
@@ -235,6 +241,7 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
         row.prop(settings, "frame_last")
         if settings.source == "FILE":
             box.prop(settings, "fps")
+        box.prop(settings, "person")
 
         box = layout.box()
         box.prop(settings, "backend", expand=True)
