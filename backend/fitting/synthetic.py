@@ -78,3 +78,21 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         parts[part] = np.concatenate([pixels, confidence[..., None]], axis=-1)
     return SyntheticClip(Keypoints(parts, width, height), params, cam_t, focal,
                          output.joints.numpy(), output.vertices.numpy())
+
+
+def rough_start(clip: SyntheticClip, seed: int = 0, rotation_noise: float = 0.15,
+                depth_error: float = 0.1) -> dict[str, np.ndarray]:
+    """Starting values like a regressor's estimate of ``clip``: the true per-frame values with
+    independent per-frame errors (rotations off by ~``rotation_noise`` rad per axis, the
+    camera ``depth_error`` of its distance away), for ``TrackerConfig.initial``."""
+    rng = np.random.default_rng(seed)
+    start = {}
+    for name, value in clip.params.items():
+        value = value.numpy()
+        if value.shape[0] == 1:  # per subject: one value for every frame
+            value = np.repeat(value, len(clip.cam_t), axis=0)
+        noise = rotation_noise if name.endswith(("pose", "orient")) else 0.0
+        start[name] = value + rng.normal(0, noise, value.shape) if noise else value.copy()
+    cam_t = clip.cam_t.numpy()
+    start["cam_t"] = cam_t * (1 + rng.normal(0, depth_error, (len(cam_t), 1)))
+    return start

@@ -73,7 +73,16 @@ class TrackerConfig:
     # Per-subject parameters (betas, head shape, ...) held at these values instead of fitted:
     # later parts of a clip keep the body an earlier part found.
     subject: dict[str, np.ndarray] | None = None
+    # Starting values instead of the rest pose (e.g. the regressor's): parameter name or
+    # "cam_t" -> (T, ...) per frame; per-subject ones are averaged over the frames.
+    initial: dict[str, np.ndarray] | None = None
     device: str | None = None  # None: CUDA when present
+
+
+# Steps per stage when starting from a regressor's estimate instead of the rest pose: the
+# root and camera are already placed and the body nearly so (measured by `backend bench
+# tracker`: the same accuracy as the full schedule from a start within ~0.15 rad).
+REFINE_ITERATIONS = (20, 150, 100)
 
 
 @dataclass
@@ -108,6 +117,25 @@ def _image_plane(points: torch.Tensor, cam_t: torch.Tensor) -> tuple[torch.Tenso
         camera.append(value)
     depth = camera[2].clamp_min(1e-3)
     return camera[0] / depth, camera[1] / depth
+
+
+@torch.no_grad()
+def reprojection_errors(landmarks: dict[str, torch.Tensor], cam_t: torch.Tensor,
+                        focal: torch.Tensor | float, center: torch.Tensor,
+                        parts: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean pixel error per detected part (confidence > 0.3) of the model's landmark sets
+    (model frame, (T, K, 3)) seen through the camera."""
+    errors = {}
+    for part, points in parts.items():
+        if part not in PART_LANDMARKS:
+            continue
+        target = torch.as_tensor(points, dtype=torch.float32, device=cam_t.device)
+        pixels = project(to_camera(landmarks[PART_LANDMARKS[part]].float(), cam_t.float()),
+                         focal, center)
+        seen = target[..., 2] > 0.3
+        if seen.any():
+            errors[part] = float((pixels - target[..., :2]).norm(dim=-1)[seen].mean())
+    return errors
 
 
 class Tracker:
@@ -198,6 +226,22 @@ class Tracker:
                                               device=self.device)
         return variables
 
+    def _given_start(self, initial: dict[str, np.ndarray], frames: int
+                     ) -> dict[str, torch.Tensor]:
+        """``TrackerConfig.initial`` as variables (per-subject values averaged over frames)."""
+        out = {}
+        for name, value in initial.items():
+            spec = self.model.spec.get(name)
+            if name != "cam_t" and (spec is None or name == "transl"):
+                continue  # e.g. a parameter another asset has: the default stays
+            value = torch.as_tensor(np.asarray(value), dtype=torch.float32, device=self.device)
+            shape = (3,) if spec is None else spec.shape
+            if value.shape != (frames, *shape):
+                raise ValueError(f"initial {name!r} has shape {tuple(value.shape)}, expected "
+                                 f"{(frames, *shape)}")
+            out[name] = value.mean(0, keepdim=True) if spec and spec.per == "subject" else value
+        return out
+
     # -- losses -------------------------------------------------------------------------------
 
     def _params(self, v: dict[str, torch.Tensor], frames: int) -> dict[str, torch.Tensor]:
@@ -238,19 +282,9 @@ class Tracker:
 
     @torch.no_grad()
     def _errors(self, v, keypoints: Keypoints, center) -> dict[str, float]:
-        """Mean pixel error per part where detected (confidence > 0.3)."""
         landmarks = self._landmarks(v, PART_LANDMARKS, keypoints.frames)
-        errors = {}
-        for part, points in keypoints.parts.items():
-            if part not in PART_LANDMARKS:
-                continue
-            target = torch.as_tensor(points, dtype=torch.float32, device=self.device)
-            pixels = project(to_camera(landmarks[PART_LANDMARKS[part]], v["cam_t"]),
-                             v["log_focal"].exp(), center)
-            seen = target[..., 2] > 0.3
-            if seen.any():
-                errors[part] = float((pixels - target[..., :2]).norm(dim=-1)[seen].mean())
-        return errors
+        return reprojection_errors(landmarks, v["cam_t"], v["log_focal"].exp(), center,
+                                   keypoints.parts)
 
     def _prior_term(self, v: dict[str, torch.Tensor], frames: int) -> torch.Tensor:
         c = self.config
@@ -293,6 +327,7 @@ class Tracker:
         center = torch.tensor([keypoints.width / 2, keypoints.height / 2], device=self.device)
         targets, heights = self._targets(keypoints)
         v = self._initial(keypoints, focal)
+        v.update(self._given_start(c.initial or {}, keypoints.frames))
         v.update({name: torch.as_tensor(value, device=self.device) for name, value in
                   subject_values(self.model.spec.values(), c.subject or {}).items()})
         frames = keypoints.frames
