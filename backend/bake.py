@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .body import registry
+from .estimator_names import ESTIMATORS
 from .fit import fit_footage
 from .results import save_results
 from .rig import build_rig, subject_params
-
-ESTIMATORS = ("tracker",)
 
 
 class BakeError(RuntimeError):
@@ -51,13 +50,15 @@ def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
               focal: float | None = None, formats: tuple[str, ...] = (),
               background: bool = True, max_frames: int | None = None,
               overlay: bool = False, body_shape_keys: bool = False,
-              person: int | None = None) -> BakeOutputs:
+              person: int | None = None, checkpoint: Path | None = None) -> BakeOutputs:
     """Bake one clip into ``out_dir``; ``formats`` from ``fbx``, ``glb``, ``npz``; with
     ``overlay``, also a video of the fitted mesh over the footage; with ``body_shape_keys``,
     shape keys for the leading body-shape components too; ``person``: which person to follow
-    when several are in view (``ClipDetector``)."""
+    when several are in view (``ClipDetector``); ``estimator`` and ``checkpoint`` as in
+    ``fit_footage``."""
     if estimator not in ESTIMATORS:
-        raise BakeError(f"estimator {estimator!r} is not available; choose from {ESTIMATORS}")
+        raise BakeError(f"estimator {estimator!r} is not available; choose from "
+                        f"{list(ESTIMATORS)}")
     bpy = _import_bpy()
     from pear_recover_mesh import scene
 
@@ -68,7 +69,8 @@ def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
     if overlay:
         files["overlay"] = out_dir / f"{name}_overlay.mp4"
     results = fit_footage(footage, None, asset_id=asset_id, smooth=smooth, focal=focal,
-                          max_frames=max_frames, overlay=files.get("overlay"), person=person)
+                          max_frames=max_frames, overlay=files.get("overlay"), person=person,
+                          estimator=estimator, checkpoint=checkpoint)
     asset = registry.load(asset_id)
     rig = build_rig(asset, subject_params(asset, results.params))
 

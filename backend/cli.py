@@ -8,15 +8,26 @@ import sys
 from pathlib import Path
 
 from .body.errors import BodyModelError
+from .estimator_names import ESTIMATORS
 from .paths import route_caches
 from .perception.frames import FootageError
 from .perception.people import MAX_PEOPLE, PersonNotFound
+from .regressor.errors import CheckpointMismatch, RegressorUnavailable
 from .results import ResultsError
 from .server.errors import KeyFileError, ServeError
 
+ESTIMATOR_HELP = ("tracker (default: MediaPipe + optimization, no checkpoint needed), regressor "
+                  "(the PEAR network per frame) or regressor+tracker (the network's estimate "
+                  "refined by a short tracker run); the regressor ones need a trained checkpoint")
+CHECKPOINT_HELP = ("the regressor checkpoint folder (weights.safetensors + config.json); "
+                   "default: $PEAR_HOME/checkpoints/<asset>")
 PERSON_HELP = ("follow this person when several are in view: 1 = the leftmost in the first frame "
                "showing anybody (`backend people FOOTAGE` numbers them); default: the most "
                "prominent one")
+
+
+# Errors of the set-up (no or the wrong regressor checkpoint), not of one clip.
+SETUP_ERRORS = (RegressorUnavailable, CheckpointMismatch)
 
 
 def _person_number(text: str) -> int:
@@ -123,7 +134,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     fit_footage(args.footage, args.output, asset_id=args.asset, smooth=args.smooth,
                 on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
-                overlay=args.overlay, person=args.person)
+                overlay=args.overlay, person=args.person, estimator=args.estimator,
+                checkpoint=args.checkpoint)
     return 0
 
 
@@ -177,7 +189,7 @@ def _serve(args: argparse.Namespace) -> int:
                           max_batch=args.max_batch, max_sessions=args.max_sessions,
                           session_timeout=args.session_timeout,
                           shutdown_grace=args.shutdown_grace)
-    serve(config, gpu=args.gpu, estimators=args.estimator)
+    serve(config, gpu=args.gpu, estimators=args.estimator, checkpoint=args.checkpoint)
     return 0
 
 
@@ -193,8 +205,8 @@ def _bake(args: argparse.Namespace) -> int:
                               smooth=args.smooth, focal=args.focal, formats=formats,
                               background=not args.no_background, max_frames=args.max_frames,
                               overlay=args.overlay, body_shape_keys=args.body_shape_keys,
-                              person=args.person)
-        except BakeError as exc:  # the set-up, not the clip: stop
+                              person=args.person, checkpoint=args.checkpoint)
+        except (BakeError, *SETUP_ERRORS) as exc:  # the set-up, not the clip: stop
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except (BodyModelError, FootageError, PersonNotFound) as exc:  # this clip only: go on
@@ -289,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what an undecodable frame does (reported either way)")
     fit.add_argument("--max-frames", type=int, help="only the first N frames")
     fit.add_argument("--person", type=_person_number, help=PERSON_HELP)
+    fit.add_argument("--estimator", default="tracker", choices=list(ESTIMATORS),
+                     help=ESTIMATOR_HELP)
+    fit.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     fit.add_argument("--overlay", type=Path, help="also write a video of the mesh over the "
                      "footage (.mp4)")
     fit.set_defaults(handler=_fit)
@@ -301,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--fbx", action="store_true", help="also export FBX (with animation)")
     bake.add_argument("--glb", action="store_true", help="also export glTF binary")
     bake.add_argument("--npz", action="store_true", help="also write the result file")
-    bake.add_argument("--estimator", default="tracker", choices=["tracker"])
+    bake.add_argument("--estimator", default="tracker", choices=list(ESTIMATORS),
+                      help=ESTIMATOR_HELP)
+    bake.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     bake.add_argument("--asset", default="open", help="body model (default: open)")
     bake.add_argument("--smooth", type=float, default=1.0,
                       help="temporal smoothness strength (0 = off, 1 = default)")
@@ -338,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to listen on (default loopback; any other needs --keys)")
     serve.add_argument("--keys", type=Path, help="folder made by `backend keys generate`: "
                        "encrypt and admit only its authorized clients")
-    serve.add_argument("--estimator", action="append", choices=["tracker", "detector"],
+    serve.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (one folder for every asset)")
+    serve.add_argument("--estimator", action="append", choices=[*ESTIMATORS, "detector"],
                        help="offer only these estimators (repeatable; default: all)")
     serve.add_argument("--max-batch", type=int, default=8,
                        help="frames the device takes at a time across sessions")
@@ -370,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (BodyModelError, FootageError, ResultsError, ServeError, KeyFileError,
-            PersonNotFound) as exc:
+            PersonNotFound, *SETUP_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

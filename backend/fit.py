@@ -1,4 +1,4 @@
-"""``backend fit``: footage -> MediaPipe Holistic -> tracker -> result file."""
+"""``backend fit``: footage -> MediaPipe Holistic (-> regressor) -> estimator -> result file."""
 
 from __future__ import annotations
 
@@ -6,17 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from .body import registry
-from .body.asset import Asset
 from .body.model import BodyModel
-from .fitting.tracker import FitResult, Keypoints, Progress, Tracker, TrackerConfig
 from .perception.frames import OnError, open_footage
-from .perception.holistic import ClipDetections, detect_clip
+from .recovery import ClipRecovery, load_regressor, uses_regressor
 from .results import ClipResults, save_results
-from .temporal.postprocess import postprocess
 
 
 def _bar(label: str, done: int, total: int) -> None:
@@ -28,50 +22,23 @@ def _bar(label: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: float = 1.0,
-                 focal: float | None = None, device: str | None = None,
-                 progress: Progress | None = None,
-                 subject: dict[str, np.ndarray] | None = None
-                 ) -> tuple[ClipResults, FitResult]:
-    """A clip's detections -> the tracker -> elbow-twist fix and smoothing -> results.
-    ``subject``: per-subject parameters to hold fixed (see ``TrackerConfig.subject``).
-
-    ``backend fit`` and the server's tracker estimator both end here, so a clip sent over the
-    network gives what fitting its file gives.
-    """
-    keypoints = Keypoints(detections.parts, detections.width, detections.height, fps=fps)
-    config = TrackerConfig(focal=focal, device=device, subject=subject)
-    config.smoothness *= smooth
-    fit = Tracker(BodyModel(asset), config).fit(keypoints, progress=progress)
-    model = BodyModel(asset)
-    with torch.no_grad():
-        rest_joints = model(betas=torch.as_tensor(fit.params["betas"])).rest_joints[0].numpy()
-    params, cam_t = postprocess(fit.params, fit.cam_t, model.spec, rest_joints, model.joint_names,
-                                strength=smooth)
-    results = ClipResults(
-        asset_id=asset.asset_id, spec_hash=asset.spec_hash, frames=detections.frames,
-        times=detections.times, params=params, cam_t=cam_t, focal=fit.focal,
-        center=fit.center, width=detections.width, height=detections.height,
-        detections={**detections.parts, "boxes": detections.boxes},
-        info={"fps": fps, "detection_rates": detections.rates(),
-              "holistic_only_rates": detections.first_pass_rates,
-              "reprojection_px": fit.reprojection_px, "fit_s": round(fit.seconds, 2),
-              "smooth": smooth},
-    )
-    return results, fit
-
-
 def fit_footage(footage: str | Path, out: str | Path | None,
                 asset_id: str = registry.DEFAULT_ASSET_ID,
                 smooth: float = 1.0, on_error: OnError = "skip", focal: float | None = None,
                 max_frames: int | None = None, overlay: str | Path | None = None,
-                progress: bool = True, person: int | None = None) -> ClipResults:
-    """Footage -> detections -> tracker -> results (saved to ``out`` unless None), with a
-    summary on stdout. ``person``: which person to follow (``ClipDetector``)."""
+                progress: bool = True, person: int | None = None,
+                estimator: str = "tracker", checkpoint: str | Path | None = None
+                ) -> ClipResults:
+    """Footage -> detections -> the estimator (``recovery.py``) -> results (saved to ``out``
+    unless None), with a summary on stdout. ``person``: which person to follow
+    (``ClipDetector``); ``checkpoint``: the regressor's (default: the body model's in
+    ``$PEAR_HOME/checkpoints``)."""
     start = time.perf_counter()
+    asset = registry.load(asset_id, progress=lambda m: print(m, file=sys.stderr))
+    # Checked before any frame is decoded: a missing checkpoint is the set-up, not the clip.
+    regressor = load_regressor(asset, checkpoint) if uses_regressor(estimator) else None
     source = open_footage(footage, on_error=on_error)
     total = min(source.frame_count, max_frames or source.frame_count)
-    asset = registry.load(asset_id, progress=lambda m: print(m, file=sys.stderr))
 
     def limited():
         for frame in source:
@@ -80,15 +47,22 @@ def fit_footage(footage: str | Path, out: str | Path | None,
             yield frame
 
     detect_start = time.perf_counter()
-    detections = detect_clip(limited(), source.width, source.height,
-                             progress=(lambda n: _bar("detecting (MediaPipe)", n, total))
-                             if progress else None, person=person)
+    recovery = ClipRecovery(source.width, source.height, asset, estimator=estimator,
+                            regressor=regressor, focal=focal, person=person)
+    try:
+        for frame in limited():
+            recovery.add(frame)
+            if progress:
+                _bar("detecting (MediaPipe)" if regressor is None
+                     else "detecting + regressor", len(recovery), total)
+    finally:
+        recovery.close()
     detect_s = time.perf_counter() - detect_start
-    results, fit = recover_clip(
-        detections, source.fps, asset, smooth=smooth, focal=focal,
+    results, fit = recovery.finish(
+        source.fps, smooth=smooth,
         progress=(lambda label, step, steps: _bar(f"fitting: {label}", step, steps))
         if progress else None)
-    rates = results.info["detection_rates"]
+    rates, first_pass = results.info["detection_rates"], results.info["holistic_only_rates"]
     results.info.update({"footage": str(Path(footage).resolve()),
                          "footage_frames": source.frame_count,
                          "decode_failures": source.failures, "detect_s": round(detect_s, 2),
@@ -96,14 +70,16 @@ def fit_footage(footage: str | Path, out: str | Path | None,
     if out is not None:
         save_results(results, out)
     elapsed = time.perf_counter() - start
-    frames = len(detections.frames)
+    frames = len(results.frames)
+    regressor_note = (f", of which the regressor {results.info['regressor_s'] / frames:.3f}"
+                      if regressor is not None else "")
     print(f"{frames} frames ({source.width}x{source.height}, {source.fps:.1f} fps) in "
-          f"{elapsed:.1f} s = {elapsed / frames:.3f} s/frame (detection {detect_s / frames:.3f}, "
-          f"fitting {fit.seconds / frames:.3f})")
+          f"{elapsed:.1f} s = {elapsed / frames:.3f} s/frame (detection {detect_s / frames:.3f}"
+          f"{regressor_note}, {estimator} {fit.seconds / frames:.3f})")
     print("found: " + ", ".join(f"{part} {100 * rate:.1f}%" for part, rate in rates.items()))
-    if detections.first_pass_rates:
+    if first_pass:
         print("  (Holistic alone: " + ", ".join(
-            f"{part} {100 * rate:.1f}%" for part, rate in detections.first_pass_rates.items())
+            f"{part} {100 * rate:.1f}%" for part, rate in first_pass.items())
             + "; the rest from upscaled crops)")
     print("mean reprojection error: " + ", ".join(
         f"{part} {error:.1f} px" for part, error in fit.reprojection_px.items()))

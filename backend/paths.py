@@ -40,6 +40,11 @@ def assets_dir() -> Path:
     return path
 
 
+def checkpoints_dir() -> Path:
+    """Regressor checkpoints, one folder per body model (``<asset_id>/``)."""
+    return pear_home() / "checkpoints"
+
+
 def route_caches() -> None:
     """Point the caches of torch, anny, warp, Hugging Face, ... into ``PEAR_HOME``.
 

@@ -12,9 +12,9 @@ import pytest
 import zmq
 
 from backend.demo import demo_frames
-from backend.fit import recover_clip
 from backend.perception.frames import Frame
 from backend.perception.holistic import detect_clip
+from backend.recovery import recover_clip
 from backend.server.client import BackendError, BackendTimeout, Client, VersionMismatch, frames_of
 from backend.server.images import encode_image
 from backend.server.process import serve_process
@@ -40,7 +40,8 @@ def test_hello_describes_the_server(server):
         (hello,) = client.hello()
     assert hello["server"] == "pear-backend" and 1 in hello["protocols"]
     assert hello["device"] == "cpu"
-    assert {e["name"] for e in hello["estimators"]} == {"tracker", "detector"}
+    assert {e["name"] for e in hello["estimators"]} == {"tracker", "regressor",
+                                                        "regressor+tracker", "detector"}
     spec = {p["name"]: p for p in hello["assets"]["open"]["params"]}
     assert spec["body_pose"]["shape"] == [21, 3] and spec["expression"]["shape"] == [52]
     assert len(hello["assets"]["open"]["joint_names"]) == 55

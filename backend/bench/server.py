@@ -19,9 +19,9 @@ import torch
 
 from ..body import registry
 from ..demo import demo_frames
-from ..fit import recover_clip
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector
+from ..recovery import recover_clip
 from ..server.client import Client, frames_of
 from ..server.process import serve_process
 

@@ -11,20 +11,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..body.asset import Asset
+from .errors import CheckpointMismatch, RegressorUnavailable
 from .layout import ParamLayout
 from .model import PearRegressor, RegressorConfig
 
 FORMAT_NAME = "pear-regressor"
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
-
-
-class RegressorUnavailable(RuntimeError):
-    """No usable checkpoint: the regressor cannot run (never a silently random network)."""
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint made for another asset or network configuration."""
 
 
 def save_checkpoint(model: PearRegressor, asset: Asset, folder: str | Path) -> Path:
@@ -39,15 +32,20 @@ def save_checkpoint(model: PearRegressor, asset: Asset, folder: str | Path) -> P
     return folder
 
 
-def load_checkpoint(folder: str | Path, asset: Asset, device: str | torch.device = "cpu"
-                    ) -> PearRegressor:
-    """The network in ``folder`` for ``asset``, in eval mode."""
+def check_checkpoint(folder: str | Path, asset: Asset) -> dict:
+    """The config of the checkpoint in ``folder`` if it is one for ``asset`` (the weights are
+    not read); raises ``RegressorUnavailable`` or ``CheckpointMismatch`` saying why not."""
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise RegressorUnavailable(
             f"no regressor checkpoint in {folder} (it needs {CONFIG} and {WEIGHTS}); train "
             "one, or use the tracker estimator, which needs no checkpoint")
-    config = json.loads((folder / CONFIG).read_text())
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointMismatch(f"{folder / CONFIG} is not readable JSON ({exc})") from None
+    if not isinstance(config, dict):
+        config = {}
     if config.get("format") != FORMAT_NAME or config.get("format_version") != FORMAT_VERSION:
         raise CheckpointMismatch(f"{folder / CONFIG} is not a {FORMAT_NAME} v{FORMAT_VERSION} "
                                  f"checkpoint (format {config.get('format')!r} "
@@ -57,7 +55,14 @@ def load_checkpoint(folder: str | Path, asset: Asset, device: str | torch.device
             f"checkpoint {folder} was trained for body model {config['asset_id']!r} (spec "
             f"{config['spec_hash']}); the loaded body model is {asset.asset_id!r} (spec "
             f"{asset.spec_hash}): use that asset, or a checkpoint trained for this one")
-    network = RegressorConfig.from_json(config["network"])
+    return config
+
+
+def load_checkpoint(folder: str | Path, asset: Asset, device: str | torch.device = "cpu"
+                    ) -> PearRegressor:
+    """The network in ``folder`` for ``asset``, in eval mode."""
+    folder = Path(folder)
+    network = RegressorConfig.from_json(check_checkpoint(folder, asset)["network"])
     model = PearRegressor(network, ParamLayout(asset.param_spec))
     weights = load_file(str(folder / WEIGHTS))
     expected = model.state_dict()

@@ -2,12 +2,14 @@
 
 An estimator session takes frames one at a time, in order (``add_frame`` returns what a
 ``frame`` reply carries), and produces the clip's final result on ``finish`` (what
-``session.close`` returns). Both estimators here end in the same functions ``backend fit``
-uses, so a clip sent over the network gives what fitting its file gives.
+``session.close`` returns). The 3D estimators run the very code ``backend fit`` runs
+(``backend.recovery``), so a clip sent over the network gives what fitting its file gives.
 
-- ``tracker``: MediaPipe Holistic per frame (+ crop pass); on close the EHM tracker over the
-  whole clip, elbow-twist fix and smoothing -> the full result (docs/results.md), and the
-  subject's rig (``backend.rig``) when the session asked for it.
+- ``tracker``, ``regressor``, ``regressor+tracker`` (``recovery.ESTIMATORS``): MediaPipe
+  Holistic per frame (+ crop pass, + the regressor on the person's crop); on close the
+  estimator over the whole clip, elbow-twist fix and smoothing -> the full result
+  (docs/results.md), and the subject's rig (``backend.rig``) when the session asked for it.
+  The regressor ones are unavailable, with the reason, without a checkpoint for the asset.
 - ``detector``: the per-frame 2D keypoints alone; on close the clip's detections.
 """
 
@@ -22,10 +24,11 @@ from ..body import registry
 from ..body.asset import Asset
 from ..body.errors import AssetNotFoundError
 from ..body.params import subject_values
-from ..fit import recover_clip
+from ..estimator_names import ESTIMATORS, uses_regressor
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector, person_box
 from ..perception.people import PersonNotFound
+from ..recovery import ClipRecovery, load_regressor, regressor_problem
 from ..results import results_to_message
 from ..rig import build_rig, subject_params
 from .protocol import ErrorCode, ProtocolError
@@ -54,67 +57,79 @@ class DetectorSession:
 
     def __init__(self, settings: dict):
         self.settings = settings
-        self._detector: ClipDetector | None = None
+        self._clip: ClipDetector | ClipRecovery | None = None
+
+    def _start(self, width: int, height: int) -> ClipDetector | ClipRecovery:
+        box = self.settings.get("person_box")
+        return ClipDetector(width, height, person=self.settings.get("person"),
+                            person_box=None if box is None else np.array(box))
 
     def add_frame(self, index: int, time: float, image: np.ndarray) -> dict:
         height, width = image.shape[:2]
-        if self._detector is None:
-            box = self.settings.get("person_box")
-            self._detector = ClipDetector(width, height, person=self.settings.get("person"),
-                                          person_box=None if box is None else np.array(box))
-        elif (width, height) != (self._detector.width, self._detector.height):
+        if self._clip is None:
+            self._clip = self._start(width, height)
+            self._size = (width, height)
+        elif (width, height) != self._size:
             raise ProtocolError(ErrorCode.BAD_IMAGE, f"frame {index} is {width}x{height} but "
-                                f"this session's frames are {self._detector.width}x"
-                                f"{self._detector.height}; open a new session per clip")
+                                f"this session's frames are {self._size[0]}x{self._size[1]}; "
+                                "open a new session per clip")
         try:
-            found = self._detector.add(Frame(index, time, image))
+            found = self._clip.add(Frame(index, time, image))
         except PersonNotFound as exc:
             raise ProtocolError(ErrorCode.PERSON_NOT_FOUND, str(exc)) from None
         detections = dict(zip(PARTS, (p.astype(np.float32) for p in found), strict=True))
         # The person's box, so a later session of the same footage can follow them on.
         return {"detections": {**detections, "box": person_box(*found).astype(np.float32)}}
 
-    def _detections(self):
-        if self._detector is None or not len(self._detector):
+    def _check_frames(self) -> None:
+        if self._clip is None or not len(self._clip):
             raise ProtocolError(ErrorCode.BAD_FIELD, "the session has no frames to finish")
-        return self._detector.finish()
 
     def finish(self, cancelled: Callable[[], bool]) -> dict:
-        detections = self._detections()
+        self._check_frames()
+        detections = self._clip.finish()
         return {"frames": detections.frames, "times": detections.times,
                 "width": detections.width, "height": detections.height,
                 "detections": {**detections.parts, "boxes": detections.boxes},
                 "rates": detections.rates()}
 
     def close(self) -> None:
-        if self._detector is not None:
-            self._detector.close()
+        if self._clip is not None:
+            self._clip.close()
 
 
-class TrackerSession(DetectorSession):
-    """Detections per frame; the tracker over the whole clip on close."""
+class EstimatorSession(DetectorSession):
+    """Detections (and regressor estimates) per frame; the estimator over the clip on close."""
 
-    def __init__(self, settings: dict, asset: Asset, device: str):
+    def __init__(self, settings: dict, asset: Asset, device: str, regressor=None):
         super().__init__(settings)
-        self.asset = asset
-        self.device = device
+        self.asset, self.device, self.regressor = asset, device, regressor
         try:  # checked now: a wrong subject is the opener's mistake, not a failed fit later
             self.subject = subject_values(asset.param_spec, settings.get("subject") or {})
         except ValueError as exc:
             raise ProtocolError(ErrorCode.BAD_FIELD, f"asset {asset.asset_id!r}: {exc}") from None
 
+    def _start(self, width: int, height: int) -> ClipRecovery:
+        box = self.settings.get("person_box")
+        intrinsics = self.settings.get("intrinsics") or {}
+        return ClipRecovery(width, height, self.asset, estimator=self.settings["estimator"],
+                            regressor=self.regressor, focal=intrinsics.get("focal"),
+                            person=self.settings.get("person"),
+                            person_box=None if box is None else np.array(box))
+
     def finish(self, cancelled: Callable[[], bool]) -> dict:
-        detections = self._detections()
+        self._check_frames()
 
         def check(label: str, step: int, steps: int) -> None:
             if cancelled():
                 raise Cancelled(f"cancelled while fitting ({label} {step}/{steps})")
 
-        intrinsics = self.settings.get("intrinsics") or {}
-        results, _ = recover_clip(detections, self.settings["fps"], self.asset,
-                                  smooth=self.settings["smooth"], focal=intrinsics.get("focal"),
-                                  device=self.device, progress=check,
-                                  subject=self.subject or None)
+        try:
+            results, _ = self._clip.finish(self.settings["fps"], smooth=self.settings["smooth"],
+                                           device=self.device, progress=check,
+                                           subject=self.subject or None)
+        except PersonNotFound as exc:
+            raise ProtocolError(ErrorCode.PERSON_NOT_FOUND, str(exc)) from None
         subject = subject_params(self.asset, results.params)
         # A later session of the same person sends it back as its 'subject' to keep this body.
         reply = {"results": results_to_message(results),
@@ -125,27 +140,41 @@ class TrackerSession(DetectorSession):
 
 
 class Estimators:
-    """The estimators this server offers and the body assets they use."""
+    """The estimators this server offers, the body assets they use and the regressor
+    checkpoints (``checkpoint``: one folder for every asset; default: each asset's own in
+    ``$PEAR_HOME/checkpoints``)."""
 
-    DESCRIPTIONS = {
-        "tracker": "MediaPipe Holistic per frame, then the EHM tracker over the clip on close",
-        "detector": "MediaPipe Holistic 2D keypoints only (no 3D body)",
-    }
+    DESCRIPTIONS = {**ESTIMATORS,
+                    "detector": "MediaPipe Holistic 2D keypoints only (no 3D body)"}
 
     def __init__(self, device: str, names: list[str] | None = None,
-                 progress: Callable[[str], None] = print):
+                 progress: Callable[[str], None] = print, checkpoint: str | None = None):
         self.device = device
         self.names = list(names or self.DESCRIPTIONS)
         unknown = sorted(set(self.names) - set(self.DESCRIPTIONS))
         if unknown:
             raise ValueError(f"unknown estimator(s) {unknown}; known: {list(self.DESCRIPTIONS)}")
+        self.checkpoint = checkpoint
         self._assets: dict[str, Asset] = {}
+        self._regressors: dict[str, object] = {}
         self._progress = progress
         self.asset(registry.DEFAULT_ASSET_ID)  # built on first use; better now than mid-session
 
+    def _unavailable(self, name: str, asset: Asset) -> str:
+        """Why ``name`` cannot run on ``asset`` here ("" if it can)."""
+        if name == "detector" or not uses_regressor(name):
+            return ""
+        return regressor_problem(asset, self.checkpoint) or ""
+
     def describe(self) -> list[dict]:
-        return [EstimatorInfo(name, True, self.DESCRIPTIONS[name]).to_message()
-                for name in self.names]
+        """Each estimator, available or not (with why not) for the default body model."""
+        asset = self.asset(registry.DEFAULT_ASSET_ID)
+        out = []
+        for name in self.names:
+            reason = self._unavailable(name, asset)
+            out.append(EstimatorInfo(name, not reason, self.DESCRIPTIONS[name],
+                                     reason).to_message())
+        return out
 
     def asset(self, asset_id: str) -> Asset:
         if asset_id not in self._assets:
@@ -169,6 +198,12 @@ class Estimators:
                              "expression_names": asset.meta.get("expression_names", [])}
         return out
 
+    def _regressor(self, asset: Asset):
+        if asset.asset_id not in self._regressors:
+            self._regressors[asset.asset_id] = load_regressor(asset, self.checkpoint,
+                                                              device=self.device)
+        return self._regressors[asset.asset_id]
+
     def open(self, settings: dict) -> DetectorSession:
         name = settings["estimator"]
         if name not in self.names:
@@ -176,4 +211,10 @@ class Estimators:
                                 f"here; this server offers {self.names}")
         if name == "detector":
             return DetectorSession(settings)
-        return TrackerSession(settings, self.asset(settings["asset"]), self.device)
+        asset = self.asset(settings["asset"])
+        reason = self._unavailable(name, asset)
+        if reason:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"estimator {name!r} is unavailable for "
+                                f"body model {asset.asset_id!r}: {reason}")
+        regressor = self._regressor(asset) if uses_regressor(name) else None
+        return EstimatorSession(settings, asset, self.device, regressor)

@@ -1,0 +1,131 @@
+"""The estimators behind fit, bake and serve: tracker, regressor and regressor+tracker.
+
+No trained checkpoint exists on this machine, so the regressor ones run on a checkpoint the
+test writes (a small untrained network, saved and loaded through the real checkpoint code):
+what is tested is the plumbing — crops from the detected person, estimates in the result,
+the tracker started from them — and that without a checkpoint they are unavailable, with why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from backend.demo import demo_frames
+from backend.fitting.tracker import REFINE_ITERATIONS
+from backend.perception.frames import Frame
+from backend.recovery import ClipRecovery, load_regressor, regressor_problem
+from backend.regressor.checkpoint import save_checkpoint
+from backend.regressor.errors import RegressorUnavailable
+from backend.regressor.layout import ParamLayout
+from backend.regressor.model import PearRegressor, RegressorConfig
+from backend.server.client import BackendError, Client, frames_of
+from backend.server.process import serve_process
+
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, open_asset):
+    torch.manual_seed(0)
+    network = PearRegressor(RegressorConfig("vit_s", head_dim=64, head_depth=1, head_heads=4),
+                            ParamLayout(open_asset.param_spec))
+    return save_checkpoint(network, open_asset, tmp_path_factory.mktemp("ckpt") / "open")
+
+
+@pytest.fixture(scope="module")
+def frames(open_asset):
+    return demo_frames(open_asset, FRAMES)
+
+
+def _recover(frames, asset, estimator, regressor=None, **finish):
+    height, width = frames[0].shape[:2]
+    recovery = ClipRecovery(width, height, asset, estimator=estimator, regressor=regressor)
+    try:
+        for index, image in enumerate(frames):
+            recovery.add(Frame(index, index / 30, image))
+    finally:
+        recovery.close()
+    return recovery.finish(30.0, **finish)
+
+
+def test_without_a_checkpoint_the_regressor_is_unavailable_and_says_why(open_asset,
+                                                                        smplx_asset,
+                                                                        checkpoint):
+    reason = regressor_problem(open_asset)
+    assert "no regressor checkpoint in" in reason and "checkpoints/open" in reason
+    assert "use the tracker estimator" in reason
+    with pytest.raises(RegressorUnavailable, match="no regressor checkpoint"):
+        load_regressor(open_asset)
+    assert regressor_problem(open_asset, checkpoint) is None
+    assert "trained for body model 'open'" in regressor_problem(smplx_asset, checkpoint)
+
+
+def test_the_regressor_estimator_keeps_the_networks_estimates(open_asset, checkpoint, frames):
+    regressor = load_regressor(open_asset, checkpoint)
+    results, fit = _recover(frames, open_asset, "regressor", regressor, smooth=0.0)
+    assert results.info["estimator"] == "regressor" and fit.stage_losses == []
+    # The network saw each frame's crop around the detected person: the same call by hand
+    # gives the same parameters and camera.
+    by_hand = regressor.predict(frames, results.detections["boxes"])
+    # (Up to the elbow-twist fix, which moves twist between forearm joints: body_pose 17-20.)
+    np.testing.assert_allclose(results.params["body_pose"][:, :17],
+                               by_hand.params["body_pose"][:, :17], atol=1e-5)
+    np.testing.assert_allclose(results.params["expression"], by_hand.params["expression"],
+                               atol=1e-5)
+    np.testing.assert_allclose(results.cam_t, by_hand.cam_t, atol=1e-4)
+    # Per-subject values are one for the clip: the frames' mean.
+    np.testing.assert_allclose(results.params["betas"],
+                               by_hand.params["betas"].mean(0, keepdims=True), atol=1e-5)
+    assert set(fit.reprojection_px) >= {"pose", "face"}
+    assert results.info["regressor_s"] > 0
+
+
+def test_regressor_plus_tracker_starts_the_tracker_from_the_estimate(open_asset, checkpoint,
+                                                                    frames):
+    steps = {}
+
+    def progress(label, step, total):
+        steps[label] = total
+
+    results, fit = _recover(frames, open_asset, "regressor+tracker",
+                            load_regressor(open_asset, checkpoint), progress=progress)
+    assert tuple(steps.values()) == REFINE_ITERATIONS  # the short schedule
+    assert results.info["estimator"] == "regressor+tracker"
+    assert fit.reprojection_px["pose"] < 15.0  # the tracker still lands on the keypoints
+
+
+def test_backend_fit_refuses_a_missing_checkpoint_before_reading_footage(tmp_path, server_home):
+    from .test_cli import backend
+
+    result = backend("fit", str(tmp_path / "absent.mp4"), "-o", str(tmp_path / "r.npz"),
+                     "--estimator", "regressor", home=server_home)
+    # The set-up is the problem (no checkpoint), so it is named before the footage is.
+    assert result.returncode == 2 and "no regressor checkpoint in" in result.stderr
+    assert not (tmp_path / "r.npz").exists()
+
+
+def test_the_server_lists_the_regressor_and_serves_it_with_a_checkpoint(server_home,
+                                                                       checkpoint, frames,
+                                                                       open_asset):
+    with serve_process(server_home) as plain, Client(plain.endpoint, timeout=60) as client:
+        (hello,) = client.hello()
+        listed = {e["name"]: e for e in hello["estimators"]}
+        assert listed["tracker"]["available"] and not listed["regressor"]["available"]
+        assert "no regressor checkpoint" in listed["regressor+tracker"]["reason"]
+        with pytest.raises(BackendError, match="'regressor' is unavailable") as caught:
+            client.open_session(estimator="regressor")
+        assert caught.value.code == "unavailable"
+
+    with serve_process(server_home, "--checkpoint", str(checkpoint)) as served, \
+            Client(served.endpoint, timeout=120) as client:
+        (hello,) = client.hello()
+        assert all(e["available"] for e in hello["estimators"])
+        session = client.open_session(estimator="regressor", smooth=0.0)
+        list(session.stream(frames_of(frames), image_format="png"))
+        remote = session.finish()
+    local, _ = _recover(frames, open_asset, "regressor", load_regressor(open_asset, checkpoint),
+                        smooth=0.0)
+    np.testing.assert_allclose(remote.params["body_pose"], local.params["body_pose"], atol=1e-4)
+    assert remote.info["estimator"] == "regressor"
