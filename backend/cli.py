@@ -189,7 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
                           max_batch=args.max_batch, max_sessions=args.max_sessions,
                           session_timeout=args.session_timeout,
                           shutdown_grace=args.shutdown_grace)
-    serve(config, gpu=args.gpu, estimators=args.estimator, checkpoint=args.checkpoint)
+    serve(config, gpu=args.gpu, estimators=args.estimator, checkpoint=args.checkpoint,
+          compile_regressor=args.compile)
     return 0
 
 
@@ -356,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keys", type=Path, help="folder made by `backend keys generate`: "
                        "encrypt and admit only its authorized clients")
     serve.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (one folder for every asset)")
+    serve.add_argument("--compile", action="store_true",
+                       help="run the regressor through torch.compile: its first session waits "
+                       "for the compilation (~40 s for ViT-S on 2 CPU cores), later frames run "
+                       "faster")
     serve.add_argument("--estimator", action="append", choices=[*ESTIMATORS, "detector"],
                        help="offer only these estimators (repeatable; default: all)")
     serve.add_argument("--max-batch", type=int, default=8,

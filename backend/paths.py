@@ -18,6 +18,7 @@ _CACHE_VARIABLES = {
     "TORCH_HOME": "cache/torch",
     "HF_HOME": "cache/huggingface",
     "TORCH_EXTENSIONS_DIR": "cache/torch_extensions",
+    "TORCHINDUCTOR_CACHE_DIR": "cache/torchinductor",  # torch.compile's kernels
     "MPLCONFIGDIR": "cache/matplotlib",
     # bpy (read at `import bpy`): preferences, scripts and extensions, else ~/.config/blender;
     # its thumbnails follow XDG_CACHE_HOME, else ~/.cache/thumbnails.

@@ -61,12 +61,14 @@ def regressor_problem(asset: Asset, checkpoint: str | Path | None = None) -> str
 
 
 def load_regressor(asset: Asset, checkpoint: str | Path | None = None,
-                   device: str | None = None):
-    """The trained regressor for ``asset``; raises ``RegressorUnavailable`` (no checkpoint) or
-    ``CheckpointMismatch`` (one for another body model or network)."""
+                   device: str | None = None, compile: bool = False):
+    """The trained regressor for ``asset`` (``compile``: through ``torch.compile``); raises
+    ``RegressorUnavailable`` (no checkpoint) or ``CheckpointMismatch`` (one for another body
+    model or network)."""
     from .regressor.inference import Regressor
 
-    return Regressor(checkpoint_path(asset.asset_id, checkpoint), asset, device=device)
+    return Regressor(checkpoint_path(asset.asset_id, checkpoint), asset, device=device,
+                     compile=compile)
 
 
 class FrameRegressions:

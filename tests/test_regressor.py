@@ -253,3 +253,20 @@ def test_a_tiny_overfit_run_lowers_the_loss_tenfold(layout):
         if losses[-1] < losses[0] / 10:
             break
     assert losses[-1] < losses[0] / 10, losses
+
+
+@pytest.mark.slow
+def test_torch_compile_gives_the_eager_predictions(vit_s_model, open_asset, tmp_path):
+    """``Regressor(compile=True)``: the same numbers through torch.compile (about 40 s to
+    compile on 2 cores, hence slow)."""
+    from backend.regressor.inference import Regressor
+
+    folder = save_checkpoint(vit_s_model, open_asset, tmp_path / "ckpt")
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (480, 640, 3), np.uint8) for _ in range(2)]
+    boxes = np.array([[200.0, 40, 400, 460], [100, 100, 300, 400]])
+    eager = Regressor(folder, open_asset).predict(images, boxes)
+    compiled = Regressor(folder, open_asset, compile=True).predict(images, boxes)
+    for name, value in eager.params.items():
+        np.testing.assert_allclose(compiled.params[name], value, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(compiled.cam_t, eager.cam_t, atol=1e-4)

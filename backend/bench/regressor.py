@@ -2,7 +2,8 @@
 torch and ONNX Runtime, against the machine's matmul throughput measured in the same run.
 
 - ``configs``: ViT-S and ViT-B (PEAR's) with the PEAR head on 256x192 crops, batch 1 and 8,
-  each runtime; and one 896x896 image through a Multi-HMR-like ViT-L backbone, the
+  each runtime (eager torch, ONNX Runtime; ViT-S also through ``torch.compile``, whose
+  one-off compilation time is ``compile_s``); and one 896x896 image through a Multi-HMR-like ViT-L backbone, the
   high-resolution route PEAR avoids, for the compute ratio.
 - ``gflops``: per image, counted by torch's FlopCounterMode (a multiply-add is 2 FLOPs).
 - ``roofline_gflops``: a 2048^3 float32 GEMM, its fastest of 10 runs; ``roofline_frac`` =
@@ -64,6 +65,7 @@ def run_regressor_bench(progress: bool = True, repeats: int = 5) -> dict:
         say(f"{name:10} {runtime:11} batch {batch}: {img_s:7.2f} img/s, {gflops:.1f} GFLOPs, "
             f"{rows[-1]['roofline_frac']:.0%} of the roofline")
 
+    compile_s = 0.0
     with tempfile.TemporaryDirectory() as folder:
         for backbone in ("vit_s", "vit_b"):
             torch.manual_seed(0)
@@ -71,11 +73,19 @@ def run_regressor_bench(progress: bool = True, repeats: int = 5) -> dict:
             gflops = gflops_per_image(model, INPUT_SIZE)
             onnx = OnnxRegressor(export_onnx(model, Path(folder) / f"{backbone}.onnx"),
                                  threads=torch.get_num_threads())
+            compiled = torch.compile(model) if backbone == "vit_s" else None
             for batch in (1, 8):
                 images = torch.randn(batch, 3, *INPUT_SIZE)
                 with torch.no_grad():
                     add(backbone, "torch", batch,
                         median_seconds(partial(model, images), repeats, warmup=2), gflops)
+                    if compiled is not None:
+                        start = time.perf_counter()
+                        compiled(images)  # compiles for this batch size
+                        compile_s += time.perf_counter() - start
+                        add(backbone, "torch.compile", batch,
+                            median_seconds(partial(compiled, images), repeats, warmup=1),
+                            gflops)
                 add(backbone, "onnxruntime", batch,
                     median_seconds(partial(onnx, images.numpy()), repeats, warmup=2), gflops)
     torch.manual_seed(0)
@@ -88,5 +98,6 @@ def run_regressor_bench(progress: bool = True, repeats: int = 5) -> dict:
     pear = next(r for r in rows if r["name"] == "vit_b")
     return {"roofline_gflops": round(roofline, 1), "threads": torch.get_num_threads(),
             "compute_ratio_vs_896": round(gflops / pear["gflops"], 1),
+            "compile_s": round(compile_s, 1),
             "backbones": {name: CONFIGS[name].dim for name in ("vit_s", "vit_b")},
             "configs": rows}

@@ -142,19 +142,20 @@ class EstimatorSession(DetectorSession):
 class Estimators:
     """The estimators this server offers, the body assets they use and the regressor
     checkpoints (``checkpoint``: one folder for every asset; default: each asset's own in
-    ``$PEAR_HOME/checkpoints``)."""
+    ``$PEAR_HOME/checkpoints``; ``compile_regressor``: through ``torch.compile``)."""
 
     DESCRIPTIONS = {**ESTIMATORS,
                     "detector": "MediaPipe Holistic 2D keypoints only (no 3D body)"}
 
     def __init__(self, device: str, names: list[str] | None = None,
-                 progress: Callable[[str], None] = print, checkpoint: str | None = None):
+                 progress: Callable[[str], None] = print, checkpoint: str | None = None,
+                 compile_regressor: bool = False):
         self.device = device
         self.names = list(names or self.DESCRIPTIONS)
         unknown = sorted(set(self.names) - set(self.DESCRIPTIONS))
         if unknown:
             raise ValueError(f"unknown estimator(s) {unknown}; known: {list(self.DESCRIPTIONS)}")
-        self.checkpoint = checkpoint
+        self.checkpoint, self.compile_regressor = checkpoint, compile_regressor
         self._assets: dict[str, Asset] = {}
         self._regressors: dict[str, object] = {}
         self._progress = progress
@@ -200,8 +201,8 @@ class Estimators:
 
     def _regressor(self, asset: Asset):
         if asset.asset_id not in self._regressors:
-            self._regressors[asset.asset_id] = load_regressor(asset, self.checkpoint,
-                                                              device=self.device)
+            self._regressors[asset.asset_id] = load_regressor(
+                asset, self.checkpoint, device=self.device, compile=self.compile_regressor)
         return self._regressors[asset.asset_id]
 
     def open(self, settings: dict) -> DetectorSession:

@@ -15,7 +15,7 @@ logger = logging.getLogger("backend.server")
 
 
 def serve(config: ServerConfig, gpu: str | None = None, estimators: list[str] | None = None,
-          ready=None, checkpoint: str | None = None) -> None:
+          ready=None, checkpoint: str | None = None, compile_regressor: bool = False) -> None:
     """Blocks until stopped. ``ready(server)`` is called once it listens (tests, benches)."""
     logs.configure()
     check_bind(config)
@@ -25,7 +25,8 @@ def serve(config: ServerConfig, gpu: str | None = None, estimators: list[str] | 
 
     device = choose_device(gpu, warn=warn)
     server = Server(Estimators(device, estimators, progress=lambda m: logs.log_event(
-        logger, "asset", message=m), checkpoint=checkpoint), config)
+        logger, "asset", message=m), checkpoint=checkpoint,
+        compile_regressor=compile_regressor), config)
     previous = {sig: signal.signal(sig, lambda *_: server.request_stop())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
