@@ -44,7 +44,9 @@ def test_two_servers_behind_one_client_share_the_sessions(server_home):
         assert [s["sessions"] for s in client.status()] == [0, 0]
         # Each server logged its two closes (the log line may trail the reply a little).
         assert _wait_for(lambda: len(first.events("session.close"))
-                         == len(second.events("session.close")) == 2, timeout=10)
+                         == len(second.events("session.close")) == 2, timeout=30), (
+            first.events("session.close"), second.events("session.close"),
+            first.events("stderr")[-5:], second.events("stderr")[-5:])
 
 
 def test_a_vanished_client_has_its_session_reclaimed(server_home):

@@ -3,8 +3,8 @@ torch and ONNX Runtime, against the machine's matmul throughput measured in the 
 
 - ``configs``: ViT-S and ViT-B (PEAR's) with the PEAR head on 256x192 crops, batch 1 and 8,
   each runtime (eager torch, ONNX Runtime; ViT-S also through ``torch.compile``, whose
-  one-off compilation time is ``compile_s``); and one 896x896 image through a Multi-HMR-like ViT-L backbone, the
-  high-resolution route PEAR avoids, for the compute ratio.
+  one-off compilation time is ``compile_s``); and one 896x896 image through a Multi-HMR-like
+  ViT-L backbone, the high-resolution route PEAR avoids, for the compute ratio.
 - ``gflops``: per image, counted by torch's FlopCounterMode (a multiply-add is 2 FLOPs).
 - ``roofline_gflops``: a 2048^3 float32 GEMM, its fastest of 10 runs; ``roofline_frac`` =
   img/s x GFLOPs / roofline: how much of the machine's matmul speed a network turns into

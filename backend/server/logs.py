@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import os
 import time
 
 
@@ -28,8 +28,21 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+_stream = None
+
+
+def _log_stream():
+    """A private copy of file descriptor 2, made once: MediaPipe's native noise is silenced
+    by pointing fd 2 at /dev/null for a moment (perception/face_mesh.py), and a log line
+    another thread writes in that moment must still arrive."""
+    global _stream
+    if _stream is None:
+        _stream = os.fdopen(os.dup(2), "w", buffering=1)
+    return _stream
+
+
 def configure(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_log_stream())
     handler.setFormatter(JsonLines())
     root = logging.getLogger("backend")
     root.handlers[:] = [handler]
