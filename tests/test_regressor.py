@@ -270,3 +270,20 @@ def test_torch_compile_gives_the_eager_predictions(vit_s_model, open_asset, tmp_
     for name, value in eager.params.items():
         np.testing.assert_allclose(compiled.params[name], value, atol=1e-4, err_msg=name)
     np.testing.assert_allclose(compiled.cam_t, eager.cam_t, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_and_half_precision_match_the_cpu(vit_s_model, open_asset, tmp_path):
+    """On a GPU box: the network on CUDA, in fp32 and fp16, against the CPU reference."""
+    from backend.regressor.inference import Regressor
+
+    folder = save_checkpoint(vit_s_model, open_asset, tmp_path / "ckpt")
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 255, (480, 640, 3), np.uint8) for _ in range(2)]
+    boxes = np.array([[200.0, 40, 400, 460], [100, 100, 300, 400]])
+    cpu = Regressor(folder, open_asset, device="cpu").predict(images, boxes)
+    for half, tolerance in ((False, 1e-3), (True, 2e-2)):
+        gpu = Regressor(folder, open_asset, device="cuda", half=half).predict(images, boxes)
+        np.testing.assert_allclose(gpu.params["body_pose"], cpu.params["body_pose"],
+                                   atol=tolerance)
+        np.testing.assert_allclose(gpu.cam_t, cpu.cam_t, rtol=tolerance, atol=tolerance)
