@@ -347,6 +347,8 @@ def test_panel_operators_start_a_local_backend_connect_and_stop(bpy_module, scen
         assert local_backend.state().startswith("running at tcp://127.0.0.1:")
         assert bpy_module.ops.pear.connect() == {"FINISHED"}
         assert settings.status.startswith("connected: pear-backend")
+        # No checkpoint in this PEAR_HOME: the regressor estimators are listed as unavailable.
+        assert "unavailable: regressor, regressor+tracker" in settings.status
         assert bpy_module.ops.pear.backend_stop() == {"FINISHED"}
         assert local_backend.state() == "stopped"
         with pytest.raises(RuntimeError, match="not running: press Start"):

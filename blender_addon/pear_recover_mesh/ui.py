@@ -157,6 +157,13 @@ class PEAR_OT_connect(bpy.types.Operator):
             return {"CANCELLED"}
         hello = _STATE["hello"]
         settings.status = f"connected: {hello['server']} {hello['version']} on {hello['device']}"
+        unavailable = [e for e in hello["estimators"] if not e["available"]]
+        for estimator in unavailable:  # the whole reason goes to the Info log
+            self.report({"INFO"}, f"estimator {estimator['name']} is unavailable: "
+                        f"{estimator['reason']}")
+        if unavailable:
+            settings.status += (f"; unavailable: {', '.join(e['name'] for e in unavailable)} "
+                                "(why: Info log)")
         return {"FINISHED"}
 
 
