@@ -207,14 +207,10 @@ class ClipRecovery:
             self.regressions.add(len(self.detector) - 1, frame.image, person_box(*found))
         return found
 
-    def detections(self) -> ClipDetections:
-        """Everything detected so far; releases the detection models."""
-        return self.detector.finish()
-
     def finish(self, fps: float, smooth: float = 1.0, device: str | None = None,
                progress: Progress | None = None,
                subject: dict[str, np.ndarray] | None = None) -> tuple[ClipResults, FitResult]:
-        detections = self.detections()
+        detections = self.detector.finish()  # releases the detection models
         start = (None if self.regressions is None
                  else self.regressions.finish(len(detections.frames)))
         return recover_clip(detections, fps, self.asset, smooth=smooth, focal=self.focal,

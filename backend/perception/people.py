@@ -85,8 +85,6 @@ class PersonFollower:
                              f"{list(box)}")
         self.person = person
         self._find_one = find_one
-        self.people: list[np.ndarray] | None = None  # boxes in the frame the choice was made
-        self.chosen_at: int | None = None  # that frame's index
         self._box = None if box is None else np.asarray(box, dtype=float)
         self._missed = 0
 
@@ -107,7 +105,6 @@ class PersonFollower:
                     f"anybody) shows {len(people)} {'person' if len(people) == 1 else 'people'}, "
                     f"numbered 1 to {len(people)} from the left; `backend people FOOTAGE` "
                     "draws them")
-            self.people, self.chosen_at = people, index
             self._box = people[self.person - 1]
         margin = WINDOW_MARGIN + LOST_GROWTH * self._missed
         return paint_out(image, window(self._box, margin), inside=False)
