@@ -9,6 +9,7 @@ from pathlib import Path
 from .body import registry
 from .body.model import BodyModel
 from .perception.frames import OnError, open_footage
+from .perception.holistic import feed
 from .recovery import ClipRecovery, load_regressor, uses_regressor
 from .results import ClipResults, save_results
 
@@ -49,14 +50,8 @@ def fit_footage(footage: str | Path, out: str | Path | None,
     detect_start = time.perf_counter()
     recovery = ClipRecovery(source.width, source.height, asset, estimator=estimator,
                             regressor=regressor, focal=focal, person=person)
-    try:
-        for frame in limited():
-            recovery.add(frame)
-            if progress:
-                _bar("detecting (MediaPipe)" if regressor is None
-                     else "detecting + regressor", len(recovery), total)
-    finally:
-        recovery.close()
+    label = "detecting (MediaPipe)" if regressor is None else "detecting + regressor"
+    feed(recovery, limited(), (lambda n: _bar(label, n, total)) if progress else None)
     detect_s = time.perf_counter() - detect_start
     results, fit = recovery.finish(
         source.fps, smooth=smooth,

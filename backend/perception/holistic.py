@@ -244,11 +244,18 @@ def detect_clip(frames: Iterable[Frame], width: int, height: int,
     """Run Holistic (and the crop pass) over every frame of a clip; ``person`` and
     ``person_box`` as in ``ClipDetector``."""
     detector = ClipDetector(width, height, crops=crops, person=person, person_box=person_box)
+    feed(detector, frames, progress)
+    return detector.finish()
+
+
+def feed(clip, frames: Iterable[Frame], progress: Callable[[int], None] | None = None) -> None:
+    """Add every frame to ``clip`` (a ``ClipDetector``, or anything with its ``add``, ``len``
+    and ``close``), in order, reporting the count so far; its models are released at the end,
+    also when a frame fails."""
     try:
         for frame in frames:
-            detector.add(frame)
+            clip.add(frame)
             if progress:
-                progress(len(detector))
+                progress(len(clip))
     finally:
-        detector.close()
-    return detector.finish()
+        clip.close()
