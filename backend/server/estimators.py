@@ -5,7 +5,7 @@ An estimator session takes frames one at a time, in order (``add_frame`` returns
 ``session.close`` returns). The 3D estimators run the very code ``backend fit`` runs
 (``backend.recovery``), so a clip sent over the network gives what fitting its file gives.
 
-- ``tracker``, ``regressor``, ``regressor+tracker`` (``recovery.ESTIMATORS``): MediaPipe
+- ``tracker``, ``regressor``, ``regressor+tracker`` (``estimator_names.ESTIMATORS``): MediaPipe
   Holistic per frame (+ crop pass, + the regressor on the person's crop); on close the
   estimator over the whole clip, elbow-twist fix and smoothing -> the full result
   (docs/results.md), and the subject's rig (``backend.rig``) when the session asked for it.
@@ -57,12 +57,14 @@ class DetectorSession:
 
     def __init__(self, settings: dict):
         self.settings = settings
+        box = settings.get("person_box")
+        # Whom to follow, as ClipDetector and ClipRecovery take it.
+        self.following = {"person": settings.get("person"),
+                          "person_box": None if box is None else np.array(box)}
         self._clip: ClipDetector | ClipRecovery | None = None
 
     def _start(self, width: int, height: int) -> ClipDetector | ClipRecovery:
-        box = self.settings.get("person_box")
-        return ClipDetector(width, height, person=self.settings.get("person"),
-                            person_box=None if box is None else np.array(box))
+        return ClipDetector(width, height, **self.following)
 
     def add_frame(self, index: int, time: float, image: np.ndarray) -> dict:
         height, width = image.shape[:2]
@@ -110,12 +112,10 @@ class EstimatorSession(DetectorSession):
             raise ProtocolError(ErrorCode.BAD_FIELD, f"asset {asset.asset_id!r}: {exc}") from None
 
     def _start(self, width: int, height: int) -> ClipRecovery:
-        box = self.settings.get("person_box")
         intrinsics = self.settings.get("intrinsics") or {}
         return ClipRecovery(width, height, self.asset, estimator=self.settings["estimator"],
                             regressor=self.regressor, focal=intrinsics.get("focal"),
-                            person=self.settings.get("person"),
-                            person_box=None if box is None else np.array(box))
+                            **self.following)
 
     def finish(self, cancelled: Callable[[], bool]) -> dict:
         self._check_frames()
