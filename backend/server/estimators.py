@@ -139,6 +139,10 @@ class EstimatorSession(DetectorSession):
         return reply
 
 
+def _needs_regressor(name: str) -> bool:
+    return name != "detector" and uses_regressor(name)
+
+
 class Estimators:
     """The estimators this server offers, the body assets they use and the regressor
     checkpoints (``checkpoint``: one folder for every asset; default: each asset's own in
@@ -159,11 +163,14 @@ class Estimators:
         self._assets: dict[str, Asset] = {}
         self._regressors: dict[str, object] = {}
         self._progress = progress
-        self.asset(registry.DEFAULT_ASSET_ID)  # built on first use; better now than mid-session
+        default = self.asset(registry.DEFAULT_ASSET_ID)  # built on first use: better now
+        # session.open runs on the I/O thread: load the regressor now, not while others wait.
+        if any(map(_needs_regressor, self.names)) and not self._unavailable("regressor", default):
+            self._regressor(default)
 
     def _unavailable(self, name: str, asset: Asset) -> str:
         """Why ``name`` cannot run on ``asset`` here ("" if it can)."""
-        if name == "detector" or not uses_regressor(name):
+        if not _needs_regressor(name):
             return ""
         return regressor_problem(asset, self.checkpoint) or ""
 
@@ -217,5 +224,5 @@ class Estimators:
         if reason:
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"estimator {name!r} is unavailable for "
                                 f"body model {asset.asset_id!r}: {reason}")
-        regressor = self._regressor(asset) if uses_regressor(name) else None
+        regressor = self._regressor(asset) if _needs_regressor(name) else None
         return EstimatorSession(settings, asset, self.device, regressor)
