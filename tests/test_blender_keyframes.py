@@ -19,7 +19,7 @@ from pear_recover_mesh.keyframes import Keyframes, clip_keyframes, crossfade
 
 from backend.body.rotations import axis_angle_to_matrix as torch_axis_angle
 from backend.camera import MODEL_TO_CAMERA
-from backend.rig import build_rig
+from backend.pipeline.rig import build_rig
 
 
 def _quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
@@ -108,7 +108,7 @@ def test_keyframes_pose_blenders_armature_like_the_model(asset_name, request):
     skinned = _blender_skin(rig, bone_rest, heads, keys)
     if model.posedirs is None and not model.has_head_model:
         assert np.abs(skinned - expected).max() < 1e-5
-    else:  # pose correctives and the FLAME head's own jaw are not carried (see backend.rig)
+    else:  # pose correctives and the FLAME head's own jaw are not carried (see pipeline.rig)
         assert np.abs(skinned - expected).mean() < 0.01
 
 

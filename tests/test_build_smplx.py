@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from backend.body.build_smplx import build_smplx_asset
+from backend.body.build.smplx_asset import build_smplx_asset
 from backend.body.errors import ModelFileError
 
 

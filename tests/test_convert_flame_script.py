@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from backend.body.model_files import read_flame
+from backend.body.build.model_files import read_flame
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "convert_flame_pkl.py"
 

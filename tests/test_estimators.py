@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from backend.demo import demo_frames
-from backend.fitting.tracker import REFINE_ITERATIONS
 from backend.perception.frames import Frame
-from backend.recovery import ClipRecovery, load_regressor, regressor_problem
+from backend.pipeline.demo import demo_frames
+from backend.pipeline.recovery import ClipRecovery, load_regressor, regressor_problem
 from backend.regressor.checkpoint import save_checkpoint
 from backend.regressor.errors import RegressorUnavailable
 from backend.regressor.layout import ParamLayout
 from backend.regressor.model import PearRegressor, RegressorConfig
 from backend.server.client import BackendError, Client, frames_of
 from backend.server.process import serve_process
+from backend.tracking.tracker import REFINE_ITERATIONS
 
 FRAMES = 4
 

@@ -13,8 +13,8 @@ from backend.evaluation.coco_wholebody import (
     evaluate,
     pck_counts,
 )
-from backend.fitting.render_clip import render_frames
-from backend.fitting.synthetic import make_clip
+from backend.tracking.render_clip import render_frames
+from backend.tracking.synthetic import make_clip
 
 cv2 = pytest.importorskip("cv2")
 

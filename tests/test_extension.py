@@ -17,8 +17,8 @@ from pathlib import Path, PurePosixPath
 import cv2
 import pytest
 
-from backend.demo import demo_frames
 from backend.paths import pear_home
+from backend.pipeline.demo import demo_frames
 from backend.server.process import serve_process
 
 from .blender_support import OPERATORS

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from backend.body.landmark_embedding import View, embed
+from backend.body.build.landmark_embedding import View, embed
 
 
 def test_markers_are_carried_back_onto_the_mesh(open_asset, open_model, open_build):

@@ -9,18 +9,18 @@ import pytest
 import torch
 
 from backend.body.asset import LandmarkSet, load_asset, save_asset
-from backend.body.joint_names import SMPLX_JOINT_NAMES
-from backend.body.landmark_transfer import (
+from backend.body.build.landmark_transfer import (
     MEDIAPIPE_SETS,
     RestBody,
     add_missing_sets,
     rest_body,
     transfer,
 )
+from backend.body.joint_names import SMPLX_JOINT_NAMES
 from backend.body.model import BodyModel
-from backend.fitting.metrics import pa_error_mm
-from backend.fitting.synthetic import make_clip
-from backend.fitting.tracker import Tracker, TrackerConfig
+from backend.tracking.metrics import pa_error_mm
+from backend.tracking.synthetic import make_clip
+from backend.tracking.tracker import Tracker, TrackerConfig
 
 
 def positions(body: RestBody, landmarks: LandmarkSet) -> np.ndarray:

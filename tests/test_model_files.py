@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from backend.body import model_files as readers
+from backend.body.build import model_files as readers
 from backend.body.errors import ModelFileError
 
 

@@ -5,9 +5,13 @@ import pytest
 import torch
 
 from backend.body import registry
+from backend.body.build.open_equivalence import (
+    CHECKED_JOINTS,
+    compare_with_anny,
+    random_open_params,
+)
+from backend.body.build.open_skeleton import DRIVEN_BONES, JAW, pivot_matrix
 from backend.body.joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS
-from backend.body.open_equivalence import CHECKED_JOINTS, compare_with_anny, random_open_params
-from backend.body.open_skeleton import DRIVEN_BONES, JAW, pivot_matrix
 
 ARKIT_NAMES = {
     "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
@@ -100,7 +104,7 @@ def test_checked_joints_cover_the_single_bone_joints():
 
 def test_default_asset_is_built_on_first_use(open_build, monkeypatch):
     """registry.load() with nothing installed builds the open asset, says so and installs it."""
-    import backend.body.build_open as build_open
+    import backend.body.build.open_asset as build_open
 
     monkeypatch.setattr(build_open, "load_anny_source", lambda: open_build.source)
     quick = build_open.OpenBuildConfig(num_samples=300, num_heldout=20, quick_landmarks=True)

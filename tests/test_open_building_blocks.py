@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from backend.body.build.joint_regressor import fit_joint_regressor
+from backend.body.build.open_skeleton import bone_to_joint, merge_weights, rotation_pivot
+from backend.body.build.shape_basis import fit_shape_basis, project
 from backend.body.joint_names import SMPLX_JOINT_NAMES
-from backend.body.joint_regressor import fit_joint_regressor
-from backend.body.open_skeleton import bone_to_joint, merge_weights, rotation_pivot
 from backend.body.rotations import axis_angle_to_matrix
-from backend.body.shape_basis import fit_shape_basis, project
 from backend.renderer.mesh_raster import project as pinhole
 from backend.renderer.mesh_raster import rasterize
 
@@ -86,7 +86,7 @@ def _toy_rig():
 
 
 def test_merged_bones_go_to_their_nearest_driven_ancestor(monkeypatch):
-    from backend.body import open_skeleton
+    from backend.body.build import open_skeleton
 
     monkeypatch.setattr(open_skeleton, "DRIVEN_BONES", {"pelvis": ["root"],
                                                         "spine1": ["spine04"]})
@@ -99,7 +99,7 @@ def test_merged_bones_go_to_their_nearest_driven_ancestor(monkeypatch):
 
 
 def test_a_mapping_that_breaks_the_smplx_tree_is_refused(monkeypatch):
-    from backend.body import open_skeleton
+    from backend.body.build import open_skeleton
 
     # spine04 mapped to the knee: its driven ancestor (pelvis) is not the knee's parent (hip).
     monkeypatch.setattr(open_skeleton, "DRIVEN_BONES", {"pelvis": ["root"],
@@ -132,7 +132,7 @@ def test_rasterizer_depth_order_and_barycentrics():
 
 
 def test_closest_point_on_triangles():
-    from backend.body.landmark_embedding import closest_points_on_triangles, geometric_median
+    from backend.body.build.landmark_embedding import closest_points_on_triangles, geometric_median
 
     triangle = np.array([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]])
     point, bary = closest_points_on_triangles(np.array([0.2, 0.2, 1.0]), triangle)

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from backend.body.model import BodyModel
-from backend.fitting.render_clip import render_frames
-from backend.fitting.synthetic import make_clip
 from backend.perception.frames import FootageError, open_footage
 from backend.perception.holistic import HAND, assign_hands, detect_clip, person_box
 from backend.results import ClipResults, ResultsError, load_results, save_results
+from backend.tracking.render_clip import render_frames
+from backend.tracking.synthetic import make_clip
 
 cv2 = pytest.importorskip("cv2")
 

@@ -16,13 +16,13 @@ from backend.body.rotations import (
     matrix_to_rotation_6d,
     rotation_6d_to_matrix,
 )
-from backend.regressor.camera import crop_box, crop_intrinsics, crop_to_full, crop_to_image
 from backend.regressor.checkpoint import (
     CheckpointMismatch,
     RegressorUnavailable,
     load_checkpoint,
     save_checkpoint,
 )
+from backend.regressor.crop_camera import crop_box, crop_intrinsics, crop_to_full, crop_to_image
 from backend.regressor.layout import CAMERA_MEAN, ParamLayout
 from backend.regressor.model import PearRegressor, RegressorConfig
 from backend.regressor.pretrained import PretrainedMismatch, load_backbone

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import zmq
 
-from backend.demo import demo_frames
 from backend.perception.frames import Frame
 from backend.perception.holistic import detect_clip
-from backend.recovery import recover_clip
+from backend.pipeline.demo import demo_frames
+from backend.pipeline.recovery import recover_clip
 from backend.server.client import BackendError, BackendTimeout, Client, VersionMismatch, frames_of
 from backend.server.images import encode_image
 from backend.server.process import serve_process

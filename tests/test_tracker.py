@@ -6,9 +6,9 @@ import torch
 
 from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
-from backend.fitting.metrics import pa_error_mm, procrustes_align
-from backend.fitting.synthetic import make_clip, rough_start
-from backend.fitting.tracker import REFINE_ITERATIONS, Tracker, TrackerConfig
+from backend.tracking.metrics import pa_error_mm, procrustes_align
+from backend.tracking.synthetic import make_clip, rough_start
+from backend.tracking.tracker import REFINE_ITERATIONS, Tracker, TrackerConfig
 
 from .conftest import random_params
 

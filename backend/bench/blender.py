@@ -22,11 +22,11 @@ def run_blender_bench(progress: bool = True, bake_frames: int = 30) -> dict:
     from pear_recover_mesh import scene
     from pear_recover_mesh.keyframes import clip_keyframes
 
-    from ..bake import _import_bpy, bake_clip
     from ..body import registry
     from ..body.model import BodyModel
-    from ..demo import demo_motion, render_demo_clip
-    from ..rig import build_rig
+    from ..pipeline.bake import _import_bpy, bake_clip
+    from ..pipeline.demo import demo_motion, render_demo_clip
+    from ..pipeline.rig import build_rig
 
     bpy = _import_bpy()
     frames = APPLY_FRAMES

@@ -13,9 +13,9 @@ import tempfile
 
 import torch
 
-from ..body.build_smplx import build_smplx_asset
+from ..body.build.smplx_asset import build_smplx_asset
+from ..body.build.synthetic_files import write_synthetic_files
 from ..body.model import BodyModel
-from ..body.synthetic_files import write_synthetic_files
 from ..paths import pear_home
 from .timing import median_seconds
 

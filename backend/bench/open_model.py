@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from ..body.asset import load_asset, save_asset
-from ..body.build_open import build_open_asset
+from ..body.build.open_asset import build_open_asset
+from ..body.build.open_equivalence import compare_with_anny, random_open_params
 from ..body.model import BodyModel
-from ..body.open_equivalence import compare_with_anny, random_open_params
 from ..paths import pear_home, route_caches
 from .timing import median_seconds
 

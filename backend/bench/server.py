@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from ..body import registry
-from ..demo import demo_frames
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector
-from ..recovery import recover_clip
+from ..pipeline.demo import demo_frames
+from ..pipeline.recovery import recover_clip
 from ..server.client import Client, frames_of
 from ..server.process import serve_process
 

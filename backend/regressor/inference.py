@@ -15,8 +15,8 @@ from ..body.asset import Asset
 from ..body.model import BodyModel
 from ..camera import project, to_camera
 from ..device import choose_device
-from .camera import CROP_ASPECT, crop_box, crop_to_full
 from .checkpoint import load_checkpoint
+from .crop_camera import CROP_ASPECT, crop_box, crop_to_full
 from .vit import INPUT_SIZE
 
 # ImageNet statistics, as ViT backbones are pretrained with.

@@ -187,9 +187,9 @@ class Client:
                      fps: float = 30.0, intrinsics: dict | None = None, rig: bool = False,
                      subject: dict | None = None, person: int | None = None,
                      person_box: Sequence[float] | None = None,
-                     timeout: float | None = None) -> Session:
-        """``rig``: also return the subject's rig (backend.rig) when the session finishes.
-        ``subject``: an earlier session's ``Session.subject``, to fit the same body.
+                     timeout: float | None = None) -> RemoteSession:
+        """``rig``: also return the subject's rig (backend.pipeline.rig) when the session finishes.
+        ``subject``: an earlier session's ``RemoteSession.subject``, to fit the same body.
         ``person``: follow this person, 1 = the leftmost in the first frame showing anybody;
         ``person_box``: follow whoever is at this box (x0, y0, x1, y1) in the first frame,
         e.g. a frame reply's ``detections.box`` from an earlier session; neither: the most
@@ -203,7 +203,7 @@ class Client:
                                     else [float(v) for v in person_box]},
                                    timeout)
         connection.sessions += 1
-        return Session(connection, reply["session"], reply["window"])
+        return RemoteSession(connection, reply["session"], reply["window"])
 
     def close(self) -> None:
         for connection in self._connections:
@@ -217,8 +217,9 @@ class Client:
         self.close()
 
 
-class Session:
-    """One clip on one server. Not thread-safe: drive it from one thread."""
+class RemoteSession:
+    """The client's handle on one clip held by one server (the server keeps the session
+    itself). Not thread-safe: drive it from one thread."""
 
     def __init__(self, connection: _Connection, session_id: str, window: int):
         self.connection, self.id, self.window = connection, session_id, window

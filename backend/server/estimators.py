@@ -3,12 +3,12 @@
 An estimator session takes frames one at a time, in order (``add_frame`` returns what a
 ``frame`` reply carries), and produces the clip's final result on ``finish`` (what
 ``session.close`` returns). The 3D estimators run the very code ``backend fit`` runs
-(``backend.recovery``), so a clip sent over the network gives what fitting its file gives.
+(``backend.pipeline.recovery``), so a clip sent over the network gives what fitting its file gives.
 
 - ``tracker``, ``regressor``, ``regressor+tracker`` (``estimator_names.ESTIMATORS``): MediaPipe
   Holistic per frame (+ crop pass, + the regressor on the person's crop); on close the
   estimator over the whole clip, elbow-twist fix and smoothing -> the full result
-  (docs/results.md), and the subject's rig (``backend.rig``) when the session asked for it.
+  (docs/results.md), and the subject's rig (``backend.pipeline.rig``) when the session asked for it.
   The regressor ones are unavailable, with the reason, without a checkpoint for the asset.
 - ``detector``: the per-frame 2D keypoints alone; on close the clip's detections.
 """
@@ -28,9 +28,9 @@ from ..estimator_names import ESTIMATORS, uses_regressor
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector, person_box
 from ..perception.people import PersonNotFound
-from ..recovery import ClipRecovery, load_regressor, regressor_problem
+from ..pipeline.recovery import ClipRecovery, load_regressor, regressor_problem
+from ..pipeline.rig import build_rig, subject_params
 from ..results import results_to_message
-from ..rig import build_rig, subject_params
 from .protocol import ErrorCode, ProtocolError
 
 PARTS = ("pose", "face", "left_hand", "right_hand")
@@ -52,8 +52,9 @@ class EstimatorInfo:
                 "description": self.description, "reason": self.reason}
 
 
-class DetectorSession:
-    """Per-frame 2D keypoints from Holistic and the crop pass."""
+class DetectorClip:
+    """The ``detector`` estimator's work on one session's clip: per-frame 2D keypoints from
+    Holistic and the crop pass."""
 
     def __init__(self, settings: dict):
         self.settings = settings
@@ -100,8 +101,9 @@ class DetectorSession:
             self._clip.close()
 
 
-class EstimatorSession(DetectorSession):
-    """Detections (and regressor estimates) per frame; the estimator over the clip on close."""
+class EstimatorClip(DetectorClip):
+    """An estimator's work on one session's clip: detections (and regressor estimates) per
+    frame; the estimator over the clip on close."""
 
     def __init__(self, settings: dict, asset: Asset, device: str, regressor=None):
         super().__init__(settings)
@@ -212,17 +214,17 @@ class Estimators:
                 asset, self.checkpoint, device=self.device, compile=self.compile_regressor)
         return self._regressors[asset.asset_id]
 
-    def open(self, settings: dict) -> DetectorSession:
+    def open(self, settings: dict) -> DetectorClip:
         name = settings["estimator"]
         if name not in self.names:
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"estimator {name!r} is not available "
                                 f"here; this server offers {self.names}")
         if name == "detector":
-            return DetectorSession(settings)
+            return DetectorClip(settings)
         asset = self.asset(settings["asset"])
         reason = self._unavailable(name, asset)
         if reason:
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"estimator {name!r} is unavailable for "
                                 f"body model {asset.asset_id!r}: {reason}")
         regressor = self._regressor(asset) if _needs_regressor(name) else None
-        return EstimatorSession(settings, asset, self.device, regressor)
+        return EstimatorClip(settings, asset, self.device, regressor)

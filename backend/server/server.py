@@ -72,10 +72,12 @@ class _Job:
 
 
 @dataclass
-class _Session:
+class _SessionSlot:
+    """The server's bookkeeping of one open session: owner, queued jobs, window, state."""
+
     id: str
     owner: bytes
-    estimator: object  # an estimators.DetectorSession
+    estimator: object  # an estimators.DetectorClip
     jobs: collections.deque = field(default_factory=collections.deque)
     in_flight: int = 0
     last_index: int = -1
@@ -138,8 +140,8 @@ class Server:
         self._replies = self.context.socket(zmq.PULL)
         self._replies.bind(self._replies_address)
         self._lock = threading.Condition()
-        self._sessions: dict[str, _Session] = {}
-        self._ready: collections.deque[_Session] = collections.deque()  # sessions with jobs
+        self._sessions: dict[str, _SessionSlot] = {}
+        self._ready: collections.deque[_SessionSlot] = collections.deque()  # sessions with jobs
         self._finishing: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
@@ -266,7 +268,7 @@ class Server:
                 raise ProtocolError(ErrorCode.TOO_MANY_SESSIONS, f"the server already runs "
                                     f"{self.config.max_sessions} sessions; retry later")
         estimator = self.estimators.open(request.fields)
-        session = _Session(secrets.token_hex(8), peer, estimator)
+        session = _SessionSlot(secrets.token_hex(8), peer, estimator)
         with self._lock:
             self._sessions[session.id] = session
         log_event(logger, "session.open", session=session.id, **{
@@ -274,7 +276,7 @@ class Server:
             subject=request.fields["subject"] is not None)
         return ok_reply(request.id, session=session.id, window=self.config.window)
 
-    def _owned_session(self, peer: bytes, session_id: str) -> _Session:
+    def _owned_session(self, peer: bytes, session_id: str) -> _SessionSlot:
         with self._lock:
             session = self._sessions.get(session_id)
         # Another client's session is reported exactly like a missing one.
@@ -283,7 +285,7 @@ class Server:
                                 "(closed, cancelled, timed out, or opened by another client)")
         return session
 
-    def _queue_frame(self, peer: bytes, request: Request, session: _Session) -> None:
+    def _queue_frame(self, peer: bytes, request: Request, session: _SessionSlot) -> None:
         index = request.fields["index"]
         if session.state != "open":
             raise ProtocolError(ErrorCode.UNKNOWN_SESSION, f"session {session.id} is closing; "
@@ -302,7 +304,7 @@ class Server:
             self._push_job(session, _Job("frame", peer, request.id, request))
         return None  # answered by the worker
 
-    def _queue_close(self, peer: bytes, request: Request, session: _Session) -> None:
+    def _queue_close(self, peer: bytes, request: Request, session: _SessionSlot) -> None:
         with self._lock:
             if session.state != "open":
                 raise ProtocolError(ErrorCode.UNKNOWN_SESSION,
@@ -311,12 +313,12 @@ class Server:
             self._push_job(session, _Job("close", peer, request.id))
         return None
 
-    def _cancel(self, request: Request, session: _Session) -> dict:
+    def _cancel(self, request: Request, session: _SessionSlot) -> dict:
         dropped = self._drop_session(session, "cancelled by the client")
         log_event(logger, "session.cancel", session=session.id, dropped=dropped)
         return ok_reply(request.id, session=session.id, dropped=dropped)
 
-    def _drop_session(self, session: _Session, why: str) -> int:
+    def _drop_session(self, session: _SessionSlot, why: str) -> int:
         """Forget a session: answer its queued requests ``cancelled``, stop its fit, and let
         the worker release its models after anything it is running now."""
         with self._lock:
@@ -342,7 +344,7 @@ class Server:
             log_event(logger, "session.reclaimed", session=session.id,
                       idle_s=round(now - session.last_seen, 1))
 
-    def _push_job(self, session: _Session, job: _Job) -> None:
+    def _push_job(self, session: _SessionSlot, job: _Job) -> None:
         """Queue a job (caller holds the lock)."""
         if not session.jobs and session not in self._ready:
             self._ready.append(session)
@@ -396,7 +398,7 @@ class Server:
 
     # -- workers ----------------------------------------------------------------------------
 
-    def _next_batch(self) -> list[tuple[_Session, _Job]]:
+    def _next_batch(self) -> list[tuple[_SessionSlot, _Job]]:
         with self._lock:
             while not self._ready and not self._stopping.is_set():
                 self._lock.wait(0.5)
@@ -423,7 +425,7 @@ class Server:
         finally:
             out.close(linger=1000)
 
-    def _run_job(self, session: _Session, job: _Job) -> dict | None:
+    def _run_job(self, session: _SessionSlot, job: _Job) -> dict | None:
         if job.kind == "release":
             session.estimator.close()
             return None

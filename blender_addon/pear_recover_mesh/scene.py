@@ -1,4 +1,4 @@
-"""The scene builder: a subject's rig (``backend.rig``) and a clip's keyframes as Blender
+"""The scene builder: a subject's rig (``backend.pipeline.rig``) and a clip's keyframes as Blender
 data — an armature with the asset's joint names and tree, a skinned mesh with expression shape
 keys, one action per clip written in bulk, and the footage's camera.
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..camera import view_rotation
-from ..renderer.mesh_raster import project, rasterize, shade_smooth
-from .model import BodyModel
+from ...camera import view_rotation
+from ...renderer.mesh_raster import project, rasterize, shade_smooth
+from ..model import BodyModel
 
 Detector = Callable[[np.ndarray], "np.ndarray | None"]
 

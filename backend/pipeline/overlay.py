@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .body.model import BodyModel
-from .camera import to_camera
-from .perception.frames import open_footage
-from .renderer.mesh_raster import project, rasterize, shade
-from .results import ClipResults
+from ..body.model import BodyModel
+from ..camera import to_camera
+from ..perception.frames import open_footage
+from ..renderer.mesh_raster import project, rasterize, shade
+from ..results import ClipResults
 
 
 def render_overlay_frame(image: np.ndarray, vertices: torch.Tensor, faces: torch.Tensor,

@@ -21,11 +21,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .body.asset import Asset
-from .body.model import BodyModel
-from .body.params import subject_values
-from .estimator_names import check_estimator, uses_regressor
-from .fitting.tracker import (
+from ..body.asset import Asset
+from ..body.model import BodyModel
+from ..body.params import subject_values
+from ..estimator_names import check_estimator, uses_regressor
+from ..paths import checkpoints_dir
+from ..perception.frames import Frame
+from ..perception.holistic import ClipDetections, ClipDetector, person_box
+from ..perception.people import PersonNotFound
+from ..results import ClipResults
+from ..temporal.postprocess import postprocess
+from ..tracking.tracker import (
     PART_LANDMARKS,
     REFINE_ITERATIONS,
     FitResult,
@@ -35,12 +41,6 @@ from .fitting.tracker import (
     TrackerConfig,
     reprojection_errors,
 )
-from .paths import checkpoints_dir
-from .perception.frames import Frame
-from .perception.holistic import ClipDetections, ClipDetector, person_box
-from .perception.people import PersonNotFound
-from .results import ClipResults
-from .temporal.postprocess import postprocess
 
 
 def checkpoint_path(asset_id: str, checkpoint: str | Path | None = None) -> Path:
@@ -50,8 +50,8 @@ def checkpoint_path(asset_id: str, checkpoint: str | Path | None = None) -> Path
 
 def regressor_problem(asset: Asset, checkpoint: str | Path | None = None) -> str | None:
     """Why the regressor cannot run for ``asset`` (None: it can); reads no weights."""
-    from .regressor.checkpoint import check_checkpoint
-    from .regressor.errors import CheckpointMismatch, RegressorUnavailable
+    from ..regressor.checkpoint import check_checkpoint
+    from ..regressor.errors import CheckpointMismatch, RegressorUnavailable
 
     try:
         check_checkpoint(checkpoint_path(asset.asset_id, checkpoint), asset)
@@ -65,7 +65,7 @@ def load_regressor(asset: Asset, checkpoint: str | Path | None = None,
     """The trained regressor for ``asset`` (``compile``: through ``torch.compile``); raises
     ``RegressorUnavailable`` (no checkpoint) or ``CheckpointMismatch`` (one for another body
     model or network)."""
-    from .regressor.inference import Regressor
+    from ..regressor.inference import Regressor
 
     return Regressor(checkpoint_path(asset.asset_id, checkpoint), asset, device=device,
                      compile=compile)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 SMPLX_NUM_JOINTS = 55
 FLAME_NUM_JOINTS = 5

@@ -18,12 +18,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..renderer.paint import paint_vertices
+from ...renderer.paint import paint_vertices
+from ..asset import LandmarkSet
+from ..joint_names import SMPLX_JOINT_NAMES
+from ..model import BodyModel
 from .anny_source import AnnySource
-from .asset import LandmarkSet
-from .joint_names import SMPLX_JOINT_NAMES
 from .landmark_embedding import Embedding, View
-from .model import BodyModel
 
 # BlazePose's 33 landmarks in order, and where each comes from.
 POSE33 = [

@@ -11,15 +11,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ..asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
+from ..joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_POSE_JOINTS
+from ..model import BodyModel
+from ..params import standard_spec
 from .anny_source import ANNY_LICENSE, AnnySource, load_anny_source
-from .asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
-from .joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_POSE_JOINTS
 from .joint_regressor import fit_joint_regressor
 from .landmark_embedding import embed
-from .model import BodyModel
 from .open_landmarks import face_set, face_views, hand_set, painted_colors, pose_set
 from .open_skeleton import JAW, bone_to_joint, merge_weights, pivot_matrix, rotation_pivot
-from .params import standard_spec
 from .shape_basis import ShapeBasis, fit_shape_basis, project
 
 OPEN_ASSET_ID = "open"
@@ -157,7 +157,7 @@ def build_open_asset(config: OpenBuildConfig | None = None, progress: Progress =
 
 def _landmark_sets(asset: Asset, source: AnnySource, quick: bool, report: dict
                    ) -> dict[str, LandmarkSet]:
-    from ..perception.face_mesh import FACE_LANDMARKS, FaceMeshDetector
+    from ...perception.face_mesh import FACE_LANDMARKS, FaceMeshDetector
 
     model = BodyModel(asset).double()
     template = asset.arrays["v_template"].astype(np.float64)

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from .body.asset import Asset
-from .body.model import BodyModel
-from .body.params import subject_values
+from ..body.asset import Asset
+from ..body.model import BodyModel
+from ..body.params import subject_values
 
 RIG_FORMAT_VERSION = 1
 # Body-shape components offered as (optional) shape keys: the first, largest ones. They move

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..body.asset import Asset
+from ..body.model import BodyModel
 from ..camera import view_rotation
 from ..renderer.mesh_raster import project, rasterize, shade
-from .asset import Asset
-from .model import BodyModel
 
 PANEL = (480, 320)  # height, width
 

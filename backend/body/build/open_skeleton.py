@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from ..joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS
 
 _SIDES = {"left": "L", "right": "R"}
 _FINGERS = {"thumb": 1, "index": 2, "middle": 3, "ring": 4, "pinky": 5}

@@ -14,7 +14,7 @@ from importlib import metadata
 import numpy as np
 import torch
 
-from ..paths import route_caches
+from ...paths import route_caches
 
 ANNY_TO_OURS = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 FACIAL_PREFIX = "facial_action:"

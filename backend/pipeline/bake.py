@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .body import registry
-from .estimator_names import ESTIMATORS
+from ..body import registry
+from ..estimator_names import ESTIMATORS
+from ..results import save_results
 from .fit import fit_footage
-from .results import save_results
 from .rig import build_rig, subject_params
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .perception.frames import open_footage
-from .perception.holistic import PersonFinder
-from .perception.people import find_people
+from ..perception.frames import open_footage
+from ..perception.holistic import PersonFinder
+from ..perception.people import find_people
 
 
 @dataclass

@@ -6,12 +6,12 @@ import sys
 import time
 from pathlib import Path
 
-from .body import registry
-from .body.model import BodyModel
-from .perception.frames import OnError, open_footage
-from .perception.holistic import feed
+from ..body import registry
+from ..body.model import BodyModel
+from ..perception.frames import OnError, open_footage
+from ..perception.holistic import feed
+from ..results import ClipResults, save_results
 from .recovery import ClipRecovery, load_regressor, uses_regressor
-from .results import ClipResults, save_results
 
 
 def _bar(label: str, done: int, total: int) -> None:

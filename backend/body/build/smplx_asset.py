@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import model_files
-from .asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
-from .joint_names import (
+from ..asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
+from ..joint_names import (
     FLAME_EYE_JOINTS,
     FLAME_POSE_JOINTS,
     SMPLX_EYE_JOINTS,
     SMPLX_JOINT_NAMES,
     SMPLX_POSE_JOINTS,
 )
-from .params import standard_spec
+from ..params import standard_spec
+from . import model_files
 
 SMPLX_LICENSE = (
     "Built from SMPL-X model files (https://smpl-x.is.tue.mpg.de), licensed for "

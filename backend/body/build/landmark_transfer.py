@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .asset import Asset, LandmarkSet
+from ..asset import Asset, LandmarkSet
+from ..model import BodyModel
 from .landmark_embedding import closest_points_on_triangles
-from .model import BodyModel
 
-# The sets the tracker fits (backend/fitting/tracker.py PART_LANDMARKS).
+# The sets the tracker fits (backend/tracking/tracker.py PART_LANDMARKS).
 MEDIAPIPE_SETS = ("mediapipe_pose33", "mediapipe_face478", "mediapipe_hand_left",
                   "mediapipe_hand_right")
 _CANDIDATES = 48  # nearest triangles (by centroid) searched exactly per point

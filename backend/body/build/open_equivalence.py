@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..joint_names import SMPLX_JOINT_NAMES
+from ..model import BodyModel
+from ..rotations import axis_angle_to_matrix
 from .anny_source import ANNY_TO_OURS
-from .build_open import OpenBuild
-from .joint_names import SMPLX_JOINT_NAMES
-from .model import BodyModel
+from .open_asset import OpenBuild
 from .open_skeleton import DRIVEN_BONES, PIVOT_BONES
-from .rotations import axis_angle_to_matrix
 
 # Joints the check may rotate: driven by exactly one anny bone, pivoting on its head.
 CHECKED_JOINTS = [SMPLX_JOINT_NAMES.index(j) for j, bones in DRIVEN_BONES.items()

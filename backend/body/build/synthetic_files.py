@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from .joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from ..joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS
 
 SMPLX_VERTICES = 10475
 FLAME_VERTICES = 5023

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .body import registry
-from .body.model import BodyModel
-from .fitting.metrics import pa_error_mm
-from .fitting.render_clip import render_frames
+from ..body import registry
+from ..body.model import BodyModel
+from ..tracking.metrics import pa_error_mm
+from ..tracking.render_clip import render_frames
 
 
 def _expression_track(model: BodyModel, names: list[str], t: torch.Tensor) -> torch.Tensor:
@@ -102,8 +102,8 @@ def run_demo(out: Path, frames: int = 60, asset_id: str = registry.DEFAULT_ASSET
     """Footage in, a keyframed rig out: render a clip of the model performing, bake it with
     `backend bake` (MediaPipe, tracker, smoothing, the Blender scene builder, FBX export) and
     score the recovered motion against the motion that made the clip."""
+    from ..results import load_results
     from .bake import bake_clip
-    from .results import load_results
 
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
