@@ -12,7 +12,7 @@ import math
 
 import torch
 
-MODEL_TO_CAMERA = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+from .conventions import MODEL_TO_CAMERA
 
 
 def to_camera(points: torch.Tensor, cam_t: torch.Tensor) -> torch.Tensor:

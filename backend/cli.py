@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 from .body.errors import BodyModelError
+from .conventions import DEFAULT_ASSET_ID, MAX_PEOPLE
 from .estimator_names import ESTIMATORS
 from .paths import route_caches
 from .perception.frames import FootageError
-from .perception.people import MAX_PEOPLE, PersonNotFound
+from .perception.people import PersonNotFound
 from .regressor.errors import CheckpointMismatch, RegressorUnavailable
 from .results import ResultsError
+from .server.config import ServerConfig
 from .server.errors import KeyFileError, ServeError
 
 ESTIMATOR_HELP = ("tracker (default: MediaPipe + optimization, no checkpoint needed), regressor "
@@ -183,7 +185,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server.serve import serve
-    from .server.server import ServerConfig
 
     config = ServerConfig(bind=args.bind, keys=args.keys, window=args.window,
                           max_batch=args.max_batch, max_sessions=args.max_sessions,
@@ -270,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(coarser; for trials and tests)")
     build_open.set_defaults(handler=_models_build_open)
     preview = models_commands.add_parser("preview", help="render a PNG contact sheet of an asset")
-    preview.add_argument("asset", nargs="?", default="open", help="asset id (default: open)")
+    preview.add_argument("asset", nargs="?", default=DEFAULT_ASSET_ID,
+                         help=f"asset id (default: {DEFAULT_ASSET_ID})")
     preview.add_argument("--out", default="preview.png", type=Path)
     preview.set_defaults(handler=_models_preview)
     listing = models_commands.add_parser("list", help="show installed assets")
@@ -294,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit", help="footage -> expressive 3D motion (MediaPipe + tracker)")
     fit.add_argument("footage", type=Path, help="a video, an image or a folder of images")
     fit.add_argument("-o", "--output", type=Path, required=True, help="result .npz")
-    fit.add_argument("--asset", default="open", help="body model (default: open)")
+    fit.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                     help=f"body model (default: {DEFAULT_ASSET_ID})")
     fit.add_argument("--smooth", type=float, default=1.0,
                      help="temporal smoothness strength (0 = off, 1 = default)")
     fit.add_argument("--focal", type=float, help="focal length in pixels, if known")
@@ -320,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--estimator", default="tracker", choices=list(ESTIMATORS),
                       help=ESTIMATOR_HELP)
     bake.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
-    bake.add_argument("--asset", default="open", help="body model (default: open)")
+    bake.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                      help=f"body model (default: {DEFAULT_ASSET_ID})")
     bake.add_argument("--smooth", type=float, default=1.0,
                       help="temporal smoothness strength (0 = off, 1 = default)")
     bake.add_argument("--focal", type=float, help="focal length in pixels, if known")
@@ -346,14 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("dataset", choices=["coco-wholebody"])
     evaluation.add_argument("--data", type=Path, required=True,
                             help="folder with a *wholebody*.json and its images")
-    evaluation.add_argument("--asset", default="open")
+    evaluation.add_argument("--asset", default=DEFAULT_ASSET_ID)
     evaluation.add_argument("--json", action="store_true", help="print only the JSON object")
     evaluation.set_defaults(handler=_eval)
 
     serve = commands.add_parser("serve", help="run the backend server (ZeroMQ, docs/protocol.md)")
     serve.add_argument("--gpu", help="CUDA device index, or 'cpu' (default: GPU 0 if present)")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555",
-                       help="address to listen on (default loopback; any other needs --keys)")
+    serve.add_argument("--bind", default=ServerConfig.bind,
+                       help="address to listen on (default %(default)s; anything but loopback "
+                       "needs --keys)")
     serve.add_argument("--keys", type=Path, help="folder made by `backend keys generate`: "
                        "encrypt and admit only its authorized clients")
     serve.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (one folder for every asset)")
@@ -363,15 +368,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "faster")
     serve.add_argument("--estimator", action="append", choices=[*ESTIMATORS, "detector"],
                        help="offer only these estimators (repeatable; default: all)")
-    serve.add_argument("--max-batch", type=int, default=8,
-                       help="frames the device takes at a time across sessions")
-    serve.add_argument("--window", type=int, default=32, help="frames in flight per session")
-    serve.add_argument("--max-sessions", type=int, default=64)
-    serve.add_argument("--session-timeout", type=float, default=120.0,
-                       help="seconds of client silence before its session is reclaimed")
-    serve.add_argument("--shutdown-grace", type=float, default=30.0,
+    serve.add_argument("--max-batch", type=int, default=ServerConfig.max_batch,
+                       help="frames the device takes at a time across sessions (default "
+                       "%(default)s)")
+    serve.add_argument("--window", type=int, default=ServerConfig.window,
+                       help="frames in flight per session (default %(default)s)")
+    serve.add_argument("--max-sessions", type=int, default=ServerConfig.max_sessions,
+                       help="sessions open at once (default %(default)s)")
+    serve.add_argument("--session-timeout", type=float, default=ServerConfig.session_timeout,
+                       help="seconds of client silence before its session is reclaimed "
+                       "(default %(default)s)")
+    serve.add_argument("--shutdown-grace", type=float, default=ServerConfig.shutdown_grace,
                        help="on SIGINT/SIGTERM, seconds to finish queued work before failing "
-                            "the rest with `cancelled`")
+                            "the rest with `cancelled` (default %(default)s)")
     serve.set_defaults(handler=_serve)
 
     keys = commands.add_parser("keys", help="CURVE keys for `backend serve --keys`")

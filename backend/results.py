@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .archive import ArchiveError, load_archive, save_archive
+from .conventions import MODEL_TO_CAMERA
 
 FORMAT_NAME = "pear-results"
 FORMAT_VERSION = 1
@@ -41,7 +42,7 @@ def save_results(results: ClipResults, path: str | Path) -> Path:
         "asset_id": results.asset_id, "spec_hash": results.spec_hash,
         "focal": results.focal, "center": list(results.center),
         "width": results.width, "height": results.height,
-        "model_to_camera": [[1, 0, 0], [0, -1, 0], [0, 0, -1]],
+        "model_to_camera": [list(row) for row in MODEL_TO_CAMERA],
         "info": results.info,
     }
     arrays = {"frames": results.frames, "times": results.times, "cam_t": results.cam_t}

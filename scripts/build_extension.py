@@ -46,6 +46,7 @@ PLATFORMS = {
 VENDORED = (
     "backend/__init__.py",
     "backend/archive.py",
+    "backend/conventions.py",  # also the add-on's own (shared.py)
     "backend/results.py",
     "backend/server/__init__.py",
     "backend/server/client.py",

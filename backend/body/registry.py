@@ -6,11 +6,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from ..conventions import DEFAULT_ASSET_ID
 from ..paths import assets_dir
 from .asset import Asset, load_asset, save_asset
 from .errors import AssetFormatError, AssetNotFoundError
 
-DEFAULT_ASSET_ID = "open"
 _VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
+
 # BlazePose: nose, eyes, ears, mouth (0-10); per side elbow, wrist, pinky, index, thumb.
 _FACE_POINTS = list(range(11))
 _ARM = {"left": (13, 15, (17, 19, 21)), "right": (14, 16, (18, 20, 22))}
@@ -15,7 +17,7 @@ CROP_SIZE = 256
 def face_region(pose: np.ndarray, min_size: float = 24.0) -> tuple[np.ndarray, float] | None:
     """(centre, side) of a square around the head from the pose's face points, or None."""
     points = pose[_FACE_POINTS]
-    seen = points[points[:, 2] > 0.5, :2]
+    seen = points[points[:, 2] > KEYPOINT_CONFIDENT, :2]
     if len(seen) < 3:
         return None
     spread = np.linalg.norm(seen[:, None] - seen[None], axis=-1).max()
@@ -26,11 +28,11 @@ def hand_region(pose: np.ndarray, side: str, min_size: float = 24.0
                 ) -> tuple[np.ndarray, float] | None:
     """(centre, side) of a square around one hand, from its wrist, finger points and elbow."""
     elbow, wrist, fingers = _ARM[side]
-    if pose[wrist, 2] < 0.3 or pose[elbow, 2] < 0.3:
+    if min(pose[wrist, 2], pose[elbow, 2]) <= KEYPOINT_SEEN:
         return None
     forearm = pose[wrist, :2] - pose[elbow, :2]
     seen = pose[list(fingers)]
-    tips = seen[seen[:, 2] > 0.3, :2]
+    tips = seen[seen[:, 2] > KEYPOINT_SEEN, :2]
     centre = tips.mean(0) if len(tips) else pose[wrist, :2] + 0.4 * forearm
     centre = 0.5 * (centre + pose[wrist, :2]) + 0.15 * forearm
     return centre, max(1.6 * np.linalg.norm(forearm), min_size)

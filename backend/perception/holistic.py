@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from .face_mesh import QuietSolution, import_mediapipe
 from .frames import Frame
 from .people import PersonFollower
@@ -85,7 +86,7 @@ def assign_hands(pose: np.ndarray, first: np.ndarray, second: np.ndarray
 
 def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
     """Box around every found landmark, grown by ``margin`` of its size; NaN if none."""
-    points = np.concatenate([p[p[:, 2] > 0.3, :2] for p in parts])
+    points = np.concatenate([p[p[:, 2] > KEYPOINT_SEEN, :2] for p in parts])
     if len(points) == 0:
         return np.full(4, np.nan)
     low, high = points.min(0), points.max(0)
@@ -120,7 +121,7 @@ class Holistic:
         left, right = assign_hands(pose, first, second)
         for part, points in (("face", face), ("left_hand", left), ("right_hand", right)):
             self.first_pass_found[part] += bool(points[:, 2].any())
-        if self._crops is not None and pose[:, 2].max() > 0.5:
+        if self._crops is not None and pose[:, 2].max() > KEYPOINT_CONFIDENT:
             if not face[:, 2].any():
                 face = _with_confidence(self._crops.face(image, pose), FACE, face)
             if not left[:, 2].any():

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-MAX_PEOPLE = 8
+from ..conventions import MAX_PEOPLE
+
 FILL = 128  # a flat grey: no edges for a detector to find
 WINDOW_MARGIN = 0.35  # of the box's longer side, on every side: room for a frame's motion
 LOST_GROWTH = 0.15  # the window grows by this much of the box per frame the person is missed

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from ..conventions import DEFAULT_ASSET_ID
 from ..results import ClipResults, results_from_message
 from .images import encode_image
 from .protocol import (
@@ -183,9 +184,9 @@ class Client:
     def status(self) -> list[dict]:
         return [c.request({"op": "status"}) for c in self._connections]
 
-    def open_session(self, estimator: str = "tracker", asset: str = "open", smooth: float = 1.0,
-                     fps: float = 30.0, intrinsics: dict | None = None, rig: bool = False,
-                     subject: dict | None = None, person: int | None = None,
+    def open_session(self, estimator: str = "tracker", asset: str = DEFAULT_ASSET_ID,
+                     smooth: float = 1.0, fps: float = 30.0, intrinsics: dict | None = None,
+                     rig: bool = False, subject: dict | None = None, person: int | None = None,
                      person_box: Sequence[float] | None = None,
                      timeout: float | None = None) -> RemoteSession:
         """``rig``: also return the subject's rig (backend.pipeline.rig) when the session finishes.

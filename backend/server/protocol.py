@@ -14,6 +14,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from ..conventions import DEFAULT_ASSET_ID, MAX_PEOPLE
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
@@ -29,9 +31,6 @@ MAX_FIELDS = 32
 MAX_INDEX = 2**31 - 1
 MAX_SMOOTH = 10.0
 MAX_FPS = 1000.0
-# Highest 'person' number: the most people perception.people numbers in a frame (not imported
-# from there, so this module stays free of perception code).
-MAX_PEOPLE = 8
 MAX_SUBJECT_VALUES = 4096  # numbers in session.open's 'subject' (an EHM's holds ~1,000)
 
 IMAGE_FORMATS = ("jpeg", "png", "raw")
@@ -322,7 +321,7 @@ def parse_request(message: dict) -> Request:
     elif op == "session.open":
         request.fields = {
             "estimator": _string(message, "estimator", "tracker"),
-            "asset": _string(message, "asset", "open"),
+            "asset": _string(message, "asset", DEFAULT_ASSET_ID),
             "smooth": _number(message, "smooth", 1.0, 0.0, MAX_SMOOTH),
             "fps": _number(message, "fps", 30.0, 0.001, MAX_FPS),
             "intrinsics": _intrinsics(message.get("intrinsics")),

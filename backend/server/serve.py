@@ -8,8 +8,9 @@ import signal
 
 from ..device import choose_device
 from . import logs
+from .config import ServerConfig
 from .estimators import Estimators
-from .server import Server, ServerConfig, check_bind
+from .server import Server, check_bind
 
 logger = logging.getLogger("backend.server")
 

@@ -26,11 +26,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import zmq
 
 from .. import __version__
+from .config import ServerConfig
 from .errors import ServeError
 from .images import decode_image
 from .keys import load_server_keys, start_authenticator
@@ -50,17 +50,6 @@ from .protocol import (
 )
 
 logger = logging.getLogger("backend.server")
-
-
-@dataclass
-class ServerConfig:
-    bind: str = "tcp://127.0.0.1:5555"
-    keys: Path | None = None  # a `backend keys generate` folder: CURVE on, clients checked
-    window: int = 32  # frames in flight per session
-    max_batch: int = 8  # frames the worker takes at a time
-    max_sessions: int = 64
-    session_timeout: float = 120.0  # seconds without a message before a session is reclaimed
-    shutdown_grace: float = 30.0  # seconds to finish queued work on SIGINT/SIGTERM
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
 from ..body.params import subject_values
 from ..camera import MODEL_TO_CAMERA, project, to_camera
+from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss
 
 # Detector part -> the asset's landmark set for it.
@@ -123,8 +124,8 @@ def _image_plane(points: torch.Tensor, cam_t: torch.Tensor) -> tuple[torch.Tenso
 def reprojection_errors(landmarks: dict[str, torch.Tensor], cam_t: torch.Tensor,
                         focal: torch.Tensor | float, center: torch.Tensor,
                         parts: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean pixel error per detected part (confidence > 0.3) of the model's landmark sets
-    (model frame, (T, K, 3)) seen through the camera."""
+    """Mean pixel error per detected part (confidence > ``KEYPOINT_SEEN``) of the model's
+    landmark sets (model frame, (T, K, 3)) seen through the camera."""
     errors = {}
     for part, points in parts.items():
         if part not in PART_LANDMARKS:
@@ -132,7 +133,7 @@ def reprojection_errors(landmarks: dict[str, torch.Tensor], cam_t: torch.Tensor,
         target = torch.as_tensor(points, dtype=torch.float32, device=cam_t.device)
         pixels = project(to_camera(landmarks[PART_LANDMARKS[part]].float(), cam_t.float()),
                          focal, center)
-        seen = target[..., 2] > 0.3
+        seen = target[..., 2] > KEYPOINT_SEEN
         if seen.any():
             errors[part] = float((pixels - target[..., :2]).norm(dim=-1)[seen].mean())
     return errors
@@ -173,7 +174,7 @@ class Tracker:
         pose = keypoints.parts["pose"]
         heights = np.full(len(pose), float(keypoints.height) * 0.8)
         for t, points in enumerate(pose):
-            seen = points[points[:, 2] > 0.3, :2]
+            seen = points[points[:, 2] > KEYPOINT_SEEN, :2]
             if len(seen) >= 4:
                 heights[t] = max(np.ptp(seen[:, 1]), np.ptp(seen[:, 0]), 20.0)
         center = np.array([keypoints.width / 2, keypoints.height / 2])
@@ -196,7 +197,7 @@ class Tracker:
         for t in range(frames):
             for first, second in _SPANS:
                 ends = pose[t, list(first + second)]
-                if (ends[:, 2] < 0.5).any():
+                if (ends[:, 2] <= KEYPOINT_CONFIDENT).any():
                     continue
                 length = np.linalg.norm(ends[: len(first), :2].mean(0)
                                         - ends[len(first):, :2].mean(0))
@@ -208,7 +209,8 @@ class Tracker:
                 break
             shoulders = pose[t, list(_SHOULDERS)]
             # The person's left shoulder on the image's left: their back is to the camera.
-            facing_away[t] = (shoulders[:, 2] > 0.5).all() and shoulders[0, 0] < shoulders[1, 0]
+            facing_away[t] = ((shoulders[:, 2] > KEYPOINT_CONFIDENT).all()
+                              and shoulders[0, 0] < shoulders[1, 0])
         known = ~np.isnan(cam_t[:, 0])
         if not known.any():  # no torso anywhere: a person standing 3 m away in the middle
             cam_t[:] = [0.0, 0.0, 3.0]

@@ -18,7 +18,9 @@ import math
 
 import numpy as np
 
-MODEL_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
+from .shared import conventions
+
+MODEL_TO_CAMERA = np.array(conventions.MODEL_TO_CAMERA)
 CAMERA_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 MODEL_TO_WORLD = CAMERA_TO_WORLD @ MODEL_TO_CAMERA
 # Blender cameras look down their local -Z with local +Y up: turned 90 degrees about X, the

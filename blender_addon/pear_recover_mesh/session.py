@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .footage import Footage, FootageError
+from .shared import conventions
 
 # Fitting a frame costs about five times detecting it (measured: 0.25 vs 0.05 s on 2 cores):
 # progress weighs the two phases so the bar moves evenly.
@@ -27,7 +28,7 @@ _FIT_WEIGHT = 5.0
 @dataclass
 class RecoverSettings:
     estimator: str = "tracker"
-    asset: str = "open"
+    asset: str = conventions.DEFAULT_ASSET_ID
     smooth: float = 1.0
     chunk: int = 150  # frames fitted together; 0 = the whole clip in one fit
     # Frames of the previous chunk sent again with each later one and faded over in the

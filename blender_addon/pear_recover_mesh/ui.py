@@ -14,6 +14,7 @@ from . import local_backend
 from .footage import FootageError, image_sequence, is_movie
 from .scene import ClipApplier
 from .session import RecoverSession, RecoverSettings
+from .shared import conventions
 
 _STATE: dict = {"hello": None, "session": None}  # per Blender process, not saved in files
 
@@ -42,7 +43,7 @@ class PearSettings(bpy.types.PropertyGroup):
     frame_last: bpy.props.IntProperty(name="Last", default=-1, min=-1,
                                       description="Last footage frame; -1: to the end")
     person: bpy.props.IntProperty(
-        name="Person", default=0, min=0, max=8,
+        name="Person", default=0, min=0, max=conventions.MAX_PEOPLE,
         description="When several people are in view: 1 = the leftmost in the first frame "
         "showing anybody, 2 = the next, ... (`backend people FOOTAGE` draws the numbers); "
         "0 = the most prominent one")
@@ -54,14 +55,15 @@ class PearSettings(bpy.types.PropertyGroup):
         name="Python", subtype="FILE_PATH",
         description="The Python of an environment where the PEAR backend is installed "
         "(e.g. .venv/bin/python in the project)")
-    address: bpy.props.StringProperty(name="Address", default="tcp://127.0.0.1:5555")
+    address: bpy.props.StringProperty(name="Address",
+                                      default=conventions.DEFAULT_SERVER_ADDRESS)
     keys: bpy.props.StringProperty(
         name="Client keys", subtype="DIR_PATH",
         description="For a server started with --keys: the `client/` folder it gave you")
     estimator: bpy.props.EnumProperty(name="Estimator", items=_estimator_items)
     smoothing: bpy.props.FloatProperty(name="Smoothing", default=1.0, min=0.0, max=10.0,
                                        description="Temporal smoothing, 0 = off")
-    asset: bpy.props.StringProperty(name="Body model", default="open")
+    asset: bpy.props.StringProperty(name="Body model", default=conventions.DEFAULT_ASSET_ID)
     chunk: bpy.props.IntProperty(
         name="Chunk", default=150, min=0,
         description="Frames fitted together and applied at once (0: the whole clip)")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ...conventions import DEFAULT_ASSET_ID
 from ..asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
 from ..joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_POSE_JOINTS
 from ..model import BodyModel
@@ -22,7 +23,7 @@ from .open_landmarks import face_set, face_views, hand_set, painted_colors, pose
 from .open_skeleton import JAW, bone_to_joint, merge_weights, pivot_matrix, rotation_pivot
 from .shape_basis import ShapeBasis, fit_shape_basis, project
 
-OPEN_ASSET_ID = "open"
+OPEN_ASSET_ID = DEFAULT_ASSET_ID  # the free model is the default one (registry.load builds it)
 # Joints whose skin weight marks the head region (with every vertex a facial action moves).
 _HEAD_JOINTS = [SMPLX_JOINT_NAMES.index(n) for n in ("head", "left_eye_smplhf",
                                                       "right_eye_smplhf")]

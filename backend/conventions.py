@@ -1,0 +1,27 @@
+"""Conventions the backend and the Blender add-on share, defined once: the camera's axes, the
+default body model, how many people are numbered, where a server listens by default, and
+when a detected keypoint counts. Dependency-free (not even numpy): the Blender extension
+carries a copy (``scripts/build_extension.py``).
+"""
+
+from __future__ import annotations
+
+# Model frame (Y up, the body facing +Z) -> the OpenCV camera frame (x right, y down,
+# z forward): ``x_cam = MODEL_TO_CAMERA @ x_model + cam_t``.
+MODEL_TO_CAMERA = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
+
+# The body model used when none is named: the free one built from anny.
+DEFAULT_ASSET_ID = "open"
+
+# The most people numbered in a frame (``--person``, the protocol's ``person``).
+MAX_PEOPLE = 8
+
+# Where ``backend serve`` listens, and so where a client connects, unless told otherwise.
+DEFAULT_SERVER_ADDRESS = "tcp://127.0.0.1:5555"
+
+# Keypoint confidences (MediaPipe's visibility/presence, 0 for a point not detected): above
+# KEYPOINT_SEEN a point counts as detected (it is fitted, boxed, measured); above
+# KEYPOINT_CONFIDENT it is trusted to decide something on its own (the body's distance and
+# facing, whether a person is in view).
+KEYPOINT_SEEN = 0.3
+KEYPOINT_CONFIDENT = 0.5
