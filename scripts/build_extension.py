@@ -47,6 +47,7 @@ VENDORED = (
     "backend/__init__.py",
     "backend/archive.py",
     "backend/conventions.py",  # also the add-on's own (shared.py)
+    "backend/footage_files.py",  # the add-on's footage-listing rules (shared.py)
     "backend/results.py",
     "backend/server/__init__.py",
     "backend/server/client.py",

@@ -16,6 +16,7 @@ from pear_recover_mesh.keyframes import clip_keyframes
 from pear_recover_mesh.session import RecoverSession, RecoverSettings
 
 from backend.body.model import BodyModel
+from backend.perception.frames import open_footage
 from backend.pipeline.demo import demo_frames
 from backend.server.client import Client
 from backend.server.process import serve_process
@@ -322,10 +323,29 @@ def test_footage_errors_say_what_to_do(tmp_path):
     with pytest.raises(FootageError, match="does not exist"):
         image_sequence(tmp_path / "missing")
     (tmp_path / "clip.mp4").write_bytes(b"\0")
-    with pytest.raises(FootageError, match="a folder of frames, a JPEG or PNG image, or a movie"):
+    with pytest.raises(FootageError, match="a folder of frames, an image .* or a movie"):
         image_sequence(tmp_path / "clip.mp4")
-    with pytest.raises(FootageError, match="no .jpg or .png"):
+    with pytest.raises(FootageError, match=r"no frames \(\.bmp, \.jpeg, \.jpg, \.png"):
         image_sequence(tmp_path)
+
+
+def test_footage_folders_are_listed_alike_by_the_addon_and_backend_fit(tmp_path):
+    """Mixed-case names in every still format: Blender sends the frames in the order `backend
+    fit` reads them (numbers as numbers, case ignored), the same files, each as its format."""
+    names = ["frame12.TIFF", "Frame10.PNG", "frame2.jpg", "FRAME3.bmp", "frame1.webp",
+             "frame11.tif", "frame4.jpeg", "Frame4.jpeg"]
+    image = np.full((6, 8, 3), 90, np.uint8)
+    for name in names:
+        assert cv2.imwrite(str(tmp_path / name), image), name
+    (tmp_path / "notes.txt").write_text("not a frame")
+    expected = ["frame1.webp", "frame2.jpg", "FRAME3.bmp", "Frame4.jpeg", "frame4.jpeg",
+                "Frame10.PNG", "frame11.tif", "frame12.TIFF"]
+
+    addon = image_sequence(tmp_path)
+    assert [p.name for p in addon.paths] == expected
+    assert [p.name for p in open_footage(tmp_path).files] == expected
+    formats = [image["format"] for _, _, image in addon.frames()]
+    assert formats == ["webp", "jpeg", "bmp", "jpeg", "jpeg", "png", "tiff", "tiff"]
 
 
 def test_panel_operators_start_a_local_backend_connect_and_stop(bpy_module, scene, server_home,

@@ -96,8 +96,8 @@ def test_blender_validates_zip(extension_zip):
 
 def test_vendored_client_imports_only_what_blender_has(build_script):
     """Outside the standard library, the vendored modules import only numpy (Blender ships it)
-    and the bundled msgpack and zmq. cv2 is imported lazily to encode JPEG/PNG frames, which
-    the add-on does not do: Blender has no cv2."""
+    and the bundled msgpack and zmq. cv2 is imported lazily to encode and decode frames, and
+    Pillow to read BMP/TIFF/WebP headers, which the add-on does not do: Blender has neither."""
     allowed = {"numpy", "msgpack", "zmq", *sys.stdlib_module_names}
     for relative in build_script.VENDORED:
         tree = ast.parse((REPO / relative).read_text(), relative)
@@ -108,8 +108,8 @@ def test_vendored_client_imports_only_what_blender_has(build_script):
                 roots = {node.module.partition(".")[0]}
             else:
                 continue
-            lazy_cv2 = relative == "backend/server/images.py" and node.col_offset > 0
-            assert roots <= allowed | ({"cv2"} if lazy_cv2 else set()), \
+            lazy = relative == "backend/server/images.py" and node.col_offset > 0
+            assert roots <= allowed | ({"cv2", "PIL"} if lazy else set()), \
                 f"{relative}:{node.lineno} imports {roots - allowed}"
 
 

@@ -158,6 +158,26 @@ def test_image_sizes_come_from_headers_before_decoding():
         decode_image(ImagePayload("png", bytes(bomb)))
 
 
+@pytest.mark.parametrize("image_format", ["bmp", "tiff", "webp"])
+def test_bmp_tiff_and_webp_frames_decode_and_their_headers_are_checked_first(image_format):
+    rgb = np.random.default_rng(0).integers(0, 255, (9, 11, 3), dtype=np.uint8)
+    encoded = encode_image(rgb, image_format, quality=101)  # WebP above 100: lossless
+    assert parse_request(request("frame", session="s", index=0, image=encoded)).image.format \
+        == image_format
+    np.testing.assert_array_equal(decode_image(ImagePayload(image_format, encoded["data"])), rgb)
+    with pytest.raises(ProtocolError, match=f"not a {image_format} file"):
+        decode_image(ImagePayload(image_format, _png(4, 4)))
+
+
+@pytest.mark.parametrize("side", [5000, 60000])  # beyond our limit; beyond Pillow's own too
+def test_a_bmp_claiming_a_huge_image_is_refused_without_decoding_it(side):
+    bomb = bytearray(cv2.imencode(".bmp", np.zeros((2, 2, 3), np.uint8))[1].tobytes())
+    bomb[18:26] = struct.pack("<ii", side, side)  # BITMAPINFOHEADER width, height
+    with pytest.raises(ProtocolError, match="outside the limits") as caught:
+        decode_image(ImagePayload("bmp", bytes(bomb)))
+    assert caught.value.code == ErrorCode.BAD_IMAGE
+
+
 def test_images_decode_to_rgb_and_corrupt_ones_say_so():
     rgb = np.zeros((8, 10, 3), np.uint8)
     rgb[..., 0] = 200  # red

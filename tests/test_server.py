@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import msgpack
 import numpy as np
 import pytest
@@ -67,6 +68,31 @@ def test_a_clip_through_the_server_equals_the_in_process_result(server, clip_fra
         np.testing.assert_allclose(served.params[name], value, atol=1e-5, err_msg=name)
     np.testing.assert_allclose(served.cam_t, local.cam_t, atol=1e-5)
     assert served.asset_id == "open" and served.spec_hash == open_asset.spec_hash
+
+
+def test_every_still_format_the_addon_lists_reaches_the_detector_as_the_same_pixels(
+        server, clip_frames, tmp_path):
+    """The add-on sends a folder's stills as their files' bytes (BMP, TIFF, WebP as well as
+    PNG, JPEG): the server decodes each to the pixels the PNG holds."""
+    from pear_recover_mesh.footage import image_sequence
+
+    detected = {}
+    for suffix, params in ((".png", []), (".bmp", []), (".tif", []),
+                           (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])):  # lossless
+        folder = tmp_path / suffix[1:]
+        folder.mkdir()
+        for index, image in enumerate(clip_frames[:2]):
+            cv2.imwrite(str(folder / f"frame{index}{suffix}"),
+                        cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+        with Client(server.endpoint, timeout=60) as client:
+            session = client.open_session(estimator="detector")
+            replies = [session.receive(session.send_frame(index, time_s, encoded))
+                       for index, time_s, encoded in image_sequence(folder).frames()]
+            session.finish()
+        detected[suffix] = np.stack([r["result"]["detections"]["pose"] for r in replies])
+    assert (detected[".png"][..., 2] > 0.5).any()  # somebody was found
+    for suffix in (".bmp", ".tif", ".webp"):
+        np.testing.assert_array_equal(detected[suffix], detected[".png"], err_msg=suffix)
 
 
 def test_eight_clients_500_frames_each_nothing_lost_or_mismatched(server):

@@ -7,7 +7,6 @@ A frame that fails to decode is reported with its index and then skipped, or fai
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+from ..footage_files import frame_files, is_movie, is_still, movie_names, still_names
+
 OnError = Literal["skip", "fail"]
 
 
@@ -50,12 +49,8 @@ class FrameSource:
         self.failures.append((index, why))
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
 class ImageFiles(FrameSource):
-    """Still images, in natural order (frame2 before frame10), at a given rate."""
+    """Still images, in natural order (``footage_files.natural_key``), at a given rate."""
 
     def __init__(self, path: Path, files: list[Path], fps: float, on_error: OnError):
         import cv2
@@ -126,15 +121,13 @@ def open_footage(path: str | Path, fps: float = 30.0, on_error: OnError = "skip"
     if not path.exists():
         raise FootageError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                       key=_natural_key)
+        files = frame_files(path)
         if not files:
-            raise FootageError(f"{path}: the folder holds no images "
-                               f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise FootageError(f"{path}: the folder holds no images ({still_names()})")
         return ImageFiles(path, files, fps, on_error)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if is_still(path):
         return ImageFiles(path, [path], fps, on_error)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if is_movie(path):
         return VideoFile(path, on_error)
     raise FootageError(f"{path}: unknown footage type {path.suffix!r}; use a video "
-                       f"({', '.join(sorted(VIDEO_SUFFIXES))}), an image or a folder of images")
+                       f"({movie_names()}), an image or a folder of images")

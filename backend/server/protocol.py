@@ -33,7 +33,9 @@ MAX_SMOOTH = 10.0
 MAX_FPS = 1000.0
 MAX_SUBJECT_VALUES = 4096  # numbers in session.open's 'subject' (an EHM's holds ~1,000)
 
-IMAGE_FORMATS = ("jpeg", "png", "raw")
+# Still formats a frame may come in (the footage_files.STILL_FORMATS the add-on sends as they
+# are), and raw RGB pixels.
+IMAGE_FORMATS = ("jpeg", "png", "bmp", "tiff", "webp", "raw")
 OPS = ("hello", "ping", "status", "session.open", "frame", "session.close", "cancel")
 
 
@@ -153,7 +155,7 @@ def decode_arrays(value: Any) -> Any:
 
 @dataclass
 class ImagePayload:
-    format: str  # jpeg | png | raw
+    format: str  # one of IMAGE_FORMATS
     data: bytes
     shape: tuple[int, int, int] | None = None  # (height, width, 3) for raw
 

@@ -1,6 +1,7 @@
 """Footage as the frames a session sends: image files go to the backend as they are on disk
-(JPEG/PNG bytes, nothing decoded in Blender). No bpy here; movie files are read through
-Blender in ``movie.py``.
+(their bytes, nothing decoded in Blender). Which files are frames, and their order, follow
+the backend's own rules (``footage_files``), so ``backend fit`` reads a folder alike. No bpy
+here; movie files are read through Blender in ``movie.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-IMAGE_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png"}
-# Blender's own footage formats that are not stills (what its file browser calls movies).
-MOVIE_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ogv",
-                  ".flv", ".wmv", ".dv", ".mxf", ".gif"}
+from .shared import footage_files
+
 _NUMBER = re.compile(r"(\d+)")
 
 
@@ -33,11 +32,6 @@ class Footage(Protocol):
                ) -> Iterator[tuple[int, float, dict]]: ...
 
     def close(self) -> None: ...
-
-
-def _natural_key(path: Path) -> list:
-    """frame2.png before frame10.png."""
-    return [int(part) if part.isdigit() else part.lower() for part in _NUMBER.split(path.name)]
 
 
 @dataclass
@@ -60,24 +54,14 @@ class ImageSequence:
                 data = path.read_bytes()
             except OSError as exc:
                 raise FootageError(f"frame {index} ({path}) cannot be read: {exc}") from None
-            yield index, index / self.fps, {"format": IMAGE_FORMATS[path.suffix.lower()],
-                                            "data": data}
-
-
-def frame_files(folder: Path) -> list[Path]:
-    """A folder's JPEG/PNG frames in name order, numbers compared as numbers."""
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_FORMATS),
-                  key=_natural_key)
+            image_format = footage_files.STILL_FORMATS[path.suffix.lower()]
+            yield index, index / self.fps, {"format": image_format, "data": data}
 
 
 def file_number(path: Path) -> int | None:
     """The frame number in a file name, as Blender reads it: the last run of digits."""
     numbers = _NUMBER.findall(path.stem)
     return int(numbers[-1]) if numbers else None
-
-
-def is_movie(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in MOVIE_SUFFIXES
 
 
 def check_range(first: int, last: int | None, total: int) -> tuple[int, int]:
@@ -92,16 +76,17 @@ def check_range(first: int, last: int | None, total: int) -> tuple[int, int]:
 
 def image_sequence(path: str | Path, fps: float = 30.0, first: int = 0,
                    last: int | None = None) -> ImageSequence:
-    """A folder of JPEG/PNG frames (name order, numbers compared as numbers), or one image;
+    """A folder of still frames (``footage_files.frame_files``: its order), or one image;
     ``first``/``last`` (inclusive, 0-based) pick a range."""
     path = Path(path)
     if path.is_dir():
-        if not (paths := frame_files(path)):
-            raise FootageError(f"{path} holds no .jpg or .png frames")
+        if not (paths := footage_files.frame_files(path)):
+            raise FootageError(f"{path} holds no frames ({footage_files.still_names()})")
     elif path.is_file():
-        if path.suffix.lower() not in IMAGE_FORMATS:
-            raise FootageError(f"{path.name}: footage is a folder of frames, a JPEG or PNG "
-                               f"image, or a movie ({', '.join(sorted(MOVIE_SUFFIXES))})")
+        if not footage_files.is_still(path):
+            raise FootageError(f"{path.name}: footage is a folder of frames, an image "
+                               f"({footage_files.still_names()}) or a movie "
+                               f"({footage_files.movie_names()})")
         paths = [path]
     else:
         raise FootageError(f"{path} does not exist")

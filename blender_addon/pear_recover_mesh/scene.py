@@ -16,8 +16,9 @@ import numpy as np
 from bpy_extras import anim_utils
 
 from .convert import CAMERA_EULER, camera_settings, points_to_world
-from .footage import file_number, frame_files, is_movie
+from .footage import file_number
 from .keyframes import Keyframes, clip_keyframes, crossfade
+from .shared import footage_files
 
 MIN_BONE_LENGTH = 0.01  # metres: Blender drops zero-length bones
 
@@ -247,7 +248,7 @@ def _background(camera: bpy.types.Camera, footage: Path, frames: int, first: int
     """The footage behind the camera, its frame ``first`` (0-based) at scene frame 1: a movie,
     one image, or a folder of frames (loaded as Blender's image sequence)."""
     if footage.is_dir():
-        stills = frame_files(footage)
+        stills = footage_files.frame_files(footage)
         if len(stills) <= first:
             return
         image = bpy.data.images.load(str(stills[first]), check_existing=True)
@@ -256,7 +257,7 @@ def _background(camera: bpy.types.Camera, footage: Path, frames: int, first: int
         offset = (file_number(stills[first]) or 1) - 1
     else:
         image = bpy.data.images.load(str(footage), check_existing=True)
-        if is_movie(footage):
+        if footage_files.is_movie(footage):
             image.source = "MOVIE"
         offset = first  # movie frames count from 1
     background = camera.background_images.new()

@@ -11,10 +11,10 @@ from pathlib import Path
 import bpy
 
 from . import local_backend
-from .footage import FootageError, image_sequence, is_movie
+from .footage import FootageError, image_sequence
 from .scene import ClipApplier
 from .session import RecoverSession, RecoverSettings
-from .shared import conventions
+from .shared import conventions, footage_files
 
 _STATE: dict = {"hello": None, "session": None}  # per Blender process, not saved in files
 
@@ -32,8 +32,8 @@ class PearSettings(bpy.types.PropertyGroup):
                               ("CLIP", "Movie Clip", "a Movie Clip (movie or image sequence)")],
         default="FILE")
     path: bpy.props.StringProperty(name="Footage", subtype="FILE_PATH",
-                                   description="A movie, a folder of JPEG/PNG frames, or one "
-                                   "image")
+                                   description="A movie, a folder of frames (JPEG, PNG, BMP, "
+                                   "TIFF, WebP), or one image")
     clip: bpy.props.PointerProperty(name="Clip", type=bpy.types.MovieClip)
     fps: bpy.props.FloatProperty(name="FPS", default=30.0, min=0.1, max=1000.0,
                                  description="Frame rate of image sequences (movies and "
@@ -95,7 +95,7 @@ def _footage(settings: PearSettings):
             raise FootageError("choose the footage: a folder of frames or an image")
         path, fps = Path(bpy.path.abspath(settings.path)), settings.fps
     last = None if settings.frame_last < 0 else settings.frame_last
-    if is_movie(path):
+    if footage_files.is_movie(path):
         from .movie import MovieFrames
 
         return MovieFrames(path, settings.frame_first, last), path
