@@ -282,3 +282,14 @@ def test_cuda_matches_cpu(ehm_asset):
     cpu = BodyModel(ehm_asset).double()(params)
     gpu = BodyModel(ehm_asset).double().cuda()({k: v.cuda() for k, v in params.items()})
     assert (gpu.vertices.cpu() - cpu.vertices).abs().max() < 1e-9
+
+
+def test_converted_copies_instead_of_changing_the_callers_model(smplx_model):
+    assert smplx_model.converted(torch.float64) is smplx_model
+    single = smplx_model.converted(torch.float32)
+    assert single is not smplx_model and single.v_template.dtype == torch.float32
+    assert smplx_model.v_template.dtype == torch.float64  # the caller's model is untouched
+    params = random_params(smplx_model, 2, seed=4)
+    expected = smplx_model(params).vertices
+    got = single({k: v.float() for k, v in params.items()}).vertices
+    assert torch.allclose(got.double(), expected, atol=1e-4)

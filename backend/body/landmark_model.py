@@ -28,18 +28,17 @@ class LandmarkModel(torch.nn.Module):
         super().__init__()
         self.body = model
         self.sparse = not model.has_head_model
-        self._names = list(model._landmark_names if sets is None else sets)
-        unknown = sorted(set(self._names) - set(model._landmark_names))
+        self._names = list(model.landmark_names if sets is None else sets)
+        unknown = sorted(set(self._names) - set(model.landmark_names))
         if unknown:
             raise KeyError(f"asset {model.asset_id!r} has no landmark set(s) {unknown}")
         if not self.sparse:
             return
         dtype = model.v_template.dtype
-        regressors = {name: getattr(model, f"_lmk_regressor_{name}").coalesce().cpu()
+        regressors = {name: model.landmark_regressor(name).coalesce().cpu()
                       for name in self._names}
         # Landmarks placed on a joint take its posed place, the others blend vertices.
-        landmark_joint = torch.cat([getattr(model, f"_lmk_joint_{name}").cpu()
-                                    for name in self._names])
+        landmark_joint = torch.cat([model.landmark_joints(name).cpu() for name in self._names])
         self._sizes = [r.shape[0] for r in regressors.values()]
         self._count = len(landmark_joint)
         self.register_buffer("attached_landmark", torch.nonzero(landmark_joint >= 0)[:, 0])
@@ -113,7 +112,7 @@ class LandmarkModel(torch.nn.Module):
         if not self.sparse:
             output = self.body(params)
             return {name: output.landmarks[name] for name in self._names}, output.joints
-        p = self.body._prepare(dict(params))
+        p = self.body.prepare_params(dict(params))
         batch = p["global_orient"].shape[0]
         betas = _unexpanded(p["betas"])  # per subject: one product, broadcast over frames
         joints = torch.addmm(self.joint_template.view(1, -1), betas, self.joint_shapedirs)

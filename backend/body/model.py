@@ -16,6 +16,7 @@ skinning, so they move the skeleton LBS uses. Coordinates are the model's canoni
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ class BodyModel(torch.nn.Module):
 
         # Each landmark set as a sparse (K, V) vertex regressor: one sparse product per set,
         # however many vertices a point blends (anny's ear regressor blends thousands).
-        self._landmark_names = list(asset.landmarks)
+        self.landmark_names = list(asset.landmarks)
         for name, points in asset.landmarks.items():
             rows = np.repeat(np.arange(len(points)), points.vertices.shape[1])
             keep = (points.weights.reshape(-1) != 0) & np.repeat(points.joint < 0,
@@ -107,7 +108,19 @@ class BodyModel(torch.nn.Module):
             for name, spec in self.spec.items()
         }
 
-    def _prepare(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def converted(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None
+                  ) -> BodyModel:
+        """This model in ``dtype`` on ``device``: itself when it already is, else a converted
+        copy (``Module.to`` would change the caller's model in place)."""
+        buffer = self.v_template
+        if ((dtype is None or buffer.dtype == dtype)
+                and (device is None or buffer.device == torch.device(device))):
+            return self
+        return copy.deepcopy(self).to(dtype=dtype, device=device)
+
+    def prepare_params(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every parameter of the spec at the batch size and dtype of the model: the given ones
+        checked (names, shapes, one batch size) and reshaped, the others at their defaults."""
         unknown = set(params) - set(self.spec)
         if unknown:
             raise ParameterError(
@@ -146,7 +159,7 @@ class BodyModel(torch.nn.Module):
     def forward(self, params: Mapping[str, torch.Tensor] | None = None,
                 **kwargs: torch.Tensor) -> BodyOutput:
         """Pose the body. Parameters go by name (axis-angle rotations); missing ones default."""
-        p = self._prepare({**(params or {}), **kwargs})
+        p = self.prepare_params({**(params or {}), **kwargs})
         batch = p["global_orient"].shape[0]
         # addmm fuses each blend-shape product with its sum: the mesh is large, passes cost.
         v = torch.addmm(self.v_template.view(1, -1), p["betas"], self.shapedirs)
@@ -198,14 +211,22 @@ class BodyModel(torch.nn.Module):
         return v.index_copy(1, self.head_vertex_ids, head)
 
     def _landmarks(self, vertices: torch.Tensor, joints: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: self.landmark_points(name, getattr(self, f"_lmk_regressor_{name}"),
-                                           vertices, joints)
-                for name in self._landmark_names}
+        return {name: self.landmark_points(name, self.landmark_regressor(name), vertices, joints)
+                for name in self.landmark_names}
+
+    def landmark_regressor(self, name: str) -> torch.Tensor:
+        """Landmark set ``name`` as a sparse (K, V) blend of mesh vertices (rows of points
+        placed on a joint are empty)."""
+        return getattr(self, f"_lmk_regressor_{name}")
+
+    def landmark_joints(self, name: str) -> torch.Tensor:
+        """(K,) the joint each point of set ``name`` sits on, or -1 for points on the mesh."""
+        return getattr(self, f"_lmk_joint_{name}")
 
     def landmark_points(self, name: str, regressor: torch.Tensor, vertices: torch.Tensor,
                         joints: torch.Tensor) -> torch.Tensor:
         """Landmark set ``name`` (B, K, 3): its joints, else ``regressor`` applied to
         ``vertices`` (the full mesh, or the subset a regressor was restricted to)."""
-        joint = getattr(self, f"_lmk_joint_{name}")
+        joint = self.landmark_joints(name)
         on_mesh = regress_joints(regressor, vertices)
         return torch.where((joint >= 0)[None, :, None], joints[:, joint.clamp_min(0)], on_mesh)
