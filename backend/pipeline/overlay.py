@@ -11,21 +11,29 @@ import torch
 from ..body.model import BodyModel
 from ..camera import to_camera
 from ..perception.frames import open_footage
-from ..renderer.mesh_raster import project, rasterize, shade
+from ..renderer.mesh_raster import face_intensity, project, visible_faces
 from ..results import ClipResults
+
+COLOR = (0.55, 0.75, 0.95)  # the mesh's light blue
+FORWARD_CHUNK = 64  # frames per body-model forward when writing a clip
 
 
 def render_overlay_frame(image: np.ndarray, vertices: torch.Tensor, faces: torch.Tensor,
                          cam_t: torch.Tensor, focal: float, center: tuple[float, float],
                          alpha: float = 0.6) -> np.ndarray:
-    """The footage frame with the posed mesh (model frame) drawn over it."""
+    """The footage frame with the posed mesh (model frame), flat-shaded, blended over it.
+
+    Only the pixels the mesh covers are touched, so the cost follows the mesh's size on screen."""
     height, width = image.shape[:2]
     camera = to_camera(vertices[None], cam_t[None])[0]
-    fragments = rasterize(project(camera, focal, center), faces, height, width)
-    shaded = shade(fragments, camera, faces, color=(0.55, 0.75, 0.95)).numpy()
-    hit = (fragments.face >= 0).numpy()[..., None]
-    blended = np.where(hit, (1 - alpha) * image / 255.0 + alpha * shaded, image / 255.0)
-    return (blended * 255).round().astype(np.uint8)
+    face, box = visible_faces(project(camera, focal, center), faces, height, width)
+    hit = face >= 0
+    colors = face_intensity(camera, faces)[:, None] * torch.tensor(COLOR, dtype=camera.dtype)
+    shaded = 255 * colors[face[hit]].numpy()
+    out = image.copy()
+    region, hit = out[box], hit.numpy()  # a view: writing it draws into the copy
+    region[hit] = ((1 - alpha) * region[hit] + alpha * shaded).round().astype(np.uint8)
+    return out
 
 
 def write_overlay(results: ClipResults, model: BodyModel, out: str | Path,
@@ -35,6 +43,18 @@ def write_overlay(results: ClipResults, model: BodyModel, out: str | Path,
     footage = footage or results.info["footage"]
     params = {k: torch.as_tensor(v) for k, v in results.params.items()}
     row = {int(f): i for i, f in enumerate(results.frames)}
+    posed: dict[int, torch.Tensor] = {}  # the vertices of one chunk of rows, by chunk number
+
+    def vertices(i: int) -> torch.Tensor:
+        chunk = i // FORWARD_CHUNK
+        if chunk not in posed:
+            rows = slice(chunk * FORWARD_CHUNK, (chunk + 1) * FORWARD_CHUNK)
+            with torch.no_grad():
+                posed.clear()
+                posed[chunk] = model({k: v[rows] if v.shape[0] > 1 else v
+                                      for k, v in params.items()}).vertices
+        return posed[chunk][i % FORWARD_CHUNK]
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     source = open_footage(footage)
@@ -45,10 +65,7 @@ def write_overlay(results: ClipResults, model: BodyModel, out: str | Path,
             image = frame.image
             if frame.index in row:
                 i = row[frame.index]
-                frame_params = {k: v[i:i + 1] if v.shape[0] > 1 else v for k, v in params.items()}
-                with torch.no_grad():
-                    vertices = model(frame_params).vertices[0]
-                image = render_overlay_frame(image, vertices, model.faces,
+                image = render_overlay_frame(image, vertices(i), model.faces,
                                              torch.as_tensor(results.cam_t[i]), results.focal,
                                              results.center)
             writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

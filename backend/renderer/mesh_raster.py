@@ -2,7 +2,8 @@
 points back onto the mesh: per pixel, the visible triangle, its barycentric coordinates and depth.
 
 Triangles are binned by the size of their pixel bounding box, and each bin is tested against all
-of its candidate pixels at once, so there is no per-triangle Python loop.
+of its candidate pixels at once, so there is no per-triangle Python loop. ``visible_faces`` is the
+cheap variant for drawing a mesh over every frame of a clip: the nearest triangle per pixel only.
 """
 
 from __future__ import annotations
@@ -75,6 +76,64 @@ def rasterize(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
                      zbuffer.view(height, width))
 
 
+def visible_faces(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
+                  ) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """The nearest triangle per pixel, -1 for background, over the mesh's box on screen, and that
+    box (rows, columns) in the (height, width) frame: what ``rasterize`` finds for a closed,
+    consistently wound mesh (a body model's), cheaply enough to draw every frame of a clip.
+
+    Faces turned away from the camera are dropped (the nearest surface is never one), each
+    triangle is tested only against the pixels of its own bounding box (``rasterize`` pads boxes
+    to powers of two), in float32, and no barycentrics are kept."""
+    tri = screen[faces]  # (F, 3, 3)
+    low = (tri[:, :, :2].min(1).values - 0.5).ceil().clamp_min(0).long()  # first pixel centre in
+    high = (tri[:, :, :2].max(1).values - 0.5).floor().long()
+    high[:, 0].clamp_(max=width - 1)
+    high[:, 1].clamp_(max=height - 1)
+    # Edge i's function a_i u + b_i v + c_i, over twice the signed area: barycentric coordinates.
+    u, v, depth = tri[..., 0], tri[..., 1], tri[..., 2]
+    j, k = [1, 2, 0], [2, 0, 1]
+    a, b, c = v[:, j] - v[:, k], u[:, k] - u[:, j], u[:, j] * v[:, k] - u[:, k] * v[:, j]
+    area = c.sum(1)
+    # z0 z1 z2 * area is each face's camera-frame det(v0, v1, v2): their sum is 6x the mesh's
+    # signed volume, whose sign says which winding faces outward.
+    outward = torch.sign((depth.prod(1) * area).sum())
+    chosen = torch.nonzero((depth > 1e-6).all(1) & (high >= low).all(1)
+                           & (area * outward < 0)).squeeze(1)
+    if len(chosen) == 0:
+        return torch.full((0, 0), -1, dtype=torch.long), (slice(0, 0), slice(0, 0))
+    low, high = low[chosen], high[chosen]
+    left, top = low.min(0).values.tolist()
+    right, bottom = high.max(0).values.tolist()
+    box_height, box_width = bottom - top + 1, right - left + 1
+    barycentric = torch.stack([a[chosen], b[chosen], c[chosen]], 1) / area[chosen, None, None]
+    depth_plane = (barycentric * depth[chosen, None, :]).sum(2)
+    # Per face: the (u, v, 1) coefficients of its 3 barycentric coordinates and of its depth.
+    planes = torch.cat([barycentric, depth_plane[:, :, None]], 2).float()  # (n, 3, 4)
+    # One row per (face, pixel of its box).
+    size = high - low + 1
+    counts = size[:, 0] * size[:, 1]
+    owner = torch.repeat_interleave(torch.arange(len(chosen), device=screen.device), counts)
+    local = torch.arange(len(owner), device=screen.device) - (counts.cumsum(0) - counts)[owner]
+    face_width = size[:, 0][owner]
+    row = torch.div(local, face_width, rounding_mode="floor")
+    px = low[:, 0][owner] + local - row * face_width
+    py = low[:, 1][owner] + row
+    plane = planes.index_select(0, owner)
+    values = torch.addcmul(torch.addcmul(plane[:, 2], plane[:, 0], (px + 0.5).float()[:, None]),
+                           plane[:, 1], (py + 0.5).float()[:, None])  # (m, 4)
+    hit = torch.nonzero((values[:, :3] >= -1e-5).all(1)).squeeze(1)
+    pixel_depth = values[hit, 3]
+    pixel = (py[hit] - top) * box_width + px[hit] - left
+    zbuffer = torch.full((box_height * box_width,), float("inf"), device=screen.device)
+    zbuffer.scatter_reduce_(0, pixel, pixel_depth, reduce="amin")
+    nearest = pixel_depth <= zbuffer[pixel]
+    face = torch.full((box_height * box_width,), -1, dtype=torch.long, device=screen.device)
+    face[pixel[nearest]] = chosen[owner[hit[nearest]]]
+    return (face.view(box_height, box_width),
+            (slice(top, bottom + 1), slice(left, right + 1)))
+
+
 def _barycentric(tri: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Barycentric coordinates (n, m, 3) of points (n, m) in triangles (n, 3, >=2)."""
     x0, y0 = tri[:, 0, 0, None], tri[:, 0, 1, None]
@@ -128,15 +187,21 @@ def shade(fragments: Fragments, vertices: torch.Tensor, faces: torch.Tensor,
     """Flat Lambert shading (H, W, 3) in [0, 1] of camera-frame ``vertices``; ``light`` points
     from the surface toward the light (camera frame: the default is up, right, toward the
     camera)."""
+    intensity = face_intensity(vertices, faces, light)
+    hit = fragments.face >= 0
+    image = torch.full((*fragments.face.shape, 3), background, dtype=vertices.dtype)
+    image[hit] = intensity[fragments.face[hit]][:, None] * torch.tensor(color,
+                                                                         dtype=vertices.dtype)
+    return image
+
+
+def face_intensity(vertices: torch.Tensor, faces: torch.Tensor,
+                   light: tuple[float, float, float] = (0.3, -0.5, -1.0)) -> torch.Tensor:
+    """Flat Lambert intensity (F,) in [0.25, 1] of each face of camera-frame ``vertices``."""
     tri = vertices[faces]
     normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normal = torch.nn.functional.normalize(normal, dim=1)
     direction = torch.nn.functional.normalize(torch.tensor(light, dtype=vertices.dtype), dim=0)
     # Faces may be wound either way: light the side facing the camera.
     facing = torch.where((normal[:, 2] > 0)[:, None], -normal, normal)
-    intensity = 0.25 + 0.75 * (facing @ direction).clamp_min(0)
-    hit = fragments.face >= 0
-    image = torch.full((*fragments.face.shape, 3), background, dtype=vertices.dtype)
-    image[hit] = intensity[fragments.face[hit]][:, None] * torch.tensor(color,
-                                                                         dtype=vertices.dtype)
-    return image
+    return 0.25 + 0.75 * (facing @ direction).clamp_min(0)
