@@ -4,7 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := dev,perception,server,blender,onnx
+EXTRAS := dev,perception,server,blender,onnx,training
 MEDIAPIPE := mediapipe==0.10.21
 STAMP := $(VENV)/.installed
 
@@ -23,13 +23,20 @@ $(STAMP): pyproject.toml Makefile
 demo: venv
 	$(BIN)/backend demo
 
-# pytest exits 5 when it collected nothing: that is a failure, not a pass.
-test: venv
-	$(BIN)/python -m pytest -m "not slow" -q; rc=$$?; \
+# Lint, then the tests (`make test`: all but the slow ones). The 15 slowest tests are listed
+# at the end of every run, so one that grew slow shows. pytest exits 5 when it collected
+# nothing: that is a failure, not a pass.
+define lint_and_test
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --durations=15 $(1); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
+endef
+
+test: venv
+	$(call lint_and_test,-m "not slow")
 
 test-all: venv
-	$(BIN)/python -m pytest -q
+	$(call lint_and_test,)
 
 bench: venv
 	$(BIN)/backend bench ehm --json

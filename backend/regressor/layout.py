@@ -8,7 +8,12 @@ from dataclasses import dataclass
 import torch
 
 from ..body.params import ParamSpec
-from ..body.rotations import matrix_to_axis_angle, rotation_6d_to_matrix
+from ..body.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_rotation_6d,
+    rotation_6d_to_matrix,
+)
 
 # Weak-perspective crop camera (scale, tx, ty); a person filling the crop has scale ~0.9.
 CAMERA_MEAN = (0.9, 0.0, 0.0)
@@ -53,12 +58,35 @@ class ParamLayout:
 
     def decode(self, vector: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(B, size) -> body-model parameters (axis-angle rotations) and the (B, 3) camera."""
+        _, params, camera = self.decode_with_matrices(vector)
+        return params, camera
+
+    def decode_with_matrices(self, vector: torch.Tensor) -> tuple[
+            dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+        """``decode``, plus each rotation parameter as (B, J, 3, 3) matrices straight from its
+        6D values (what training compares, without the axis-angle round trip)."""
         batch = vector.shape[0]
-        params = {}
+        matrices, params = {}, {}
         for slot in self.slots:
             values = vector[:, slot.start:slot.start + slot.size]
             if slot.rotation:
-                matrices = rotation_6d_to_matrix(values.reshape(batch, -1, 6))
-                values = matrix_to_axis_angle(matrices)
+                matrices[slot.spec.name] = rotation_6d_to_matrix(values.reshape(batch, -1, 6))
+                values = matrix_to_axis_angle(matrices[slot.spec.name])
             params[slot.spec.name] = values.reshape(batch, *slot.spec.shape)
-        return params, vector[:, self.params_size:]
+        return matrices, params, vector[:, self.params_size:]
+
+    def encode(self, params: dict[str, torch.Tensor], camera: torch.Tensor) -> torch.Tensor:
+        """The output vector (B, size) that decodes to ``params`` (axis-angle; missing ones at
+        the mean) and the crop ``camera`` (B, 3): ``decode``'s inverse."""
+        batch = camera.shape[0]
+        vector = self.mean().to(camera).repeat(batch, 1)
+        for slot in self.slots:
+            if slot.spec.name not in params:
+                continue
+            value = params[slot.spec.name]
+            if slot.rotation:
+                value = matrix_to_rotation_6d(axis_angle_to_matrix(value.reshape(batch, -1, 3)))
+            vector[:, slot.start:slot.start + slot.size] = value.reshape(batch, -1)
+        vector[:, self.params_size:] = camera
+        return vector
+

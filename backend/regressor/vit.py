@@ -27,8 +27,11 @@ class ViTConfig:
         return self.image[0] // PATCH, self.image[1] // PATCH
 
 
-# The standard sizes (ViT-S/B/L/H, patch 16); PEAR's is ViT-B.
+# The standard sizes (ViT-Ti/S/B/L/H, patch 16); PEAR's is ViT-B. ``vit_micro`` is no
+# published size: two thin blocks, for smoke runs and tests of the training machinery.
 CONFIGS = {
+    "vit_micro": ViTConfig("vit_micro", 96, 2, 2),
+    "vit_t": ViTConfig("vit_t", 192, 12, 3),
     "vit_s": ViTConfig("vit_s", 384, 12, 6),
     "vit_b": ViTConfig("vit_b", 768, 12, 12),
     "vit_l": ViTConfig("vit_l", 1024, 24, 16),

@@ -1,0 +1,186 @@
+"""Training stage 1's foundations: configurations, the batch format, the forward to keypoints
+and the Eq. 1-3 losses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from backend.body.model import BodyModel
+from backend.regressor.layout import ParamLayout
+from training.cli import main as pear_train
+from training.config import CONFIG_DIR, ConfigError, TrainConfig, load_config
+from training.data.batch import Sample, collate
+from training.forward import JOINTS, predict
+from training.losses import compute_loss
+
+from .conftest import random_params
+
+# -- configurations ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pear_vit_b", "cpu_vit_s", "smoke"])
+def test_the_shipped_configs_load(name):
+    config = load_config(CONFIG_DIR / f"{name}.toml")
+    assert isinstance(config, TrainConfig)
+    from backend.regressor.vit import CONFIGS
+
+    assert config.model.backbone in CONFIGS
+
+
+def test_the_paper_config_is_the_papers_setting():
+    config = load_config(CONFIG_DIR / "pear_vit_b.toml")
+    assert config.model.backbone == "vit_b"
+    assert config.optim.batch_size * 8 == 320 and config.optim.steps == 200_000
+
+
+def test_overrides_take_toml_values_and_win_over_the_file():
+    config = load_config(CONFIG_DIR / "smoke.toml",
+                         ["optim.lr=3e-4", "data.train=['a', 'b']", "run.out=elsewhere",
+                          "data.augment=false"])
+    assert config.optim.lr == 3e-4 and config.data.train == ["a", "b"]
+    assert config.run.out == "elsewhere" and config.data.augment is False
+    assert config.optim.steps == 20  # from the file
+
+
+def test_yaml_configs_load_like_toml(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  batch_size: 3\nmodel:\n  backbone: vit_s\n")
+    config = load_config(path)
+    assert config.optim.batch_size == 3 and config.model.backbone == "vit_s"
+
+
+@pytest.mark.parametrize("text, overrides, words", [
+    ("[optim]\nlrr = 1\n", [], ["unknown field", "lrr", "[optim]", "batch_size"]),
+    ("[optimizer]\nlr = 1\n", [], ["unknown section", "optimizer", "optim"]),
+    ("[optim]\nbatch_size = 'many'\n", [], ["optim.batch_size", "expected int", "many"]),
+    ("[optim]\nlr = 1e-4\n", ["optim.lr"], ["section.field=value"]),
+    ("[optim\n", [], ["not valid TOML"]),
+])
+def test_a_bad_config_names_the_file_and_the_field(tmp_path, text, overrides, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, overrides)
+    message = str(error.value)
+    assert str(path) in message or "--set" in message
+    for word in words:
+        assert word in message
+
+
+def test_pear_train_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("[optim]\nlrr = 1\n")
+    assert pear_train(["config", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "lrr" in err and "Traceback" not in err
+
+
+def test_pear_train_help_does_not_import_torch():
+    code = ("import sys\nfrom training.cli import build_parser\n"
+            "build_parser().format_help()\nprint('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
+
+
+# -- the forward and the losses ---------------------------------------------------------------
+
+
+def _labelled_batch(model: BodyModel, layout: ParamLayout, count: int = 3, seed: int = 0):
+    """A batch whose labels are exactly what the network output ``vector`` predicts."""
+    params = random_params(model, count, seed=seed, skip=("transl", "joints_offset",
+                                                          "head_scale"))
+    params = {k: v.float() for k, v in params.items()}
+    camera = torch.tensor([[0.9, 0.05, -0.1]]).repeat(count, 1)
+    vector = layout.encode(params, camera)
+    samples = [Sample(image=np.zeros((256, 192, 3), np.uint8), focal=1000.0 + 100 * i,
+                      principal_point=(640.0, 360.0), box_center=(600.0 + 20 * i, 380.0),
+                      box_height=500.0, id=f"test/{i}") for i in range(count)]
+    sizes = {JOINTS: len(model.joint_names)}
+    batch = collate(samples, layout_spec(layout), len(model.joint_names), sizes)
+    with torch.no_grad():
+        truth = predict(vector, batch, layout, model, [JOINTS])
+    for name in params:
+        batch.params[name] = params[name]
+        batch.has_params[name] = torch.ones(count)
+    batch.joints3d, batch.has_joints3d = truth.joints3d, torch.ones(count)
+    batch.keypoints2d[JOINTS] = torch.cat(
+        [truth.keypoints2d[JOINTS], torch.ones(count, len(model.joint_names), 1)], -1)
+    return vector, batch
+
+
+def layout_spec(layout: ParamLayout):
+    return [slot.spec for slot in layout.slots]
+
+
+@pytest.fixture(scope="module")
+def float_model(smplx_asset):
+    return BodyModel(smplx_asset), ParamLayout(smplx_asset.param_spec)
+
+
+def test_layout_encode_inverts_decode(float_model):
+    model, layout = float_model
+    params = {k: v.float() for k, v in random_params(model, 2, seed=3).items()}
+    vector = layout.encode(params, torch.tensor([[0.8, 0.1, 0.2], [1.1, -0.2, 0.0]]))
+    decoded, camera = layout.decode(vector)
+    for name, value in decoded.items():
+        assert torch.allclose(value, params[name].reshape(value.shape), atol=1e-4), name
+    assert torch.allclose(camera[1], torch.tensor([1.1, -0.2, 0.0]))
+
+
+def test_keypoints_of_the_truth_sit_inside_the_crop_units(float_model):
+    model, layout = float_model
+    _, batch = _labelled_batch(model, layout)
+    points = batch.keypoints2d[JOINTS][..., :2]
+    assert points.abs().max() < 1.0  # a person of ~1.5 m filling ~0.9 of a 500 px crop
+
+
+def test_the_loss_is_zero_at_the_truth_and_grows_with_each_error(float_model):
+    model, layout = float_model
+    vector, batch = _labelled_batch(model, layout)
+    weights = TrainConfig().loss
+    at_truth = compute_loss(predict(vector, batch, layout, model, [JOINTS]), batch, weights)
+    assert at_truth.total.item() < 1e-6
+    assert {"global_orient", "body_pose", "hand_pose", "betas", "kp3d", "kp2d"} <= set(
+        at_truth.per_sample)
+    wrong = vector.clone()
+    slot = next(s for s in layout.slots if s.spec.name == "body_pose")
+    wrong[:, slot.start:slot.start + 6] += 0.3  # the first body joint's rotation
+    off = compute_loss(predict(wrong, batch, layout, model, [JOINTS]), batch, weights)
+    assert off.terms()["body_pose"] > 0 and off.terms()["kp3d"] > 0 and off.terms()["kp2d"] > 0
+    assert off.terms()["betas"] < 1e-9 and off.terms()["global_orient"] < 1e-9
+
+
+def test_masks_keep_unlabelled_samples_out_of_their_terms(float_model):
+    model, layout = float_model
+    vector, batch = _labelled_batch(model, layout)
+    batch.has_params["betas"] = torch.tensor([1.0, 0.0, 1.0])
+    batch.has_joints3d = torch.tensor([0.0, 1.0, 1.0])
+    batch.keypoints2d[JOINTS][2, :, 2] = 0  # sample 2: no 2D keypoints
+    wrong = vector.clone()
+    slot = next(s for s in layout.slots if s.spec.name == "betas")
+    wrong[:, slot.start] += 1.0
+    wrong[:, layout.params_size] += 0.2  # the crop camera's scale: 2D and depth
+    losses = compute_loss(predict(wrong, batch, layout, model, [JOINTS]), batch,
+                          TrainConfig().loss).per_sample
+    assert losses["betas"][1] == 0 and losses["betas"][0] > 0 and losses["betas"][2] > 0
+    assert losses["kp3d"][0] == 0
+    assert losses["kp2d"][2] == 0 and losses["kp2d"][0] > 0
+
+
+def test_gradients_reach_every_output_group(float_model):
+    model, layout = float_model
+    vector, batch = _labelled_batch(model, layout)
+    noisy = (vector + 0.05 * torch.randn(vector.shape, generator=torch.Generator()
+                                         .manual_seed(1))).requires_grad_()
+    compute_loss(predict(noisy, batch, layout, model, [JOINTS]), batch,
+                 TrainConfig().loss).total.backward()
+    for slot in layout.slots:
+        grad = noisy.grad[:, slot.start:slot.start + slot.size]
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, slot.spec.name
+    assert noisy.grad[:, layout.params_size:].abs().sum() > 0  # the camera
