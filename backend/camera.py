@@ -36,3 +36,12 @@ def project(points: torch.Tensor, focal: torch.Tensor, center: torch.Tensor) -> 
     """Camera-frame points (..., 3) to pixels (..., 2); depth clamped away from zero."""
     depth = points[..., 2:].clamp_min(1e-3)
     return focal * points[..., :2] / depth + center
+
+
+def principal_point(width: int, height: int, center: tuple[float, float] | None = None
+                    ) -> tuple[float, float]:
+    """The principal point in pixels: ``center`` when the camera's is known, else the image
+    centre."""
+    if center is None:
+        return width / 2, height / 2
+    return float(center[0]), float(center[1])

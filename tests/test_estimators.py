@@ -129,3 +129,40 @@ def test_the_server_lists_the_regressor_and_serves_it_with_a_checkpoint(server_h
                         smooth=0.0)
     np.testing.assert_allclose(remote.params["body_pose"], local.params["body_pose"], atol=1e-4)
     assert remote.info["estimator"] == "regressor"
+
+
+@pytest.fixture(scope="module")
+def regressor_server(server_home, checkpoint):
+    with serve_process(server_home, "--checkpoint", str(checkpoint)) as running:
+        yield running
+
+
+def test_a_sessions_principal_point_reaches_the_regressor_and_the_result(
+        regressor_server, open_asset, checkpoint, frames):
+    """session.open's intrinsics.cx/cy are the camera's principal point: the result records
+    it and the regressor placed the body through it, as `ClipRecovery(center=...)` does."""
+    intrinsics = {"focal": 900.0, "cx": 300.0, "cy": 200.0}
+    with Client(regressor_server.endpoint, timeout=120) as client:
+        session = client.open_session(estimator="regressor", smooth=0.0, intrinsics=intrinsics)
+        list(session.stream(frames_of(frames), image_format="png"))
+        remote = session.finish()
+    assert remote.focal == 900.0 and tuple(remote.center) == (300.0, 200.0)
+
+    height, width = frames[0].shape[:2]
+    regressor = load_regressor(open_asset, checkpoint)
+    placed = {}
+    for center in ((300.0, 200.0), None):
+        recovery = ClipRecovery(width, height, open_asset, estimator="regressor",
+                                regressor=regressor, focal=900.0, center=center)
+        try:
+            for index, image in enumerate(frames):
+                recovery.add(Frame(index, index / 30, image))
+        finally:
+            recovery.close()
+        placed[center] = recovery.finish(30.0, smooth=0.0)[0]
+    np.testing.assert_allclose(remote.cam_t, placed[(300.0, 200.0)].cam_t, atol=1e-4)
+    # Assuming the image centre instead moves the body sideways by (shift x depth / focal).
+    shift = np.array([width / 2 - 300.0, height / 2 - 200.0])
+    depth = placed[None].cam_t[:, 2:]
+    np.testing.assert_allclose(placed[(300.0, 200.0)].cam_t[:, :2] - placed[None].cam_t[:, :2],
+                               shift * depth / 900.0, rtol=1e-3, atol=1e-5)

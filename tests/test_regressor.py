@@ -228,6 +228,18 @@ def test_predictions_project_onto_the_full_image(vit_s_model, open_asset, tmp_pa
     heights = boxes[:, 3] - boxes[:, 1]
     assert (np.abs(hips - centres).max(1) < 0.25 * heights).all()
 
+    # A known principal point places the body through it: the same crop, seen from a camera
+    # whose axis meets the image elsewhere, is the body moved sideways by (shift x depth / f).
+    principal = np.array([[300.0, 260], [700, 330]])
+    moved = regressor.predict(images, boxes, center=principal)
+    image_centres = np.array([[320.0, 240], [640, 360]])
+    np.testing.assert_allclose(moved.cam_t[:, 2], out.cam_t[:, 2], rtol=1e-6)
+    np.testing.assert_allclose(moved.cam_t[:, :2] - out.cam_t[:, :2], (image_centres - principal)
+                               * out.cam_t[:, 2:] / out.focal[:, None], rtol=1e-4, atol=1e-6)
+    # ... and it still lands where the crop saw it.
+    moved_hips = moved.landmarks_px["mediapipe_pose33"][:, [23, 24]].mean(1)
+    assert np.abs(moved_hips - hips).max() < 0.02 * heights.min()
+
 
 @pytest.mark.slow
 def test_a_tiny_overfit_run_lowers_the_loss_tenfold(layout):

@@ -24,6 +24,7 @@ import torch
 from ..body.asset import Asset
 from ..body.model import BodyModel
 from ..body.params import subject_values
+from ..camera import principal_point
 from ..estimator_names import check_estimator, uses_regressor
 from ..paths import checkpoints_dir
 from ..perception.frames import Frame
@@ -72,11 +73,12 @@ def load_regressor(asset: Asset, checkpoint: str | Path | None = None,
 
 
 class FrameRegressions:
-    """The regressor over a clip's frames as they come, a batch at a time (frames without a
-    person box are skipped and later take their nearest neighbour's estimate)."""
+    """The regressor over a clip's frames as they come, a batch at a time, seen through the
+    clip's camera (focal length and principal point, pixels); frames without a person box are
+    skipped and later take their nearest neighbour's estimate."""
 
-    def __init__(self, regressor, focal: float | None = None, batch: int = 8):
-        self.regressor, self.focal, self.batch = regressor, focal, batch
+    def __init__(self, regressor, focal: float, center: tuple[float, float], batch: int = 8):
+        self.regressor, self.focal, self.center, self.batch = regressor, focal, center, batch
         self._queue: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._found: dict[int, dict[str, np.ndarray]] = {}  # position -> one frame's estimate
         self.seconds = 0.0
@@ -93,8 +95,9 @@ class FrameRegressions:
             return
         start = time.perf_counter()
         positions, images, boxes = zip(*self._queue, strict=True)
-        focal = None if self.focal is None else np.full(len(images), self.focal)
-        prediction = self.regressor.predict(list(images), np.stack(boxes), focal=focal)
+        prediction = self.regressor.predict(list(images), np.stack(boxes),
+                                            focal=np.full(len(images), self.focal),
+                                            center=np.tile(self.center, (len(images), 1)))
         for k, position in enumerate(positions):
             estimate = {name: value[k] for name, value in prediction.params.items()}
             estimate["cam_t"] = prediction.cam_t[k]
@@ -115,8 +118,8 @@ class FrameRegressions:
 
 
 def regressor_fit(start: dict[str, np.ndarray], asset: Asset, detections: ClipDetections,
-                  focal: float, subject: dict[str, np.ndarray] | None, seconds: float
-                  ) -> FitResult:
+                  focal: float, center: tuple[float, float],
+                  subject: dict[str, np.ndarray] | None, seconds: float) -> FitResult:
     """The regressor's estimates as a clip fit: per-subject values averaged over the frames
     (or held at ``subject``), reprojection errors against the detections."""
     model = BodyModel(asset)
@@ -128,7 +131,6 @@ def regressor_fit(start: dict[str, np.ndarray], asset: Asset, detections: ClipDe
         params[name] = value.mean(0, keepdims=True) if spec.per == "subject" else value
     params.update(subject_values(model.spec.values(), subject or {}))
     params = {name: np.asarray(value, np.float32) for name, value in params.items()}
-    center = (detections.width / 2, detections.height / 2)
     with torch.no_grad():
         landmarks = model({name: torch.as_tensor(value).expand(frames, *value.shape[1:])
                            for name, value in params.items()}).landmarks
@@ -144,19 +146,23 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
                  progress: Progress | None = None,
                  subject: dict[str, np.ndarray] | None = None,
                  estimator: str = "tracker", start: dict[str, np.ndarray] | None = None,
-                 regressor_s: float = 0.0) -> tuple[ClipResults, FitResult]:
+                 regressor_s: float = 0.0, center: tuple[float, float] | None = None
+                 ) -> tuple[ClipResults, FitResult]:
     """A clip's detections (and, for the regressor estimators, its per-frame ``start``) ->
     the estimator -> elbow-twist fix and smoothing -> results. ``subject``: per-subject
-    parameters to hold fixed (see ``TrackerConfig.subject``)."""
+    parameters to hold fixed (see ``TrackerConfig.subject``); ``focal``, ``center``: the
+    camera's focal length and principal point in pixels, if known."""
     if uses_regressor(estimator) and start is None:
         raise ValueError(f"the {estimator!r} estimator needs the regressor's per-frame estimates")
     if estimator == "regressor":
         fit = regressor_fit(start, asset, detections,
-                            focal or float(max(detections.width, detections.height)), subject,
-                            regressor_s)
+                            focal or float(max(detections.width, detections.height)),
+                            principal_point(detections.width, detections.height, center),
+                            subject, regressor_s)
     else:
         keypoints = Keypoints(detections.parts, detections.width, detections.height, fps=fps)
-        config = TrackerConfig(focal=focal, device=device, subject=subject, initial=start)
+        config = TrackerConfig(focal=focal, center=center, device=device, subject=subject,
+                               initial=start)
         if start is not None:
             config.iterations = REFINE_ITERATIONS
         config.smoothness *= smooth
@@ -184,17 +190,21 @@ class ClipRecovery:
     regressor, for the estimators that use it), then the estimator over the clip.
 
     ``person``/``person_box``: which person to follow (``ClipDetector``); ``regressor``: a
-    loaded one (``load_regressor``), needed by the regressor estimators.
+    loaded one (``load_regressor``), needed by the regressor estimators; ``focal``,
+    ``center``: the camera's focal length and principal point in pixels, if known.
     """
 
     def __init__(self, width: int, height: int, asset: Asset, estimator: str = "tracker",
                  regressor=None, focal: float | None = None, person: int | None = None,
-                 person_box: np.ndarray | None = None):
-        self.asset, self.estimator, self.focal = asset, check_estimator(estimator), focal
+                 person_box: np.ndarray | None = None,
+                 center: tuple[float, float] | None = None):
+        self.asset, self.estimator = asset, check_estimator(estimator)
+        self.focal, self.center = focal, center
         if uses_regressor(estimator) and regressor is None:
             raise ValueError(f"the {estimator!r} estimator needs a loaded regressor")
-        self.regressions = (FrameRegressions(regressor, focal) if uses_regressor(estimator)
-                            else None)
+        self.regressions = (FrameRegressions(regressor, focal or float(max(width, height)),
+                                             principal_point(width, height, center))
+                            if uses_regressor(estimator) else None)
         self.detector = ClipDetector(width, height, person=person, person_box=person_box)
 
     def __len__(self) -> int:
@@ -214,8 +224,8 @@ class ClipRecovery:
         start = (None if self.regressions is None
                  else self.regressions.finish(len(detections.frames)))
         return recover_clip(detections, fps, self.asset, smooth=smooth, focal=self.focal,
-                            device=device, progress=progress, subject=subject,
-                            estimator=self.estimator, start=start,
+                            center=self.center, device=device, progress=progress,
+                            subject=subject, estimator=self.estimator, start=start,
                             regressor_s=0.0 if self.regressions is None
                             else self.regressions.seconds)
 

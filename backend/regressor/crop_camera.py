@@ -6,8 +6,8 @@ saw it.
 A crop is given by its box in the full image: ``center`` (x, y) and ``height`` in pixels (its
 width is height * 3/4). In the crop, a camera-frame point X (backend.camera's axes: x right, y
 down, z forward) lands at ``center + height / 2 * s * (X_xy + t)``; a pinhole camera of focal f
-at ``T = (tx + 2 (cx_box - cx) / (s h), ty + 2 (cy_box - cy) / (s h), 2 f / (s h))`` puts it
-at the same pixel up to the body's own depth relief.
+at ``T = (tx + 2 (cx_box - cx) / (s h), ty + 2 (cy_box - cy) / (s h), 2 f / (s h))``, (cx, cy)
+its principal point, puts it at the same pixel up to the body's own depth relief.
 """
 
 from __future__ import annotations
@@ -29,21 +29,22 @@ def crop_box(box: torch.Tensor, padding: float = 1.2) -> tuple[torch.Tensor, tor
 
 
 def crop_to_full(crop_camera: torch.Tensor, center: torch.Tensor, height: torch.Tensor,
-                 focal: torch.Tensor, image_center: torch.Tensor) -> torch.Tensor:
+                 focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:
     """(B, 3) crop cameras (s, tx, ty) -> (B, 3) camera-frame translations in the full image
-    of focal ``focal`` (B,) and principal point ``image_center`` (B, 2)."""
+    of focal ``focal`` (B,) and principal point ``principal_point`` (B, 2) (the image centre
+    unless the camera's is known)."""
     scale = crop_camera[:, 0].clamp_min(1e-4) * height
-    shift = 2 * (center - image_center) / scale[:, None]
+    shift = 2 * (center - principal_point) / scale[:, None]
     return torch.cat([crop_camera[:, 1:] + shift, (2 * focal / scale)[:, None]], dim=1)
 
 
-def crop_intrinsics(focal: torch.Tensor, image_center: torch.Tensor, center: torch.Tensor,
+def crop_intrinsics(focal: torch.Tensor, principal_point: torch.Tensor, center: torch.Tensor,
                     height: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The full camera seen through the crop, in crop pixels: focal (B,) and principal point
     (B, 2)."""
     zoom = INPUT_SIZE[0] / height
     origin = center - torch.stack([height * CROP_ASPECT, height], dim=1) / 2
-    return focal * zoom, (image_center - origin) * zoom[:, None]
+    return focal * zoom, (principal_point - origin) * zoom[:, None]
 
 
 def crop_to_image(points: torch.Tensor, center: torch.Tensor, height: torch.Tensor

@@ -67,13 +67,15 @@ class Regressor:
 
     @torch.no_grad()
     def predict(self, images: list[np.ndarray], boxes: np.ndarray,
-                focal: np.ndarray | None = None) -> Prediction:
+                focal: np.ndarray | None = None, center: np.ndarray | None = None
+                ) -> Prediction:
         """``images``: RGB uint8 frames; ``boxes``: (B, 4) person boxes x0, y0, x1, y1 in them;
-        ``focal``: (B,) pixels, default the larger image side."""
+        ``focal``: (B,) pixels, default the larger image side; ``center``: (B, 2) principal
+        points in pixels, default the image centres."""
         boxes_t = torch.as_tensor(np.asarray(boxes, np.float32))
-        center, height = crop_box(boxes_t)
+        crop_center, height = crop_box(boxes_t)
         crops = np.stack([crop_person(image, c, float(h))
-                          for image, c, h in zip(images, center.numpy(), height.numpy(),
+                          for image, c, h in zip(images, crop_center.numpy(), height.numpy(),
                                                  strict=True)])
         inputs = normalize(crops).to(self.device)
         output = self._forward(inputs.half() if self.half else inputs).float()
@@ -81,13 +83,14 @@ class Regressor:
         sizes = torch.tensor([image.shape[:2] for image in images], dtype=torch.float32)
         focal_t = (torch.as_tensor(np.asarray(focal, np.float32)) if focal is not None
                    else sizes.max(1).values)
-        image_center = sizes.flip(1) / 2
-        cam_t = crop_to_full(crop_camera.cpu(), center, height, focal_t, image_center)
+        center_t = (torch.as_tensor(np.asarray(center, np.float32)) if center is not None
+                    else sizes.flip(1) / 2)
+        cam_t = crop_to_full(crop_camera.cpu(), crop_center, height, focal_t, center_t)
         posed = self.body(params)
         cam_d = cam_t.to(self.device)
         landmarks = {name: project(to_camera(points, cam_d),
                                    focal_t.to(self.device)[:, None, None],
-                                   image_center.to(self.device)[:, None]).cpu().numpy()
+                                   center_t.to(self.device)[:, None]).cpu().numpy()
                      for name, points in posed.landmarks.items()}
         return Prediction({k: v.cpu().numpy() for k, v in params.items()}, cam_t.numpy(),
                           focal_t.numpy(), posed.joints.cpu().numpy(),

@@ -115,9 +115,13 @@ class EstimatorClip(DetectorClip):
 
     def _start(self, width: int, height: int) -> ClipRecovery:
         intrinsics = self.settings.get("intrinsics") or {}
+        # The principal point: the given cx, cy (either may be left out: the image centre's).
+        center = None
+        if "cx" in intrinsics or "cy" in intrinsics:
+            center = (intrinsics.get("cx", width / 2), intrinsics.get("cy", height / 2))
         return ClipRecovery(width, height, self.asset, estimator=self.settings["estimator"],
                             regressor=self.regressor, focal=intrinsics.get("focal"),
-                            **self.following)
+                            center=center, **self.following)
 
     def finish(self, cancelled: Callable[[], bool]) -> dict:
         self._check_frames()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..body.model import BodyModel
-from ..camera import project, to_camera
+from ..camera import principal_point, project, to_camera
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
 
@@ -37,8 +37,11 @@ def _smooth_noise(rng: np.random.Generator, frames: int, shape: tuple, scale: fl
 
 def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float = 0.0,
               drop_rate: float = 0.0, size: tuple[int, int] = (720, 1280),
-              focal: float = 1100.0, betas_scale: float = 0.8) -> SyntheticClip:
-    """A clip of ``frames`` frames (width, height = ``size``) with exact ground truth."""
+              focal: float = 1100.0, betas_scale: float = 0.8,
+              center: tuple[float, float] | None = None) -> SyntheticClip:
+    """A clip of ``frames`` frames (width, height = ``size``) with exact ground truth, seen
+    through a camera of focal length ``focal`` and principal point ``center`` (pixels;
+    default the image centre)."""
     rng = np.random.default_rng(seed)
     model = model.double()
     params = {k: v.clone() for k, v in model.default_params(frames).items()}
@@ -66,7 +69,7 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
     with torch.no_grad():
         output = model(params)
     width, height = size
-    center = torch.tensor([width / 2, height / 2], dtype=torch.float64)
+    center = torch.tensor(principal_point(width, height, center), dtype=torch.float64)
     parts = {}
     for part, landmark_set in PART_LANDMARKS.items():
         pixels = project(to_camera(output.landmarks[landmark_set], cam_t), torch.tensor(focal),

@@ -21,7 +21,7 @@ import torch
 from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
 from ..body.params import subject_values
-from ..camera import MODEL_TO_CAMERA, project, to_camera
+from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss
 
@@ -70,6 +70,7 @@ class TrackerConfig:
     expression_prior: float = 1e-3
     offsets_prior: float = 100.0
     focal: float | None = None  # pixels; None: start from the image size
+    center: tuple[float, float] | None = None  # principal point, pixels; None: image centre
     optimize_focal: bool = False
     # Per-subject parameters (betas, head shape, ...) held at these values instead of fitted:
     # later parts of a clip keep the body an earlier part found.
@@ -167,9 +168,10 @@ class Tracker:
 
     # -- setup --------------------------------------------------------------------------------
 
-    def _targets(self, keypoints: Keypoints) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Per part (T, K, 3): (pixels - image center) / the person's height, confidence; and
-        the heights (T,)."""
+    def _targets(self, keypoints: Keypoints, center: np.ndarray
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Per part (T, K, 3): (pixels - principal point ``center``) / the person's height,
+        confidence; and the heights (T,)."""
         # The person's height in pixels, per frame, from whatever was found (fallback: image).
         pose = keypoints.parts["pose"]
         heights = np.full(len(pose), float(keypoints.height) * 0.8)
@@ -177,19 +179,19 @@ class Tracker:
             seen = points[points[:, 2] > KEYPOINT_SEEN, :2]
             if len(seen) >= 4:
                 heights[t] = max(np.ptp(seen[:, 1]), np.ptp(seen[:, 0]), 20.0)
-        center = np.array([keypoints.width / 2, keypoints.height / 2])
         parts = {name: torch.as_tensor(np.concatenate(
             [(points[..., :2] - center) / heights[:, None, None], points[..., 2:]], axis=-1),
             dtype=torch.float32, device=self.device)
             for name, points in keypoints.parts.items() if name in PART_LANDMARKS}
         return parts, torch.as_tensor(heights, dtype=torch.float32, device=self.device)
 
-    def _initial(self, keypoints: Keypoints, focal: float) -> dict[str, torch.Tensor]:
-        """Root and camera: depth from the longest visible body span (torso, else shoulders,
-        else eyes, for close-ups), facing from the order of the shoulders."""
+    def _initial(self, keypoints: Keypoints, focal: float, center: np.ndarray
+                 ) -> dict[str, torch.Tensor]:
+        """Root and camera (focal length ``focal``, principal point ``center``): depth from the
+        longest visible body span (torso, else shoulders, else eyes, for close-ups), facing
+        from the order of the shoulders."""
         frames = keypoints.frames
         pose = keypoints.parts["pose"]
-        center = np.array([keypoints.width / 2, keypoints.height / 2])
         rotation = np.array(MODEL_TO_CAMERA)
         rest = self.rest_landmarks[PART_LANDMARKS["pose"]].numpy()
         cam_t = np.full((frames, 3), np.nan)
@@ -251,10 +253,10 @@ class Tracker:
                 if name in v}
 
     def _data_term(self, v, targets, heights, parts, sigma: float) -> torch.Tensor:
-        """``targets``: part -> (T, K, 3), (pixels - image center) / height and confidence."""
+        """``targets``: part -> (T, K, 3), (pixels - principal point) / height and confidence."""
         frames = heights.shape[0]
         landmarks = self._landmarks(v, parts, frames)
-        # Pixels relative to the center in units of the person's height: focal / height * x / z.
+        # Pixels from the principal point in units of the person's height: focal / height * x / z.
         scale = v["log_focal"].exp() / heights[:, None]
         total = 0.0
         for part, indices in parts.items():
@@ -326,9 +328,9 @@ class Tracker:
         start = time.perf_counter()
         c = self.config
         focal = c.focal or float(max(keypoints.width, keypoints.height))
-        center = torch.tensor([keypoints.width / 2, keypoints.height / 2], device=self.device)
-        targets, heights = self._targets(keypoints)
-        v = self._initial(keypoints, focal)
+        center = np.array(principal_point(keypoints.width, keypoints.height, c.center))
+        targets, heights = self._targets(keypoints, center)
+        v = self._initial(keypoints, focal, center)
         v.update(self._given_start(c.initial or {}, keypoints.frames))
         v.update({name: torch.as_tensor(value, device=self.device) for name, value in
                   subject_values(self.model.spec.values(), c.subject or {}).items()})
@@ -370,6 +372,7 @@ class Tracker:
         params["transl"] = np.zeros((frames, 3), np.float32)
         return FitResult(params=params, cam_t=v["cam_t"].detach().cpu().numpy(),
                          focal=float(v["log_focal"].exp()), center=tuple(center.tolist()),
-                         reprojection_px=self._errors(v, keypoints, center),
+                         reprojection_px=self._errors(v, keypoints, torch.tensor(
+                             center, dtype=torch.float32, device=self.device)),
                          stage_losses=stage_losses,
                          seconds=time.perf_counter() - start)
