@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 META_KEY = "meta.json"
 
 
-class ArchiveError(ValueError):
+class ArchiveError(InputError):
     """A file that is not a readable archive; callers re-raise it as their own typed error."""
 
 

@@ -3,6 +3,8 @@ torch-free, so the command line can list them cheaply."""
 
 from __future__ import annotations
 
+from .errors import InputError
+
 ESTIMATORS = {
     "tracker": "MediaPipe Holistic keypoints per frame, then the EHM tracker over the clip",
     "regressor": "the PEAR network on each frame's person crop (needs a trained checkpoint)",
@@ -11,7 +13,7 @@ ESTIMATORS = {
 }
 
 
-class UnknownEstimator(ValueError):
+class UnknownEstimator(InputError):
     """An estimator name this project does not have."""
 
 

@@ -10,13 +10,14 @@ import numpy as np
 
 from .archive import ArchiveError, load_archive, save_archive
 from .conventions import MODEL_TO_CAMERA
+from .errors import InputError
 
 FORMAT_NAME = "pear-results"
 FORMAT_VERSION = 1
 _PARAM, _DETECTION = "param/", "det/"
 
 
-class ResultsError(ValueError):
+class ResultsError(InputError):
     """A result file that cannot be read: says which file and what is wrong."""
 
 

@@ -24,6 +24,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
+from backend.errors import SetupError
 from backend.paths import pear_home
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +48,7 @@ VENDORED = (
     "backend/__init__.py",
     "backend/archive.py",
     "backend/conventions.py",  # also the add-on's own (shared.py)
+    "backend/errors.py",  # the error kinds every vendored module raises; the add-on's too
     "backend/footage_files.py",  # the add-on's footage-listing rules (shared.py)
     "backend/results.py",
     "backend/server/__init__.py",
@@ -59,7 +61,7 @@ VENDORED = (
 )
 
 
-class BuildError(RuntimeError):
+class BuildError(SetupError, RuntimeError):
     """The extension cannot be built; the message says why and what to do."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..conventions import MAX_PEOPLE
+from ..errors import ClipError, InputError
 
 FILL = 128  # a flat grey: no edges for a detector to find
 WINDOW_MARGIN = 0.35  # of the box's longer side, on every side: room for a frame's motion
@@ -24,7 +25,7 @@ LOST_GROWTH = 0.15  # the window grows by this much of the box per frame the per
 FindOne = Callable[[np.ndarray], np.ndarray]
 
 
-class PersonNotFound(ValueError):
+class PersonNotFound(ClipError, ValueError):
     """The footage does not show the person asked for."""
 
 
@@ -79,10 +80,10 @@ class PersonFollower:
         if (person is None) == (box is None):
             raise ValueError("follow either a person number or a box, not both or neither")
         if person is not None and not 1 <= person <= MAX_PEOPLE:
-            raise ValueError(f"person must be 1 (the leftmost) to {MAX_PEOPLE}, not {person}")
+            raise InputError(f"person must be 1 (the leftmost) to {MAX_PEOPLE}, not {person}")
         if box is not None and not (np.isfinite(box).all() and box[0] < box[2]
                                     and box[1] < box[3]):
-            raise ValueError(f"a person box is x0, y0, x1, y1 with x0 < x1 and y0 < y1, not "
+            raise InputError(f"a person box is x0, y0, x1, y1 with x0 < x1 and y0 < y1, not "
                              f"{list(box)}")
         self.person = person
         self._find_one = find_one

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..body import registry
+from ..errors import SetupError
 from ..estimator_names import ESTIMATORS
 from ..results import save_results
 from .fit import fit_footage
 from .rig import build_rig, subject_params
 
 
-class BakeError(RuntimeError):
-    """A clip could not be baked: says which and why."""
+class BakeError(SetupError, RuntimeError):
+    """Nothing can be baked as asked (no bpy, an unknown estimator): says why and what to do."""
 
 
 @dataclass

@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import SetupError
 from .vit import ViT
 
 _RENAMES = {"patch_embed.proj.": "patch_embed.", "fc_norm.": "norm."}
 
 
-class PretrainedMismatch(ValueError):
+class PretrainedMismatch(SetupError, ValueError):
     """The file does not hold a ViT of this configuration."""
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import zmq
 
 from ..conventions import DEFAULT_ASSET_ID
+from ..errors import ClipError, InputError, SetupError
 from ..results import ClipResults, results_from_message
 from .images import encode_image
 from .protocol import (
@@ -39,8 +40,9 @@ from .protocol import (
 )
 
 
-class BackendError(Exception):
-    """The server answered with an error, or could not be reached."""
+class BackendError(ClipError):
+    """The server answered a clip's request with an error, or could not be reached; ``code``
+    is the reply's error code (docs/protocol.md)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(f"{message} [{code}]")
@@ -53,7 +55,9 @@ class BackendTimeout(BackendError):
         super().__init__("timeout", message)
 
 
-class VersionMismatch(BackendError):
+class VersionMismatch(SetupError, BackendError):
+    """Server and client speak different protocol versions: install matching ones."""
+
     def __init__(self, message: str):
         super().__init__(ErrorCode.BAD_VERSION, message)
 
@@ -150,7 +154,8 @@ class Client:
                  keys: str | Path | None = None, timeout: float = 30.0):
         endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not endpoints:
-            raise ValueError("a client needs at least one server endpoint")
+            raise InputError("a client needs at least one server endpoint, e.g. "
+                             "tcp://127.0.0.1:5555")
         self.context = zmq.Context()
         self._connections = [_Connection(self.context, e, Path(keys) if keys else None, timeout)
                              for e in endpoints]

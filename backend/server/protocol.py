@@ -15,6 +15,7 @@ import msgpack
 import numpy as np
 
 from ..conventions import DEFAULT_ASSET_ID, MAX_PEOPLE
+from ..errors import InputError
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -60,8 +61,9 @@ class ErrorCode:
     RETRYABLE = frozenset({BUSY, TOO_MANY_SESSIONS, SHUTTING_DOWN})
 
 
-class ProtocolError(Exception):
-    """A message that breaks the protocol; becomes an ``ok: false`` reply."""
+class ProtocolError(InputError):
+    """A message that breaks the protocol (or asks for what cannot be done); becomes an
+    ``ok: false`` reply with its ``code``."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)

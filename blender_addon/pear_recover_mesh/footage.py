@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .shared import footage_files
+from .shared import errors, footage_files
 
 _NUMBER = re.compile(r"(\d+)")
 
 
-class FootageError(ValueError):
-    """Footage the add-on cannot send: says what and how to fix it."""
+# Footage the add-on cannot send: the backend's class, so callers catch one kind either way.
+FootageError = errors.FootageError
 
 
 class Footage(Protocol):

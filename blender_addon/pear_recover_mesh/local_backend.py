@@ -6,6 +6,8 @@ from __future__ import annotations
 import atexit
 from pathlib import Path
 
+from .shared import errors
+
 try:
     from .vendor.backend.server.errors import ServeError
     from .vendor.backend.server.process import ServerProcess
@@ -16,7 +18,7 @@ except ImportError:  # run from the repository: the installed backend provides t
 _RUNNING: dict[str, ServerProcess] = {}
 
 
-class LocalBackendError(RuntimeError):
+class LocalBackendError(errors.SetupError, RuntimeError):
     """The local backend could not start: says why and what to set."""
 
 

@@ -1,6 +1,7 @@
 """What the add-on shares with the backend, so the two cannot drift apart: the conventions
-(camera axes, the default body model, how many people are numbered, the default address)
-and the footage-listing rules (which files are frames, in which order).
+(camera axes, the default body model, how many people are numbered, the default address),
+the footage-listing rules (which files are frames, in which order) and the errors (one
+``FootageError`` whether the add-on or ``backend fit`` refuses the footage).
 
 The built extension carries copies of these dependency-free backend modules under
 ``vendor/`` (``scripts/build_extension.py``); run from the repository (tests, ``backend
@@ -8,6 +9,6 @@ bake``) the installed backend package provides them.
 """
 
 try:
-    from .vendor.backend import conventions, footage_files  # noqa: F401  (re-exported)
+    from .vendor.backend import conventions, errors, footage_files  # noqa: F401  (re-exported)
 except ImportError:
-    from backend import conventions, footage_files  # noqa: F401  (re-exported)
+    from backend import conventions, errors, footage_files  # noqa: F401  (re-exported)
