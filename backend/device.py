@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import InputError
+
 
 def choose_device(gpu: str | None = None, warn=print) -> str:
     """``gpu``: None (CUDA 0 if present, else CPU), ``"cpu"``, or a CUDA index like ``"0"``.
@@ -17,12 +19,13 @@ def choose_device(gpu: str | None = None, warn=print) -> str:
     if gpu == "cpu":
         return "cpu"
     if not gpu.isdigit():
-        raise ValueError(f"--gpu takes a CUDA device index (0, 1, ...) or 'cpu', not {gpu!r}")
+        raise InputError(f"--gpu takes a CUDA device index (0, 1, ...) or 'cpu', not {gpu!r}")
     if not torch.cuda.is_available():
         warn(f"no CUDA device here (torch {torch.__version__}); GPU {gpu} requested, running on "
              "the CPU instead")
         return "cpu"
     if int(gpu) >= torch.cuda.device_count():
-        raise ValueError(f"GPU {gpu} requested but only {torch.cuda.device_count()} CUDA "
-                         "device(s) are visible")
+        raise InputError(f"GPU {gpu} requested but only {torch.cuda.device_count()} CUDA "
+                         f"device(s) are visible: use --gpu 0 to "
+                         f"{torch.cuda.device_count() - 1}, or --gpu cpu")
     return f"cuda:{gpu}"

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .errors import ParameterError
+
 Kind = Literal["axis_angle", "coeffs", "scale", "translation", "offsets"]
 Per = Literal["frame", "subject"]
 
@@ -61,20 +63,20 @@ class ParamSpec:
 
 def subject_values(specs: Iterable[ParamSpec], values: Mapping[str, Any]
                    ) -> dict[str, np.ndarray]:
-    """Values for per-subject parameters, each as float32 ``(1, *shape)``; a ValueError names
-    a parameter that is not per-subject or has the wrong number of values."""
+    """Values for per-subject parameters, each as float32 ``(1, *shape)``; a ParameterError
+    names a parameter that is not per-subject or has the wrong number of values."""
     by_name = {spec.name: spec for spec in specs}
     subject_names = [name for name, spec in by_name.items() if spec.per == "subject"]
     out = {}
     for name, value in values.items():
         spec = by_name.get(name)
         if spec is None or spec.per != "subject":
-            raise ValueError(f"{name!r} is not a per-subject parameter of this body model "
-                             f"(those are {subject_names})")
+            raise ParameterError(f"{name!r} is not a per-subject parameter of this body "
+                                 f"model (those are {subject_names})")
         array = np.asarray(value, np.float32)
         if array.size != spec.size:
-            raise ValueError(f"subject parameter {name!r} has {array.size} values; this body "
-                             f"model's has shape {spec.shape}")
+            raise ParameterError(f"subject parameter {name!r} has {array.size} values; this "
+                                 f"body model's has shape {spec.shape}")
         out[name] = array.reshape(1, *spec.shape)
     return out
 

@@ -19,6 +19,7 @@ import torch
 
 from ..body.model import BodyModel
 from ..camera import project, to_camera
+from ..errors import InputError
 from ..perception.holistic import Holistic
 from ..tracking.tracker import PART_LANDMARKS, Keypoints, Tracker, TrackerConfig
 
@@ -46,7 +47,8 @@ class Person:
 def load_people(data: Path) -> list[Person]:
     files = sorted(data.glob("*wholebody*.json"))
     if not files:
-        raise FileNotFoundError(f"{data}: no COCO-WholeBody annotation file (*wholebody*.json)")
+        raise InputError(f"{data}: no COCO-WholeBody annotation file (*wholebody*.json); "
+                         "--data takes the folder holding it and its images")
     with open(files[0]) as handle:
         annotations = json.load(handle)
     images = {image["id"]: data / image["file_name"] for image in annotations["images"]}

@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 
+from ..errors import SetupError
+
 FACE_LANDMARKS = 478
 INSTALL_HINT = (
     "MediaPipe is not installed. Run `make venv` (it installs mediapipe==0.10.21 without its "
@@ -62,7 +64,7 @@ def import_mediapipe():
     try:
         import mediapipe
     except ImportError as exc:
-        raise RuntimeError(INSTALL_HINT) from exc
+        raise SetupError(INSTALL_HINT) from exc
     return mediapipe
 
 

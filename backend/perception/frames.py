@@ -7,6 +7,7 @@ A frame that fails to decode is reported with its index and then skipped, or fai
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,10 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import FootageError
 from ..footage_files import frame_files, is_movie, is_still, movie_names, still_names
 
 OnError = Literal["skip", "fail"]
-
-
-class FootageError(ValueError):
-    """Footage that cannot be opened or decoded; says which file or frame and what to do."""
 
 
 @dataclass
@@ -61,7 +59,10 @@ class ImageFiles(FrameSource):
             if first is not None:
                 break
         if first is None:
-            raise FootageError(f"{path}: none of the {len(files)} image(s) can be decoded")
+            what = ("cannot be decoded as an image" if files == [path] else
+                    f"holds {len(files)} image file(s), none of which can be decoded")
+            raise FootageError(f"{path}: {what} (truncated, or not really the format its name "
+                               "says?): re-export the footage or pick another")
         super().__init__(path, len(files), fps, first.shape[1], first.shape[0], on_error)
         self.files = files
 
@@ -80,17 +81,22 @@ class VideoFile(FrameSource):
     def __init__(self, path: Path, on_error: OnError):
         import cv2
 
+        # FFmpeg's own complaint ("moov atom not found") would only precede the FootageError
+        # that names the file and what to do; a user's OPENCV_FFMPEG_LOGLEVEL still wins.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
-            raise FootageError(f"{path}: cannot be opened as a video (is it a supported "
-                               "format and not truncated?)")
+            raise FootageError(f"{path}: cannot be opened as a video (an unsupported format, a "
+                               "truncated file, or no video stream in it?): check that it "
+                               "plays in a video player, or re-export it (e.g. H.264 .mp4)")
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         capture.release()
         if count <= 0 or width <= 0:
-            raise FootageError(f"{path}: the video reports no frames")
+            raise FootageError(f"{path}: the video reports no frames (no video stream?): "
+                               "re-export it with its picture")
         super().__init__(path, count, fps, width, height, on_error)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -119,7 +125,10 @@ def open_footage(path: str | Path, fps: float = 30.0, on_error: OnError = "skip"
     """A video file, a folder of images (read at ``fps``), or a single image."""
     path = Path(path)
     if not path.exists():
-        raise FootageError(f"{path}: no such file or folder")
+        raise FootageError(f"{path}: no such file or folder; give a video, an image or a "
+                           "folder of images")
+    if path.is_file() and path.stat().st_size == 0:
+        raise FootageError(f"{path}: the file is empty (0 bytes); copy or export it again")
     if path.is_dir():
         files = frame_files(path)
         if not files:

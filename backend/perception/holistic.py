@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
+from ..errors import FootageError
 from .face_mesh import QuietSolution, import_mediapipe
 from .frames import Frame
 from .people import PersonFollower
@@ -222,7 +223,8 @@ class ClipDetector:
         """Everything detected so far; releases the models."""
         self.close()
         if not self._parts:
-            raise ValueError("the footage yielded no decodable frame")
+            raise FootageError("no frame of the footage could be decoded, so there is nothing "
+                               "to fit: check that it plays in a video player, or re-export it")
         count = len(self._parts)
         first_pass = {part: found / count
                       for part, found in self._holistic.first_pass_found.items()}

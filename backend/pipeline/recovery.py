@@ -40,6 +40,7 @@ from ..tracking.tracker import (
     Progress,
     Tracker,
     TrackerConfig,
+    check_landmark_sets,
     reprojection_errors,
 )
 
@@ -200,6 +201,8 @@ class ClipRecovery:
                  center: tuple[float, float] | None = None):
         self.asset, self.estimator = asset, check_estimator(estimator)
         self.focal, self.center = focal, center
+        # A set-up problem: named before any frame is decoded, not after the detection.
+        check_landmark_sets(asset.asset_id, asset.landmarks)
         if uses_regressor(estimator) and regressor is None:
             raise ValueError(f"the {estimator!r} estimator needs a loaded regressor")
         self.regressions = (FrameRegressions(regressor, focal or float(max(width, height)),

@@ -22,21 +22,23 @@ import numpy as np
 
 from ..body import registry
 from ..body.asset import Asset
-from ..body.errors import AssetNotFoundError
+from ..body.errors import MissingLandmarkSets
 from ..body.params import subject_values
-from ..estimator_names import ESTIMATORS, uses_regressor
+from ..errors import ClipError, SetupError
+from ..estimator_names import ESTIMATORS, UnknownEstimator, uses_regressor
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector, person_box
 from ..perception.people import PersonNotFound
 from ..pipeline.recovery import ClipRecovery, load_regressor, regressor_problem
 from ..pipeline.rig import build_rig, subject_params
 from ..results import results_to_message
+from ..tracking.tracker import check_landmark_sets
 from .protocol import ErrorCode, ProtocolError
 
 PARTS = ("pose", "face", "left_hand", "right_hand")
 
 
-class Cancelled(Exception):
+class Cancelled(ClipError):
     """Raised inside a long ``finish`` when its session was cancelled."""
 
 
@@ -164,7 +166,8 @@ class Estimators:
         self.names = list(names or self.DESCRIPTIONS)
         unknown = sorted(set(self.names) - set(self.DESCRIPTIONS))
         if unknown:
-            raise ValueError(f"unknown estimator(s) {unknown}; known: {list(self.DESCRIPTIONS)}")
+            raise UnknownEstimator(f"unknown estimator(s) {unknown}; choose from "
+                                   f"{list(self.DESCRIPTIONS)}")
         self.checkpoint, self.compile_regressor = checkpoint, compile_regressor
         self._assets: dict[str, Asset] = {}
         self._regressors: dict[str, object] = {}
@@ -176,6 +179,12 @@ class Estimators:
 
     def _unavailable(self, name: str, asset: Asset) -> str:
         """Why ``name`` cannot run on ``asset`` here ("" if it can)."""
+        if name == "detector":  # 2D keypoints only: no body model involved
+            return ""
+        try:
+            check_landmark_sets(asset.asset_id, asset.landmarks)
+        except MissingLandmarkSets as exc:
+            return str(exc)
         if not _needs_regressor(name):
             return ""
         return regressor_problem(asset, self.checkpoint) or ""
@@ -194,23 +203,25 @@ class Estimators:
         if asset_id not in self._assets:
             try:
                 self._assets[asset_id] = registry.load(asset_id, progress=self._progress)
-            except AssetNotFoundError as exc:
+            except SetupError as exc:  # not installed, or its file is broken
                 raise ProtocolError(ErrorCode.UNAVAILABLE, str(exc)) from None
         return self._assets[asset_id]
 
-    def assets(self) -> dict[str, dict]:
-        """What ``hello`` tells about each installed asset: its parameter spec and names."""
-        out = {}
+    def assets(self) -> tuple[dict[str, dict], list[dict]]:
+        """What ``hello`` tells about the installed assets: each readable one's parameter spec
+        and names, and each unreadable one's id and why (a broken file hides no other)."""
+        out, unreadable = {}, []
         for asset_id in sorted(set(registry.installed_ids()) | set(self._assets)):
             try:
                 asset = self.asset(asset_id)
-            except ProtocolError:
+            except ProtocolError as exc:
+                unreadable.append({"id": asset_id, "reason": exc.message})
                 continue
             out[asset_id] = {"spec_hash": asset.spec_hash, "kind": asset.meta["kind"],
                              "params": [p.to_json() for p in asset.param_spec],
                              "joint_names": asset.joint_names,
                              "expression_names": asset.meta.get("expression_names", [])}
-        return out
+        return out, unreadable
 
     def _regressor(self, asset: Asset):
         if asset.asset_id not in self._regressors:

