@@ -5,18 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
-from .body.errors import BodyModelError
 from .conventions import DEFAULT_ASSET_ID, MAX_PEOPLE
+from .errors import (
+    EXIT_BATCH_PARTLY_FAILED,
+    EXIT_BUG,
+    ClipError,
+    InputError,
+    PearError,
+    describe,
+    describe_bug,
+    exit_code,
+)
 from .estimator_names import ESTIMATORS
 from .paths import route_caches
-from .perception.frames import FootageError
-from .perception.people import PersonNotFound
-from .regressor.errors import CheckpointMismatch, RegressorUnavailable
-from .results import ResultsError
 from .server.config import ServerConfig
-from .server.errors import KeyFileError, ServeError
 
 ESTIMATOR_HELP = ("tracker (default: MediaPipe + optimization, no checkpoint needed), regressor "
                   "(the PEAR network per frame) or regressor+tracker (the network's estimate "
@@ -26,10 +31,6 @@ CHECKPOINT_HELP = ("the regressor checkpoint folder (weights.safetensors + confi
 PERSON_HELP = ("follow this person when several are in view: 1 = the leftmost in the first frame "
                "showing anybody (`backend people FOOTAGE` numbers them); default: the most "
                "prominent one")
-
-
-# Errors of the set-up (no or the wrong regressor checkpoint), not of one clip.
-SETUP_ERRORS = (RegressorUnavailable, CheckpointMismatch)
 
 
 def _person_number(text: str) -> int:
@@ -196,7 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bake(args: argparse.Namespace) -> int:
-    from .pipeline.bake import BakeError, bake_clip
+    from .pipeline.bake import bake_clip
 
     formats = tuple(f for f in ("fbx", "glb", "npz") if getattr(args, f))
     failed = []
@@ -208,11 +209,8 @@ def _bake(args: argparse.Namespace) -> int:
                               background=not args.no_background, max_frames=args.max_frames,
                               overlay=args.overlay, body_shape_keys=args.body_shape_keys,
                               person=args.person, checkpoint=args.checkpoint)
-        except (BakeError, *SETUP_ERRORS) as exc:  # the set-up, not the clip: stop
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except (BodyModelError, FootageError, PersonNotFound) as exc:  # this clip only: go on
-            print(f"error: {footage}: {exc}", file=sys.stderr)
+        except (ClipError, InputError) as exc:  # this clip only: go on (a SetupError stops)
+            print(describe(exc, about=str(footage)), file=sys.stderr)
             failed.append(footage)
             continue
         print(f"baked {baked.frames} frames in {baked.seconds:.1f} s ({baked.fps:.2f} frames/s)")
@@ -221,7 +219,7 @@ def _bake(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} of {len(args.footage)} clip(s) failed: {[str(f) for f in failed]}",
               file=sys.stderr)
-        return 1
+        return EXIT_BATCH_PARTLY_FAILED
     return 0
 
 
@@ -401,10 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     route_caches()
     try:
         return args.handler(args)
-    except (BodyModelError, FootageError, ResultsError, ServeError, KeyFileError,
-            PersonNotFound, *SETUP_ERRORS) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except PearError as error:  # what the user can fix: one line, no traceback
+        print(describe(error), file=sys.stderr)
+        return exit_code(error)
+    except Exception as error:  # a bug: the traceback helps whoever fixes it
+        traceback.print_exc()
+        print(describe_bug(error), file=sys.stderr)
+        return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class FootageError(ClipError, ValueError):
 # The command line's exit codes, one per kind (2 is also argparse's for a malformed command).
 EXIT_CODES: dict[type[PearError], int] = {InputError: 2, SetupError: 3, ClipError: 4}
 EXIT_BATCH_PARTLY_FAILED = 1  # `backend bake`: some clips failed, the others were baked
+EXIT_BUG = 70  # an exception the project did not mean to raise (sysexits' EX_SOFTWARE)
 
 
 def exit_code(error: PearError) -> int:
@@ -54,6 +55,14 @@ def exit_code(error: PearError) -> int:
     return next((code for kind, code in EXIT_CODES.items() if isinstance(error, kind)), 2)
 
 
-def describe(error: PearError) -> str:
-    """The one line a user reads: ``error: <message>``."""
-    return f"error: {error}"
+def describe(error: PearError, about: str | None = None) -> str:
+    """The one line a user reads: ``error: <message>``, or ``error: <about>: <message>`` to
+    say which of several things (a batch's clip) it is about, unless the message names it."""
+    message = str(error)
+    return f"error: {about}: {message}" if about and about not in message else f"error: {message}"
+
+
+def describe_bug(error: BaseException) -> str:
+    """The line under the traceback of an exception no check anticipated."""
+    return (f"error: this is a bug in PEAR ({type(error).__name__}), not something you did: "
+            "please report it with the traceback above")

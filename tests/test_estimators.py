@@ -102,7 +102,7 @@ def test_backend_fit_refuses_a_missing_checkpoint_before_reading_footage(tmp_pat
     result = backend("fit", str(tmp_path / "absent.mp4"), "-o", str(tmp_path / "r.npz"),
                      "--estimator", "regressor", home=server_home)
     # The set-up is the problem (no checkpoint), so it is named before the footage is.
-    assert result.returncode == 2 and "no regressor checkpoint in" in result.stderr
+    assert result.returncode == 3 and "no regressor checkpoint in" in result.stderr
     assert not (tmp_path / "r.npz").exists()
 
 

@@ -122,7 +122,7 @@ def test_backend_people_and_fit_person_on_a_video(two_people_frames, open_asset,
 
     missing = backend("fit", str(video), "-o", str(tmp_path / "r3.npz"), "--person", "3",
                       "--max-frames", "3", home=home)
-    assert missing.returncode == 2 and "shows 2 people" in missing.stderr
+    assert missing.returncode == 4 and "shows 2 people" in missing.stderr  # a clip error
     refused = backend("fit", str(video), "-o", str(tmp_path / "r0.npz"), "--person", "0",
                       home=home)
     assert refused.returncode == 2 and "from 1 (the leftmost)" in refused.stderr
