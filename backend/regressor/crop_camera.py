@@ -38,18 +38,19 @@ def crop_to_full(crop_camera: torch.Tensor, center: torch.Tensor, height: torch.
     return torch.cat([crop_camera[:, 1:] + shift, (2 * focal / scale)[:, None]], dim=1)
 
 
+def full_to_crop(cam_t: torch.Tensor, center: torch.Tensor, height: torch.Tensor,
+                 focal: torch.Tensor, principal_point: torch.Tensor) -> torch.Tensor:
+    """``crop_to_full``'s inverse: (B, 3) camera-frame translations -> (B, 3) crop cameras
+    (s, tx, ty), the regressor's target for a body placed at ``cam_t``."""
+    scale = 2 * focal / cam_t[:, 2]  # s * h
+    shift = 2 * (center - principal_point) / scale[:, None]
+    return torch.cat([(scale / height)[:, None], cam_t[:, :2] - shift], dim=1)
+
+
 def crop_intrinsics(focal: torch.Tensor, principal_point: torch.Tensor, center: torch.Tensor,
                     height: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The full camera seen through the crop, in crop pixels: focal (B,) and principal point
-    (B, 2)."""
+    (B, 2) (synthetic samples are rendered straight into the crop with it)."""
     zoom = INPUT_SIZE[0] / height
     origin = center - torch.stack([height * CROP_ASPECT, height], dim=1) / 2
     return focal * zoom, (principal_point - origin) * zoom[:, None]
-
-
-def crop_to_image(points: torch.Tensor, center: torch.Tensor, height: torch.Tensor
-                  ) -> torch.Tensor:
-    """(B, K, 2) crop pixels -> full-image pixels."""
-    zoom = INPUT_SIZE[0] / height
-    origin = center - torch.stack([height * CROP_ASPECT, height], dim=1) / 2
-    return points / zoom[:, None, None] + origin[:, None]
