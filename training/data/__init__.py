@@ -1,0 +1,1 @@
+"""Training data: body poses from motion capture or per-joint ranges, for the sample generator."""
