@@ -367,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--estimator", action="append", choices=[*ESTIMATORS, "detector"],
                        help="offer only these estimators (repeatable; default: all)")
     serve.add_argument("--max-batch", type=int, default=ServerConfig.max_batch,
-                       help="frames the device takes at a time across sessions (default "
-                       "%(default)s)")
+                       help="frames the worker takes at a time across sessions: detected one "
+                       "by one, then the regressor runs on those that need it as one batched "
+                       "forward per body model (default %(default)s)")
     serve.add_argument("--window", type=int, default=ServerConfig.window,
                        help="frames in flight per session (default %(default)s)")
     serve.add_argument("--max-sessions", type=int, default=ServerConfig.max_sessions,

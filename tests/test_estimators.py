@@ -8,6 +8,8 @@ the tracker started from them — and that without a checkpoint they are unavail
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 import torch
@@ -166,3 +168,39 @@ def test_a_sessions_principal_point_reaches_the_regressor_and_the_result(
     depth = placed[None].cam_t[:, 2:]
     np.testing.assert_allclose(placed[(300.0, 200.0)].cam_t[:, :2] - placed[None].cam_t[:, :2],
                                shift * depth / 900.0, rtol=1e-3, atol=1e-5)
+
+
+def _regressor_batches(client) -> collections.Counter:
+    (status,) = client.status()
+    return collections.Counter({int(size): count
+                                for size, count in status["regressor_batches"].items()})
+
+
+def test_regressor_frames_of_sessions_sending_at_once_share_batched_forwards(
+        regressor_server, frames):
+    """`serve --max-batch`: the frames the worker takes at a time (up to 8 here) go through the
+    regressor as one forward, whichever session sent them; each session's result is what it
+    gets alone."""
+    with Client(regressor_server.endpoint, timeout=120) as first, \
+            Client(regressor_server.endpoint, timeout=120) as second:
+        before = _regressor_batches(first)
+        sessions = [client.open_session(estimator="regressor", smooth=0.0)
+                    for client in (first, second)]
+        pending = [(session, session.send_frame(index, index / 30, image, "png"))
+                   for session in sessions for index, image in enumerate(frames)]
+        for session, request in pending:
+            session.receive(request)
+        together = [session.finish() for session in sessions]
+        batches = _regressor_batches(first) - before
+    assert sum(size * count for size, count in batches.items()) == 2 * FRAMES
+    # A forward larger than one session's frames held frames of both.
+    assert max(batches) > FRAMES, batches
+
+    with Client(regressor_server.endpoint, timeout=120) as client:
+        session = client.open_session(estimator="regressor", smooth=0.0)
+        list(session.stream(frames_of(frames), image_format="png"))
+        alone = session.finish()
+    for result in together:
+        np.testing.assert_allclose(result.cam_t, alone.cam_t, atol=1e-4)
+        for name, value in alone.params.items():
+            np.testing.assert_allclose(result.params[name], value, atol=1e-4, err_msg=name)

@@ -74,11 +74,13 @@ def load_regressor(asset: Asset, checkpoint: str | Path | None = None,
 
 
 class FrameRegressions:
-    """The regressor over a clip's frames as they come, a batch at a time, seen through the
-    clip's camera (focal length and principal point, pixels); frames without a person box are
-    skipped and later take their nearest neighbour's estimate."""
+    """The regressor over a clip's frames as they come, seen through the clip's camera (focal
+    length and principal point, pixels); frames without a person box are skipped and later
+    take their nearest neighbour's estimate. Queued frames run ``batch`` at a time; with
+    ``batch`` None only when told (``run_together``: the server batches across sessions)."""
 
-    def __init__(self, regressor, focal: float, center: tuple[float, float], batch: int = 8):
+    def __init__(self, regressor, focal: float, center: tuple[float, float],
+                 batch: int | None = 8):
         self.regressor, self.focal, self.center, self.batch = regressor, focal, center, batch
         self._queue: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._found: dict[int, dict[str, np.ndarray]] = {}  # position -> one frame's estimate
@@ -88,27 +90,44 @@ class FrameRegressions:
         if np.isnan(box).any():
             return
         self._queue.append((position, image, box))
-        if len(self._queue) >= self.batch:
-            self._run()
+        if self.batch is not None and len(self._queue) >= self.batch:
+            self.run_together([self])
 
-    def _run(self) -> None:
-        if not self._queue:
-            return
+    @property
+    def queued(self) -> int:
+        """Frames waiting for the regressor."""
+        return len(self._queue)
+
+    @staticmethod
+    def run_together(clips: list[FrameRegressions]) -> int:
+        """One forward of the regressor (the clips must share it) for every frame the clips
+        have queued, each seen through its own clip's camera; returns how many frames ran.
+        The queues are emptied even if the forward fails (those frames get no estimate)."""
+        queued = [(clip, item) for clip in clips for item in clip._queue]
+        if not queued:
+            return 0
         start = time.perf_counter()
-        positions, images, boxes = zip(*self._queue, strict=True)
-        prediction = self.regressor.predict(list(images), np.stack(boxes),
-                                            focal=np.full(len(images), self.focal),
-                                            center=np.tile(self.center, (len(images), 1)))
-        for k, position in enumerate(positions):
+        try:
+            prediction = clips[0].regressor.predict(
+                [image for _, (_, image, _) in queued],
+                np.stack([box for _, (_, _, box) in queued]),
+                focal=np.array([clip.focal for clip, _ in queued]),
+                center=np.array([clip.center for clip, _ in queued]))
+        finally:
+            for clip in clips:
+                clip._queue.clear()
+        for k, (clip, (position, _, _)) in enumerate(queued):
             estimate = {name: value[k] for name, value in prediction.params.items()}
             estimate["cam_t"] = prediction.cam_t[k]
-            self._found[position] = estimate
-        self._queue.clear()
-        self.seconds += time.perf_counter() - start
+            clip._found[position] = estimate
+        per_frame = (time.perf_counter() - start) / len(queued)
+        for clip, _ in queued:
+            clip.seconds += per_frame
+        return len(queued)
 
     def finish(self, frames: int) -> dict[str, np.ndarray]:
         """Per-frame estimates (T, ...) of every parameter and ``cam_t``."""
-        self._run()
+        self.run_together([self])
         if not self._found:
             raise PersonNotFound("nobody was found in any frame, so the regressor had no "
                                  "person to crop; check the footage shows a person")
@@ -191,14 +210,15 @@ class ClipRecovery:
     regressor, for the estimators that use it), then the estimator over the clip.
 
     ``person``/``person_box``: which person to follow (``ClipDetector``); ``regressor``: a
-    loaded one (``load_regressor``), needed by the regressor estimators; ``focal``,
-    ``center``: the camera's focal length and principal point in pixels, if known.
+    loaded one (``load_regressor``), needed by the regressor estimators, run on
+    ``regressor_batch`` frames at a time (None: when told, see ``FrameRegressions``);
+    ``focal``, ``center``: the camera's focal length and principal point in pixels, if known.
     """
 
     def __init__(self, width: int, height: int, asset: Asset, estimator: str = "tracker",
                  regressor=None, focal: float | None = None, person: int | None = None,
                  person_box: np.ndarray | None = None,
-                 center: tuple[float, float] | None = None):
+                 center: tuple[float, float] | None = None, regressor_batch: int | None = 8):
         self.asset, self.estimator = asset, check_estimator(estimator)
         self.focal, self.center = focal, center
         # A set-up problem: named before any frame is decoded, not after the detection.
@@ -206,7 +226,8 @@ class ClipRecovery:
         if uses_regressor(estimator) and regressor is None:
             raise ValueError(f"the {estimator!r} estimator needs a loaded regressor")
         self.regressions = (FrameRegressions(regressor, focal or float(max(width, height)),
-                                             principal_point(width, height, center))
+                                             principal_point(width, height, center),
+                                             batch=regressor_batch)
                             if uses_regressor(estimator) else None)
         self.detector = ClipDetector(width, height, person=person, person_box=person_box)
 

@@ -15,7 +15,7 @@ class ServerConfig:
     bind: str = DEFAULT_SERVER_ADDRESS
     keys: Path | None = None  # a `backend keys generate` folder: CURVE on, clients checked
     window: int = 32  # frames in flight per session
-    max_batch: int = 8  # frames the worker takes at a time across sessions
+    max_batch: int = 8  # frames the worker takes at a time across sessions (one regressor forward)
     max_sessions: int = 64
     session_timeout: float = 120.0  # seconds without a message before a session is reclaimed
     shutdown_grace: float = 30.0  # seconds to finish queued work on SIGINT/SIGTERM

@@ -15,7 +15,8 @@ An estimator session takes frames one at a time, in order (``add_frame`` returns
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,13 +30,14 @@ from ..estimator_names import ESTIMATORS, UnknownEstimator, uses_regressor
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector, person_box
 from ..perception.people import PersonNotFound
-from ..pipeline.recovery import ClipRecovery, load_regressor, regressor_problem
+from ..pipeline.recovery import ClipRecovery, FrameRegressions, load_regressor, regressor_problem
 from ..pipeline.rig import build_rig, subject_params
 from ..results import results_to_message
 from ..tracking.tracker import check_landmark_sets
 from .protocol import ErrorCode, ProtocolError
 
 PARTS = ("pose", "face", "left_hand", "right_hand")
+logger = logging.getLogger("backend.server")
 
 
 class Cancelled(ClipError):
@@ -68,6 +70,11 @@ class DetectorClip:
 
     def _start(self, width: int, height: int) -> ClipDetector | ClipRecovery:
         return ClipDetector(width, height, **self.following)
+
+    @property
+    def regressions(self) -> FrameRegressions | None:
+        """The regressor's queue of this clip's frames (None: no regressor, or no frame yet)."""
+        return None
 
     def add_frame(self, index: int, time: float, image: np.ndarray) -> dict:
         height, width = image.shape[:2]
@@ -121,9 +128,15 @@ class EstimatorClip(DetectorClip):
         center = None
         if "cx" in intrinsics or "cy" in intrinsics:
             center = (intrinsics.get("cx", width / 2), intrinsics.get("cy", height / 2))
+        # regressor_batch None: the server runs the regressor over several sessions' frames
+        # at once (run_regressor_batches).
         return ClipRecovery(width, height, self.asset, estimator=self.settings["estimator"],
                             regressor=self.regressor, focal=intrinsics.get("focal"),
-                            center=center, **self.following)
+                            center=center, regressor_batch=None, **self.following)
+
+    @property
+    def regressions(self) -> FrameRegressions | None:
+        return None if self._clip is None else self._clip.regressions
 
     def finish(self, cancelled: Callable[[], bool]) -> dict:
         self._check_frames()
@@ -145,6 +158,28 @@ class EstimatorClip(DetectorClip):
         if self.settings.get("rig"):
             reply["rig"] = build_rig(self.asset, subject)
         return reply
+
+
+def run_regressor_batches(clips: Iterable[DetectorClip]) -> tuple[list[int],
+                                                                  dict[DetectorClip, str]]:
+    """The frames these sessions' clips have queued for the regressor, run as one batched
+    forward per regressor (one per body model) whichever session they came from. Returns the
+    batch sizes run, and for the clips whose batch failed why (those frames have no estimate:
+    the clip takes its neighbours')."""
+    groups: dict[int, dict[int, tuple[DetectorClip, FrameRegressions]]] = {}
+    for clip in clips:
+        regressions = clip.regressions
+        if regressions is not None and regressions.queued:
+            groups.setdefault(id(regressions.regressor), {})[id(regressions)] = (clip, regressions)
+    sizes, failed = [], {}
+    for group in groups.values():
+        try:
+            sizes.append(FrameRegressions.run_together([r for _, r in group.values()]))
+        except Exception as exc:  # reported per frame; the server keeps serving
+            logger.exception("the regressor failed")
+            failed.update({clip: f"the regressor failed: {type(exc).__name__}: {exc}"
+                           for clip, _ in group.values()})
+    return sizes, failed
 
 
 def _needs_regressor(name: str) -> bool:

@@ -5,7 +5,9 @@ Threads and why:
   ones at once and queues frames; it never runs a model, so a slow model or a slow client
   cannot stall anyone's ``ping``;
 - one frame worker runs the per-frame models, taking up to ``max_batch`` queued frames at a
-  time round-robin over sessions (fair to every client; a session's frames stay in order);
+  time round-robin over sessions (fair to every client; a session's frames stay in order):
+  the detector per frame, then the regressor once per body model for all of those frames
+  that need it, whichever session they came from (one batched forward on the device);
 - the finisher, on the thread that calls ``run``, runs ``session.close`` (the tracker's fit
   over a clip: seconds to minutes), so other sessions' frames keep flowing meanwhile.
 Workers hand replies back to the I/O thread over an inproc PUSH/PULL pair: ZeroMQ sockets are
@@ -137,6 +139,7 @@ class Server:
         self._started = time.monotonic()
         self._served = itertools.count()
         self._frames_received = 0  # accepted into a queue, since start
+        self._regressor_batches: collections.Counter[int] = collections.Counter()  # size: count
         self._worker = threading.Thread(target=self._frame_worker, name="frames", daemon=True)
         self._io = threading.Thread(target=self._serve_io, name="io", daemon=True)
         self._finisher_done = threading.Event()
@@ -250,6 +253,8 @@ class Server:
         with self._lock:
             return {"sessions": len(self._sessions), "queued": self._queued(),
                     "frames_received": self._frames_received,
+                    "regressor_batches": {str(size): count for size, count
+                                          in sorted(self._regressor_batches.items())},
                     "uptime_s": round(time.monotonic() - self._started, 3),
                     "stopping": self._stop_requested.is_set()}
 
@@ -409,12 +414,36 @@ class Server:
                 batch = self._next_batch()
                 if not batch and self._stopping.is_set():
                     return
+                detected = []  # frames whose replies wait for the regressor
                 for session, job in batch:
+                    if job.kind != "frame":  # a session's frames are regressed before it ends
+                        self._regress_and_reply(detected, out)
                     reply = self._run_job(session, job)
-                    if reply is not None:
+                    if job.kind == "frame":
+                        detected.append((session, job, reply))
+                    elif reply is not None:
                         out.send_multipart([job.peer, pack(reply)])
+                self._regress_and_reply(detected, out)
         finally:
             out.close(linger=1000)
+
+    def _regress_and_reply(self, detected: list[tuple[_SessionSlot, _Job, dict]],
+                           out: zmq.Socket) -> None:
+        """Run the regressor over the frames just detected (one batched forward per body
+        model, across sessions), then send their replies; empties ``detected``."""
+        from .estimators import run_regressor_batches
+
+        if not detected:
+            return
+        sizes, failed = run_regressor_batches(session.estimator for session, _, _ in detected)
+        with self._lock:
+            self._regressor_batches.update(sizes)
+        for session, job, reply in detected:
+            if reply["ok"] and session.estimator in failed:
+                reply = error_reply(job.request_id, ErrorCode.INTERNAL, f"frame "
+                                    f"{job.request.fields['index']}: {failed[session.estimator]}")
+            out.send_multipart([job.peer, pack(reply)])
+        detected.clear()
 
     def _run_job(self, session: _SessionSlot, job: _Job) -> dict | None:
         if job.kind == "release":
