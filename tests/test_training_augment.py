@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
+from backend.body.landmark_model import LandmarkModel
 from backend.camera import to_camera
 from backend.conventions import MODEL_TO_CAMERA
 from backend.regressor.crop_camera import crop_box, crop_intrinsics
@@ -68,7 +69,7 @@ def labels(model, scene: Scene, center, height: float) -> Sample:
     layout = ParamLayout(list(model.spec.values()))
     vector = layout.encode(scene.params, full_to_crop(scene.cam_t, center, height))
     with torch.no_grad():
-        truth = predict(vector, batch, layout, model, sets)
+        truth = predict(vector, batch, layout, LandmarkModel(model), sets)
     sample.params = {k: v[0].numpy() for k, v in scene.params.items()}
     sample.joints3d = truth.joints3d[0].numpy()
     sample.keypoints2d = {name: np.concatenate([points[0].numpy(), np.ones((len(points[0]), 1))],
