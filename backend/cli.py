@@ -132,13 +132,31 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_bar(label: str, done: int, total: int) -> None:
+    """A one-line progress bar on stderr, redrawn in place."""
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r{label:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _load_asset(asset_id: str):
+    """An installed body model; building the default one on first use says so on stderr."""
+    from .body import registry
+
+    return registry.load(asset_id, progress=lambda message: print(message, file=sys.stderr))
+
+
 def _fit(args: argparse.Namespace) -> int:
     from .pipeline.fit import fit_footage
 
-    fit_footage(args.footage, args.output, asset_id=args.asset, smooth=args.smooth,
-                on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
-                overlay=args.overlay, person=args.person, estimator=args.estimator,
-                checkpoint=args.checkpoint)
+    fitted = fit_footage(args.footage, _load_asset(args.asset), args.output, smooth=args.smooth,
+                         on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
+                         overlay=args.overlay, person=args.person, estimator=args.estimator,
+                         checkpoint=args.checkpoint, progress=_progress_bar)
+    print("\n".join(fitted.summary()))
     return 0
 
 
@@ -200,15 +218,17 @@ def _bake(args: argparse.Namespace) -> int:
     from .pipeline.bake import bake_clip
 
     formats = tuple(f for f in ("fbx", "glb", "npz") if getattr(args, f))
+    asset = _load_asset(args.asset)  # once for the whole batch
     failed = []
     for number, footage in enumerate(args.footage, start=1):
         print(f"[{number}/{len(args.footage)}] {footage}", flush=True)
         try:
-            baked = bake_clip(footage, args.out, estimator=args.estimator, asset_id=args.asset,
+            baked = bake_clip(footage, args.out, asset, estimator=args.estimator,
                               smooth=args.smooth, focal=args.focal, formats=formats,
                               background=not args.no_background, max_frames=args.max_frames,
                               overlay=args.overlay, body_shape_keys=args.body_shape_keys,
-                              person=args.person, checkpoint=args.checkpoint)
+                              person=args.person, checkpoint=args.checkpoint,
+                              progress=_progress_bar)
         except (ClipError, InputError) as exc:  # this clip only: go on (a SetupError stops)
             print(describe(exc, about=str(footage)), file=sys.stderr)
             failed.append(footage)

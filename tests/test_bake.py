@@ -24,7 +24,7 @@ def baked(tmp_path_factory, server_home, open_asset, bpy_module):
         "expression_names"]), clip)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PEAR_HOME", str(server_home))
-        return bake_clip(clip, folder / "out", formats=("fbx", "glb", "npz"))
+        return bake_clip(clip, folder / "out", open_asset, formats=("fbx", "glb", "npz"))
 
 
 def _fcurves(action):

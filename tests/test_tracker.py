@@ -183,3 +183,11 @@ def test_a_rough_start_lets_a_shorter_schedule_match_the_full_fit(fitted, open_a
     with pytest.raises(ValueError, match=r"initial 'body_pose' has shape \(2, 21, 3\)"):
         config = TrackerConfig(initial={"body_pose": np.zeros((2, 21, 3))})
         Tracker(BodyModel(open_asset), config).fit(clip.keypoints)
+
+
+def test_the_tracker_leaves_the_callers_model_as_it_was(open_model):
+    """The tracker runs in float32 on its own copy; the caller's float64 model is unchanged."""
+    before = open_model.v_template.dtype
+    tracker = Tracker(open_model, TrackerConfig())
+    assert tracker.model.v_template.dtype == torch.float32
+    assert open_model.v_template.dtype == before == torch.float64

@@ -58,7 +58,7 @@ def run_blender_bench(progress: bool = True, bake_frames: int = 30) -> dict:
         colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
         motion = demo_motion(model, bake_frames, asset.meta.get("expression_names", []))
         render_demo_clip(model, colors, motion, clip)
-        baked = bake_clip(clip, Path(folder) / "baked")
+        baked = bake_clip(clip, Path(folder) / "baked", asset)
     return {
         "apply_300_s": round(apply_s, 4),
         "curves": len(rig["joint_names"]) * 4 + 3 + len(rig["expression_names"]),

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..body import registry
+from ..body.asset import Asset
 from ..errors import SetupError
 from ..estimator_names import ESTIMATORS
 from ..results import save_results
-from .fit import fit_footage
+from .fit import Progress, fit_footage
 from .rig import build_rig, subject_params
 
 
@@ -46,17 +46,17 @@ def _import_bpy():
     return bpy
 
 
-def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
-              asset_id: str = registry.DEFAULT_ASSET_ID, smooth: float = 1.0,
-              focal: float | None = None, formats: tuple[str, ...] = (),
+def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "tracker",
+              smooth: float = 1.0, focal: float | None = None, formats: tuple[str, ...] = (),
               background: bool = True, max_frames: int | None = None,
               overlay: bool = False, body_shape_keys: bool = False,
-              person: int | None = None, checkpoint: Path | None = None) -> BakeOutputs:
-    """Bake one clip into ``out_dir``; ``formats`` from ``fbx``, ``glb``, ``npz``; with
-    ``overlay``, also a video of the fitted mesh over the footage; with ``body_shape_keys``,
-    shape keys for the leading body-shape components too; ``person``: which person to follow
-    when several are in view (``ClipDetector``); ``estimator`` and ``checkpoint`` as in
-    ``fit_footage``."""
+              person: int | None = None, checkpoint: Path | None = None,
+              progress: Progress | None = None) -> BakeOutputs:
+    """Bake one clip of ``asset``'s body into ``out_dir``; ``formats`` from ``fbx``, ``glb``,
+    ``npz``; with ``overlay``, also a video of the fitted mesh over the footage; with
+    ``body_shape_keys``, shape keys for the leading body-shape components too; ``person``:
+    which person to follow when several are in view (``ClipDetector``); ``estimator``,
+    ``checkpoint`` and ``progress`` as in ``fit_footage``."""
     if estimator not in ESTIMATORS:
         raise BakeError(f"estimator {estimator!r} is not available; choose from "
                         f"{list(ESTIMATORS)}")
@@ -69,10 +69,9 @@ def bake_clip(footage: Path, out_dir: Path, estimator: str = "tracker",
     files = {"blend": out_dir / f"{name}.blend"}
     if overlay:
         files["overlay"] = out_dir / f"{name}_overlay.mp4"
-    results = fit_footage(footage, None, asset_id=asset_id, smooth=smooth, focal=focal,
-                          max_frames=max_frames, overlay=files.get("overlay"), person=person,
-                          estimator=estimator, checkpoint=checkpoint)
-    asset = registry.load(asset_id)
+    results = fit_footage(footage, asset, smooth=smooth, focal=focal, max_frames=max_frames,
+                          overlay=files.get("overlay"), person=person, estimator=estimator,
+                          checkpoint=checkpoint, progress=progress).results
     rig = build_rig(asset, subject_params(asset, results.params))
 
     bpy.ops.wm.read_factory_settings(use_empty=True)

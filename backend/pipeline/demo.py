@@ -119,8 +119,8 @@ def run_demo(out: Path, frames: int = 60, asset_id: str = registry.DEFAULT_ASSET
     colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
     render_demo_clip(model, colors, params, clip_path)
     print("3/3 baking the clip into a Blender rig (backend bake) ...", flush=True)
-    baked = bake_clip(clip_path, out, asset_id=asset.asset_id, focal=DEMO_FOCAL,
-                      formats=("fbx", "npz"), overlay=True)
+    baked = bake_clip(clip_path, out, asset, focal=DEMO_FOCAL, formats=("fbx", "npz"),
+                      overlay=True)
     results = load_results(baked.files["npz"])
     fitted = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in results.params.items()}
     with torch.inference_mode():

@@ -1,41 +1,81 @@
-"""``backend fit``: footage -> MediaPipe Holistic (-> regressor) -> estimator -> result file."""
+"""``backend fit``: footage -> MediaPipe Holistic (-> regressor) -> estimator -> result file.
+
+Returns what it did (``FootageFit``) and prints nothing: the command line reports it.
+"""
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..body import registry
+from ..body.asset import Asset
 from ..body.model import BodyModel
 from ..perception.frames import OnError, open_footage
 from ..perception.holistic import feed
 from ..results import ClipResults, save_results
 from .recovery import ClipRecovery, load_regressor, uses_regressor
 
-
-def _bar(label: str, done: int, total: int) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r{label:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+# (what is being done, steps done, steps in all)
+Progress = Callable[[str, int, int], None]
 
 
-def fit_footage(footage: str | Path, out: str | Path | None,
-                asset_id: str = registry.DEFAULT_ASSET_ID,
+@dataclass
+class FootageFit:
+    """A fitted clip, what it cost and what was written."""
+
+    results: ClipResults
+    estimator: str
+    width: int
+    height: int
+    fps: float
+    seconds: float  # decoding to results (the overlay not included)
+    detect_s: float  # decoding + detection (+ the regressor)
+    fit_s: float  # the estimator over the clip
+    reprojection_px: dict[str, float]
+    files: dict[str, Path] = field(default_factory=dict)  # "results", "overlay"
+
+    def summary(self) -> list[str]:
+        """What a person reads after a fit: speed, detection rates, errors, files."""
+        info, frames = self.results.info, max(len(self.results.frames), 1)
+        regressor = (f", of which the regressor {info['regressor_s'] / frames:.3f}"
+                     if uses_regressor(self.estimator) else "")
+        lines = [f"{len(self.results.frames)} frames ({self.width}x{self.height}, "
+                 f"{self.fps:.1f} fps) in {self.seconds:.1f} s = {self.seconds / frames:.3f} "
+                 f"s/frame (detection {self.detect_s / frames:.3f}{regressor}, "
+                 f"{self.estimator} {self.fit_s / frames:.3f})",
+                 "found: " + _percentages(info["detection_rates"])]
+        if info.get("holistic_only_rates"):
+            lines.append(f"  (Holistic alone: {_percentages(info['holistic_only_rates'])}; the "
+                         "rest from upscaled crops)")
+        lines.append("mean reprojection error: " + ", ".join(
+            f"{part} {error:.1f} px" for part, error in self.reprojection_px.items()))
+        if failures := info.get("decode_failures"):
+            lines.append(f"skipped {len(failures)} undecodable frame(s): "
+                         f"{[index for index, _ in failures][:20]}")
+        if "results" in self.files:
+            lines.append(f"wrote {self.files['results']}")
+        if "overlay" in self.files:
+            lines.append(f"wrote {self.files['overlay']} (the fitted mesh over the footage)")
+        return lines
+
+
+def _percentages(rates: dict[str, float]) -> str:
+    return ", ".join(f"{part} {100 * rate:.1f}%" for part, rate in rates.items())
+
+
+def fit_footage(footage: str | Path, asset: Asset, out: str | Path | None = None,
                 smooth: float = 1.0, on_error: OnError = "skip", focal: float | None = None,
                 max_frames: int | None = None, overlay: str | Path | None = None,
-                progress: bool = True, person: int | None = None,
+                progress: Progress | None = None, person: int | None = None,
                 estimator: str = "tracker", checkpoint: str | Path | None = None
-                ) -> ClipResults:
-    """Footage -> detections -> the estimator (``recovery.py``) -> results (saved to ``out``
-    unless None), with a summary on stdout. ``person``: which person to follow
-    (``ClipDetector``); ``checkpoint``: the regressor's (default: the body model's in
-    ``$PEAR_HOME/checkpoints``)."""
+                ) -> FootageFit:
+    """Footage -> detections -> the estimator (``recovery.py``) -> results, saved to ``out``
+    unless None, with the mesh drawn over the footage into ``overlay`` if given. ``person``:
+    which person to follow (``ClipDetector``); ``checkpoint``: the regressor's (default: the
+    body model's in ``$PEAR_HOME/checkpoints``)."""
     start = time.perf_counter()
-    asset = registry.load(asset_id, progress=lambda m: print(m, file=sys.stderr))
     # Checked before any frame is decoded: a missing checkpoint is the set-up, not the clip.
     regressor = load_regressor(asset, checkpoint) if uses_regressor(estimator) else None
     source = open_footage(footage, on_error=on_error)
@@ -51,42 +91,23 @@ def fit_footage(footage: str | Path, out: str | Path | None,
     recovery = ClipRecovery(source.width, source.height, asset, estimator=estimator,
                             regressor=regressor, focal=focal, person=person)
     label = "detecting (MediaPipe)" if regressor is None else "detecting + regressor"
-    feed(recovery, limited(), (lambda n: _bar(label, n, total)) if progress else None)
+    feed(recovery, limited(), (lambda n: progress(label, n, total)) if progress else None)
     detect_s = time.perf_counter() - detect_start
     results, fit = recovery.finish(
         source.fps, smooth=smooth,
-        progress=(lambda label, step, steps: _bar(f"fitting: {label}", step, steps))
+        progress=(lambda stage, step, steps: progress(f"fitting: {stage}", step, steps))
         if progress else None)
-    rates, first_pass = results.info["detection_rates"], results.info["holistic_only_rates"]
     results.info.update({"footage": str(Path(footage).resolve()),
                          "footage_frames": source.frame_count,
                          "decode_failures": source.failures, "detect_s": round(detect_s, 2),
                          "person": person})
+    files = {}
     if out is not None:
-        save_results(results, out)
-    elapsed = time.perf_counter() - start
-    frames = len(results.frames)
-    regressor_note = (f", of which the regressor {results.info['regressor_s'] / frames:.3f}"
-                      if regressor is not None else "")
-    print(f"{frames} frames ({source.width}x{source.height}, {source.fps:.1f} fps) in "
-          f"{elapsed:.1f} s = {elapsed / frames:.3f} s/frame (detection {detect_s / frames:.3f}"
-          f"{regressor_note}, {estimator} {fit.seconds / frames:.3f})")
-    print("found: " + ", ".join(f"{part} {100 * rate:.1f}%" for part, rate in rates.items()))
-    if first_pass:
-        print("  (Holistic alone: " + ", ".join(
-            f"{part} {100 * rate:.1f}%" for part, rate in first_pass.items())
-            + "; the rest from upscaled crops)")
-    print("mean reprojection error: " + ", ".join(
-        f"{part} {error:.1f} px" for part, error in fit.reprojection_px.items()))
-    if source.failures:
-        print(f"skipped {len(source.failures)} undecodable frame(s): "
-              f"{[index for index, _ in source.failures][:20]}")
-    if out is not None:
-        print(f"wrote {out}")
+        files["results"] = save_results(results, out)
+    seconds = time.perf_counter() - start
     if overlay:
         from .overlay import write_overlay
 
-        write_overlay(results, BodyModel(asset), overlay)
-        print(f"wrote {overlay} (the fitted mesh over the footage)")
-    return results
-
+        files["overlay"] = write_overlay(results, BodyModel(asset), overlay)
+    return FootageFit(results, estimator, source.width, source.height, source.fps, seconds,
+                      detect_s, fit.seconds, fit.reprojection_px, files)

@@ -174,6 +174,7 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
     camera's focal length and principal point in pixels, if known."""
     if uses_regressor(estimator) and start is None:
         raise ValueError(f"the {estimator!r} estimator needs the regressor's per-frame estimates")
+    model = BodyModel(asset)
     if estimator == "regressor":
         fit = regressor_fit(start, asset, detections,
                             focal or float(max(detections.width, detections.height)),
@@ -186,8 +187,7 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
         if start is not None:
             config.iterations = REFINE_ITERATIONS
         config.smoothness *= smooth
-        fit = Tracker(BodyModel(asset), config).fit(keypoints, progress=progress)
-    model = BodyModel(asset)
+        fit = Tracker(model, config).fit(keypoints, progress=progress)
     with torch.no_grad():
         rest_joints = model(betas=torch.as_tensor(fit.params["betas"])).rest_joints[0].numpy()
     params, cam_t = postprocess(fit.params, fit.cam_t, model.spec, rest_joints, model.joint_names,

@@ -17,7 +17,7 @@ def render_frames(model: BodyModel, params: dict[str, torch.Tensor], cam_t: torc
     """RGB uint8 frames of the posed, painted model seen through the tracker's camera."""
     width, height = size
     with torch.no_grad():
-        vertices = model.double()(params).vertices
+        vertices = model.converted(torch.float64)(params).vertices
     frames = []
     for t in range(vertices.shape[0]):
         camera = to_camera(vertices[t:t + 1], cam_t[t:t + 1].double())[0]

@@ -43,7 +43,7 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
     through a camera of focal length ``focal`` and principal point ``center`` (pixels;
     default the image centre)."""
     rng = np.random.default_rng(seed)
-    model = model.double()
+    model = model.converted(torch.float64)
     params = {k: v.clone() for k, v in model.default_params(frames).items()}
     names = model.joint_names
     with torch.no_grad():

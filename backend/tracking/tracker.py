@@ -159,7 +159,7 @@ class Tracker:
         self.config = config or TrackerConfig()
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         check_landmark_sets(model.asset_id, model.landmark_names)
-        self.model = model.to(device=device, dtype=torch.float32)
+        self.model = model.converted(torch.float32, device)
         # The first stages see only the body's points: computing just those halves a step.
         self.body_landmarks = LandmarkModel(self.model, [PART_LANDMARKS["pose"]])
         self.all_landmarks = LandmarkModel(self.model)
