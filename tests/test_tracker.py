@@ -54,6 +54,13 @@ def test_landmark_model_computes_only_the_sets_asked_for(open_model):
         LandmarkModel(open_model, ["mediapipe_pose34"])
 
 
+def test_landmark_model_with_no_sets_gives_the_joints_alone(open_model):
+    params = random_params(open_model, 3, seed=5)
+    landmarks, joints = LandmarkModel(open_model, [])(params)
+    assert landmarks == {}
+    assert torch.allclose(joints, open_model(params).joints, atol=1e-8)
+
+
 def test_head_model_assets_fall_back_to_the_full_forward(ehm_model):
     sparse = LandmarkModel(ehm_model)
     params = random_params(ehm_model, batch=2, seed=2)

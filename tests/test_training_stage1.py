@@ -6,19 +6,20 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
+from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
 from backend.regressor.layout import ParamLayout
 from training.cli import main as pear_train
 from training.config import CONFIG_DIR, ConfigError, TrainConfig, load_config
-from training.data.batch import Sample, collate
+from training.data.batch import collate
 from training.forward import JOINTS, predict
 from training.losses import compute_loss
 
 from .conftest import random_params
+from .training_support import labelled_samples_and_truth
 
 # -- configurations ---------------------------------------------------------------------------
 
@@ -92,35 +93,22 @@ def test_pear_train_help_does_not_import_torch():
 
 
 def _labelled_batch(model: BodyModel, layout: ParamLayout, count: int = 3, seed: int = 0):
-    """A batch whose labels are exactly what the network output ``vector`` predicts."""
-    params = random_params(model, count, seed=seed, skip=("transl", "joints_offset",
-                                                          "head_scale"))
-    params = {k: v.float() for k, v in params.items()}
-    camera = torch.tensor([[0.9, 0.05, -0.1]]).repeat(count, 1)
-    vector = layout.encode(params, camera)
-    samples = [Sample(image=np.zeros((256, 192, 3), np.uint8), focal=1000.0 + 100 * i,
-                      principal_point=(640.0, 360.0), box_center=(600.0 + 20 * i, 380.0),
-                      box_height=500.0, id=f"test/{i}") for i in range(count)]
-    sizes = {JOINTS: len(model.joint_names)}
-    batch = collate(samples, layout_spec(layout), len(model.joint_names), sizes)
-    with torch.no_grad():
-        truth = predict(vector, batch, layout, model, [JOINTS])
-    for name in params:
-        batch.params[name] = params[name]
-        batch.has_params[name] = torch.ones(count)
-    batch.joints3d, batch.has_joints3d = truth.joints3d, torch.ones(count)
-    batch.keypoints2d[JOINTS] = torch.cat(
-        [truth.keypoints2d[JOINTS], torch.ones(count, len(model.joint_names), 1)], -1)
+    """Samples with exact labels, as a batch, and the network output that predicts them."""
+    samples, vector = labelled_samples_and_truth(model, count, seed)
+    batch = collate(samples, [slot.spec for slot in layout.slots], len(model.joint_names),
+                    {JOINTS: len(model.joint_names)})
     return vector, batch
-
-
-def layout_spec(layout: ParamLayout):
-    return [slot.spec for slot in layout.slots]
 
 
 @pytest.fixture(scope="module")
 def float_model(smplx_asset):
     return BodyModel(smplx_asset), ParamLayout(smplx_asset.param_spec)
+
+
+@pytest.fixture(scope="module")
+def joints_only(float_model):
+    """What the trainer poses: the joints alone (this asset has no landmark sets)."""
+    return LandmarkModel(float_model[0], [])
 
 
 def test_layout_encode_inverts_decode(float_model):
@@ -140,23 +128,23 @@ def test_keypoints_of_the_truth_sit_inside_the_crop_units(float_model):
     assert points.abs().max() < 1.0  # a person of ~1.5 m filling ~0.9 of a 500 px crop
 
 
-def test_the_loss_is_zero_at_the_truth_and_grows_with_each_error(float_model):
+def test_the_loss_is_zero_at_the_truth_and_grows_with_each_error(float_model, joints_only):
     model, layout = float_model
     vector, batch = _labelled_batch(model, layout)
     weights = TrainConfig().loss
-    at_truth = compute_loss(predict(vector, batch, layout, model, [JOINTS]), batch, weights)
+    at_truth = compute_loss(predict(vector, batch, layout, joints_only, [JOINTS]), batch, weights)
     assert at_truth.total.item() < 1e-6
     assert {"global_orient", "body_pose", "hand_pose", "betas", "kp3d", "kp2d"} <= set(
         at_truth.per_sample)
     wrong = vector.clone()
     slot = next(s for s in layout.slots if s.spec.name == "body_pose")
     wrong[:, slot.start:slot.start + 6] += 0.3  # the first body joint's rotation
-    off = compute_loss(predict(wrong, batch, layout, model, [JOINTS]), batch, weights)
+    off = compute_loss(predict(wrong, batch, layout, joints_only, [JOINTS]), batch, weights)
     assert off.terms()["body_pose"] > 0 and off.terms()["kp3d"] > 0 and off.terms()["kp2d"] > 0
     assert off.terms()["betas"] < 1e-9 and off.terms()["global_orient"] < 1e-9
 
 
-def test_masks_keep_unlabelled_samples_out_of_their_terms(float_model):
+def test_masks_keep_unlabelled_samples_out_of_their_terms(float_model, joints_only):
     model, layout = float_model
     vector, batch = _labelled_batch(model, layout)
     batch.has_params["betas"] = torch.tensor([1.0, 0.0, 1.0])
@@ -166,19 +154,19 @@ def test_masks_keep_unlabelled_samples_out_of_their_terms(float_model):
     slot = next(s for s in layout.slots if s.spec.name == "betas")
     wrong[:, slot.start] += 1.0
     wrong[:, layout.params_size] += 0.2  # the crop camera's scale: 2D and depth
-    losses = compute_loss(predict(wrong, batch, layout, model, [JOINTS]), batch,
+    losses = compute_loss(predict(wrong, batch, layout, joints_only, [JOINTS]), batch,
                           TrainConfig().loss).per_sample
     assert losses["betas"][1] == 0 and losses["betas"][0] > 0 and losses["betas"][2] > 0
     assert losses["kp3d"][0] == 0
     assert losses["kp2d"][2] == 0 and losses["kp2d"][0] > 0
 
 
-def test_gradients_reach_every_output_group(float_model):
+def test_gradients_reach_every_output_group(float_model, joints_only):
     model, layout = float_model
     vector, batch = _labelled_batch(model, layout)
     noisy = (vector + 0.05 * torch.randn(vector.shape, generator=torch.Generator()
                                          .manual_seed(1))).requires_grad_()
-    compute_loss(predict(noisy, batch, layout, model, [JOINTS]), batch,
+    compute_loss(predict(noisy, batch, layout, joints_only, [JOINTS]), batch,
                  TrainConfig().loss).total.backward()
     for slot in layout.slots:
         grad = noisy.grad[:, slot.start:slot.start + slot.size]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from backend.body.model import BodyModel
+from backend.body.landmark_model import LandmarkModel
 from backend.camera import project, to_camera
 from backend.regressor.crop_camera import crop_to_full
 from backend.regressor.layout import ParamLayout
@@ -28,17 +28,19 @@ class Prediction:
     keypoints2d: dict[str, torch.Tensor]  # set -> (B, K, 2) normalized crop units
 
 
-def predict(vector: torch.Tensor, batch: Batch, layout: ParamLayout, body: BodyModel,
+def predict(vector: torch.Tensor, batch: Batch, layout: ParamLayout, body: LandmarkModel,
             keypoint_sets: list[str]) -> Prediction:
-    """The network's output for ``batch`` as a posed body seen through each crop's camera."""
+    """The network's output for ``batch`` as a posed body seen through each crop's camera.
+    ``body`` computes only the joints and the landmark sets the losses use, not the mesh:
+    a fraction of the full forward's cost (``backend.body.landmark_model``)."""
     rotations, params, crop_camera = layout.decode_with_matrices(vector)
     cam_t = crop_to_full(crop_camera, batch.box_center, batch.box_height, batch.focal,
                          batch.principal_point)
-    output = body(params)
-    points = {JOINTS: output.joints, **output.landmarks}
+    landmarks, joints = body(params)
+    points = {JOINTS: joints, **landmarks}
     keypoints = {}
     for name in keypoint_sets:
         pixels = project(to_camera(points[name], cam_t), batch.focal[:, None, None],
                          batch.principal_point[:, None])
         keypoints[name] = (pixels - batch.box_center[:, None]) / batch.box_height[:, None, None]
-    return Prediction(rotations, params, cam_t, to_camera(output.joints, cam_t), keypoints)
+    return Prediction(rotations, params, cam_t, to_camera(joints, cam_t), keypoints)

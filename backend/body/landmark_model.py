@@ -38,14 +38,17 @@ class LandmarkModel(torch.nn.Module):
         regressors = {name: model.landmark_regressor(name).coalesce().cpu()
                       for name in self._names}
         # Landmarks placed on a joint take its posed place, the others blend vertices.
-        landmark_joint = torch.cat([model.landmark_joints(name).cpu() for name in self._names])
+        landmark_joint = torch.cat([torch.zeros(0, dtype=torch.long)]
+                                   + [model.landmark_joints(name).cpu() for name in self._names])
         self._sizes = [r.shape[0] for r in regressors.values()]
         self._count = len(landmark_joint)
         self.register_buffer("attached_landmark", torch.nonzero(landmark_joint >= 0)[:, 0])
         self.register_buffer("attached_joint", landmark_joint[self.attached_landmark])
-        # (landmark, joint) pairs: A[pair, v] = r[landmark, v] * w[v, joint].
+        # (landmark, joint) pairs: A[pair, v] = r[landmark, v] * w[v, joint]. (No sets, no
+        # pairs: the joints alone, e.g. for training on keypoints of the skeleton.)
         weights = model.lbs_weights.detach().cpu().double().numpy()
-        landmark_rows, joint_rows, columns, values = [], [], [], []
+        landmark_rows, joint_rows, columns, values = [np.zeros(0, int)], [np.zeros(0, int)], [
+            np.zeros(0, int)], [np.zeros(0)]
         first = 0
         for r in regressors.values():
             rows, cols = r.indices().numpy()

@@ -1,0 +1,176 @@
+"""PEAR stage 1: the regressor learns parameters and keypoints (paper Sec. 3.2, Eq. 1-3).
+
+One process or many (``torchrun``): each process takes its slice of every global batch
+(``data/loader.py``), DDP averages the gradients, rank 0 logs, validates and writes checkpoints.
+AdamW with warm-up and cosine decay, gradient clipping, bf16 autocast on CUDA (fp32 on the
+CPU). Checkpoints every ``run.checkpoint_every`` steps and when SIGTERM/SIGINT asks the run to
+stop; ``resume`` continues from the last one exactly (the data order depends only on the step).
+A loss that is not finite stops the run naming the step and the batch's samples.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from backend.body.asset import Asset
+from backend.body.landmark_model import LandmarkModel
+from backend.body.model import BodyModel
+from backend.regressor.layout import ParamLayout
+from backend.regressor.model import PearRegressor, RegressorConfig
+
+from . import distributed
+from .checkpointing import latest_checkpoint, restore_run, save_run_checkpoint
+from .config import TrainConfig
+from .data.batch import Batch
+from .data.loader import Prepare, SampleSource, batches, keypoint_sizes
+from .errors import TrainingDiverged
+from .forward import JOINTS, predict
+from .logs import RunLog
+from .losses import compute_loss
+from .optim import build_optimizer
+
+
+@dataclass
+class RunSummary:
+    steps: int  # steps done in all (including those before a resume)
+    stopped_early: bool  # a signal asked the run to stop
+    last_loss: float
+    checkpoint: Path | None
+    seconds: float
+    compute_s: float  # forward, backward and optimizer step; the rest is the trainer's
+    images: int  # images this process trained on in this call
+
+    @property
+    def overhead_fraction(self) -> float:
+        return 1 - self.compute_s / self.seconds if self.seconds else 0.0
+
+
+def build_network(config: TrainConfig, asset: Asset) -> PearRegressor:
+    network = PearRegressor(
+        RegressorConfig(backbone=config.model.backbone, head_dim=config.model.head_dim,
+                        head_depth=config.model.head_depth, head_heads=config.model.head_heads,
+                        iterations=config.model.iterations),
+        ParamLayout(asset.param_spec))
+    if config.model.pretrained:
+        from backend.regressor.pretrained import load_backbone
+
+        load_backbone(network.backbone, config.model.pretrained)
+    return network
+
+
+class _StopRequest:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint after the step in progress."""
+
+    def __init__(self):
+        self.asked = False
+        self._previous = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._ask)
+        return self
+
+    def _ask(self, *_) -> None:
+        self.asked = True
+
+    def __exit__(self, *_) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(config: TrainConfig, asset: Asset, source: SampleSource,
+          prepare: Prepare | None = None, resume: bool = False,
+          validate: Callable[[PearRegressor, int], dict[str, float]] | None = None
+          ) -> RunSummary:
+    """Run stage 1 as ``config`` says on ``source``'s samples (``prepare``: compositing and
+    augmentation); ``validate(network, step)`` returns metrics every ``run.val_every``
+    steps (rank 0)."""
+    world = distributed.join()
+    torch.manual_seed(config.run.seed)
+    out = Path(config.run.out)
+    network = build_network(config, asset).to(world.device)
+    layout = network.layout
+    sets = [name for name in keypoint_sizes(asset) if name in config.loss.kp2d_sets]
+    body = LandmarkModel(BodyModel(asset), [name for name in sets if name != JOINTS]
+                         ).to(world.device)
+    optimizer, schedule = build_optimizer(network, config.optim, world.size)
+    start = 0
+    checkpoint = latest_checkpoint(out) if resume else None
+    if checkpoint is not None:
+        start = restore_run(checkpoint, network, optimizer, schedule).step
+    trained = (DistributedDataParallel(network, device_ids=[world.device.index]
+                                       if world.device.type == "cuda" else None)
+               if world.size > 1 else network)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                if world.device.type == "cuda" and config.optim.bf16_on_cuda else nullcontext())
+    log = RunLog(out, config.optim.steps, start) if world.main else None
+    stream = batches(source, asset, config.optim.batch_size, config.run.seed, start,
+                     config.optim.steps, world.size, world.rank, prepare, config.data.workers)
+    began, compute_s, images, loss_value = time.perf_counter(), 0.0, 0, float("nan")
+    step, saved = start, checkpoint
+    with _StopRequest() as stop:
+        window_start, window_images = time.perf_counter(), 0
+        for batch in stream:
+            batch = batch.to(world.device)
+            compute_start = time.perf_counter()
+            with autocast:
+                vector = trained(batch.images)
+            losses = compute_loss(predict(vector.float(), batch, layout, body, sets), batch,
+                                  config.loss)
+            loss = losses.total
+            if not torch.isfinite(loss):
+                _diverged(step, losses, batch, saved)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), config.optim.grad_clip)
+            optimizer.step()
+            schedule.step()
+            compute_s += time.perf_counter() - compute_start
+            step += 1
+            images += len(batch)
+            window_images += len(batch)
+            loss_value = float(distributed.mean_over_ranks(loss.detach(), world))
+            if log is not None and (step % config.run.log_every == 0
+                                    or step == config.optim.steps):
+                rate = window_images * world.size / (time.perf_counter() - window_start)
+                log.step(step, {"loss": loss_value, **losses.terms(),
+                                "lr": schedule.get_last_lr()[0]}, rate)
+                window_start, window_images = time.perf_counter(), 0
+            if validate is not None and world.main and step % config.run.val_every == 0:
+                network.eval()
+                log.validation(step, validate(network, step))
+                network.train()
+            if (step % config.run.checkpoint_every == 0 or step == config.optim.steps
+                    or stop.asked):
+                if world.main:
+                    saved = save_run_checkpoint(out / "checkpoint", network, asset, optimizer,
+                                                schedule, step, config.to_dict())
+                distributed.barrier(world)
+            if stop.asked:
+                break
+    if log is not None:
+        log.note(f"{'stopped' if stop.asked else 'finished'} at step {step}; checkpoint: "
+                 f"{saved}")
+        log.close()
+    distributed.leave()
+    return RunSummary(step, stop.asked, loss_value, saved, time.perf_counter() - began,
+                      compute_s, images)
+
+
+def _diverged(step: int, losses, batch: Batch, saved: Path | None) -> None:
+    bad = {name: float(value.detach().mean()) for name, value in losses.per_sample.items()
+           if not torch.isfinite(value).all()}
+    samples = [batch.ids[i] for i in range(len(batch))
+               if not all(torch.isfinite(v[i]) for v in losses.per_sample.values())]
+    raise TrainingDiverged(
+        f"the loss is not finite at step {step + 1} (terms {sorted(bad)}; samples "
+        f"{samples[:8]}); the last good checkpoint is {saved or 'none (none was written yet)'}"
+        ": check those samples, lower optim.lr, then resume with --resume")
