@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -65,7 +65,8 @@ class RetargetedClip:
     frames: np.ndarray  # (N,) frame numbers in the file, 0 = the first frame
     global_orient: np.ndarray  # (N, 3) axis-angle, model frame
     body_pose: np.ndarray  # (N, len(body_joints) - 1, 3) axis-angle, local to the parent
-    transl: np.ndarray  # (N, 3) metres: puts the model's pelvis on the BVH root
+    transl: np.ndarray  # (N, 3) metres: the model's pelvis on the BVH root, at the model's size
+    scale: float  # model metres per BVH unit: the model's legs over the BVH's
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -90,7 +91,8 @@ def retarget(clip: BvhClip, skeleton: AssetSkeleton, clip_id: str,
     convention = convention or detect_convention(clip.joint_names, clip.source)
     frames = select_frames(clip, convention) if frames is None else np.asarray(frames)
     world_rotations, positions = forward_kinematics(clip, frames)
-    alignment = rest_alignment(clip, convention, skeleton, world_rotations)
+    anchors = rest_anchors(clip, convention)
+    alignment = rest_alignment(clip, convention, skeleton, anchors, world_rotations)
     names = clip.joint_names
 
     body = skeleton.body_joints
@@ -108,26 +110,40 @@ def retarget(clip: BvhClip, skeleton: AssetSkeleton, clip_id: str,
     axis_angle = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_rotvec().reshape(
         len(frames), len(body), 3)
 
+    # The root's path at the model's size (the model's legs over the BVH's), so that its feet
+    # meet the capture's floor and its strides are as long as its legs.
     root = positions[:, names.index(convention.anchor(skeleton.joint_names[body[0]]))]
-    transl = root * convention.metres_per_unit - skeleton.rest_joints[body[0]]
+    scale = (leg_length(lambda joint: skeleton.rest_joints[skeleton.index(joint)])
+             / leg_length(lambda joint: anchors[convention.anchor(joint)]))
     return RetargetedClip(clip_id, convention.name, frames, axis_angle[:, 0], axis_angle[:, 1:],
-                          transl)
+                          root * scale - skeleton.rest_joints[body[0]], scale)
+
+
+def rest_anchors(clip: BvhClip, convention: Convention) -> dict[str, np.ndarray]:
+    """Each anchor's (3,) position in the BVH's rest pose (every channel zero)."""
+    rest = BvhClip(clip.source, clip.joints, clip.frame_time, np.zeros((1, clip.motion.shape[1])))
+    return {name: position[0] for name, position in
+            anchor_positions(rest, convention, *forward_kinematics(rest)).items()}
+
+
+def leg_length(position: Callable[[str], np.ndarray]) -> float:
+    """Hip to knee to ankle of the left leg, from a body joint's position."""
+    hip, knee, ankle = (position(f"left_{joint}") for joint in ("hip", "knee", "ankle"))
+    return float(np.linalg.norm(knee - hip) + np.linalg.norm(ankle - knee))
 
 
 def rest_alignment(clip: BvhClip, convention: Convention, skeleton: AssetSkeleton,
-                   world_rotations: np.ndarray) -> dict[int, np.ndarray]:
+                   anchors: dict[str, np.ndarray], world_rotations: np.ndarray
+                   ) -> dict[int, np.ndarray]:
     """Per body joint, the rotation A (3, 3) that carries the BVH's rest-pose bone directions
-    onto the body model's rest bones; ``world_rotations`` (F, J, 3, 3) of some of the clip's
-    frames show which way its knees and elbows bend."""
-    zero = np.zeros((1, clip.motion.shape[1]))
-    rest = BvhClip(clip.source, clip.joints, clip.frame_time, zero)
-    anchors = anchor_positions(rest, convention, *forward_kinematics(rest))
+    (``anchors``: ``rest_anchors``) onto the body model's rest bones; ``world_rotations``
+    (F, J, 3, 3) of some of the clip's frames show which way its knees and elbows bend."""
 
     def bvh_bone(joint_from: str, joint_to: str) -> np.ndarray | None:
         a, b = convention.anchor(joint_from), convention.anchor(joint_to)
         if a is None or b is None:
             return None
-        bone = anchors[b][0] - anchors[a][0]
+        bone = anchors[b] - anchors[a]
         return bone if np.linalg.norm(bone) > _MIN_BONE else None
 
     def asset_bone(joint_from: str, joint_to: str) -> np.ndarray:
