@@ -27,7 +27,7 @@ SIDES = ("left", "right")
 @dataclass(frozen=True)
 class FingerRange:
     curl: tuple[float, float]  # fraction of each joint's angle bound: 0 straight, 1 the bound
-    fan: float  # radians about the palm normal at full spread; + toward the thumb side
+    fan: float  # radians the knuckle turns in the palm's plane at full spread; + toward the thumb
 
 
 # The thumb's three joints curl less than a finger's (the bound is per joint); fingers stop
