@@ -70,6 +70,39 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage1(args: argparse.Namespace) -> int:
+    from .stage1 import run_stage1
+
+    config = load_config(args.config, args.set)
+    summary = run_stage1(config, resume=args.resume, install=args.install)
+    state = "stopped by a signal" if summary.stopped_early else "done"
+    print(f"{state} at step {summary.steps}; loss {summary.last_loss:.4f}; "
+          f"{summary.images / summary.seconds:.2f} img/s on this process; trainer overhead "
+          f"{100 * summary.overhead_fraction:.1f}%; checkpoint {summary.checkpoint}")
+    if args.install:
+        print(f"installed for body model {config.data.asset!r}: `backend fit --estimator "
+              "regressor` now uses it")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from backend.body import registry
+    from backend.regressor.checkpoint import load_checkpoint
+
+    from .data.augment import AugmentConfig, Augmenter
+    from .data.shards import ShardSamples
+    from .evaluate import compare
+
+    asset = registry.load(args.asset)
+    network = load_checkpoint(args.checkpoint, asset)
+    result = compare(network, asset, ShardSamples(args.data),
+                     Augmenter(asset, AugmentConfig.off()), limit=args.limit)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pear-train",
@@ -97,6 +130,28 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a folder of BVH clips for the poses (default: per-joint ranges)")
     synth.add_argument("--shard-size", type=_positive, default=500, help="samples per shard")
     synth.set_defaults(handler=_synth)
+
+    stage1 = commands.add_parser("stage1", help="train the regressor on parameters and "
+                                 "keypoints (PEAR Eq. 1-3); under torchrun for many GPUs")
+    _add_config_arguments(stage1)
+    stage1.add_argument("--resume", action="store_true",
+                        help="continue from the last checkpoint in run.out")
+    stage1.add_argument("--install", action="store_true",
+                        help="then put the weights where `backend fit --estimator regressor` "
+                        "looks ($PEAR_HOME/checkpoints/<asset>)")
+    stage1.set_defaults(handler=_stage1)
+
+    evaluation = commands.add_parser("eval", help="a checkpoint's accuracy on labelled "
+                                     "samples, beside the mean-parameter baseline (JSON)")
+    evaluation.add_argument("--checkpoint", type=Path, required=True,
+                            help="a checkpoint folder (a run's RUN/checkpoint, or installed)")
+    evaluation.add_argument("--data", type=Path, nargs="+", required=True,
+                            help="shard folders made by `pear-train synth`")
+    evaluation.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                            help=f"body model (default: {DEFAULT_ASSET_ID})")
+    evaluation.add_argument("--limit", type=_positive, help="only the first N samples")
+    evaluation.add_argument("--json", action="store_true", help="one JSON line")
+    evaluation.set_defaults(handler=_eval)
     return parser
 
 

@@ -42,6 +42,7 @@ class DataConfig:
     mixture: dict[str, float] = field(default_factory=dict)  # source name -> sampling weight
     workers: int = 0  # loader processes per training process
     augment: bool = True
+    backgrounds: str = ""  # a folder of photos showing nobody; "" = procedural backgrounds
 
 
 @dataclass
@@ -82,6 +83,7 @@ class RunConfig:
     seed: int = 0
     log_every: int = 10
     val_every: int = 1000
+    val_samples: int = 256  # the first this many of data.val, the same ones every time
     checkpoint_every: int = 1000
 
 

@@ -31,7 +31,7 @@ from .checkpointing import latest_checkpoint, restore_run, save_run_checkpoint
 from .config import TrainConfig
 from .data.batch import Batch
 from .data.loader import Prepare, SampleSource, batches, keypoint_sizes
-from .errors import TrainingDiverged
+from .errors import TrainingDataError, TrainingDiverged
 from .forward import JOINTS, predict
 from .logs import RunLog
 from .losses import compute_loss
@@ -174,3 +174,58 @@ def _diverged(step: int, losses, batch: Batch, saved: Path | None) -> None:
         f"the loss is not finite at step {step + 1} (terms {sorted(bad)}; samples "
         f"{samples[:8]}); the last good checkpoint is {saved or 'none (none was written yet)'}"
         ": check those samples, lower optim.lr, then resume with --resume")
+
+
+def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False) -> RunSummary:
+    """``pear-train stage1``: the config's body model and data (shard folders made by
+    ``pear-train synth``), augmentation as configured, validation on ``data.val``; with
+    ``install``, the final weights go where the backend looks by default
+    (``$PEAR_HOME/checkpoints/<asset>``)."""
+    from backend.body import registry
+
+    from .data.augment import AugmentConfig, Augmenter
+    from .data.backgrounds import Backgrounds
+    from .data.shards import ShardSamples
+    from .evaluate import evaluate
+
+    asset = registry.load(config.data.asset)
+    if not config.data.train:
+        raise TrainingDataError("data.train names no data: give shard folders made by "
+                                "`pear-train synth` (e.g. --set data.train=['runs/data/train'])")
+    photos = None
+    if config.data.backgrounds:
+        from .data.background_photos import PhotoPatches
+
+        photos = PhotoPatches(config.data.backgrounds)
+    backgrounds = Backgrounds(photos)
+    prepare = Augmenter(asset, AugmentConfig() if config.data.augment else AugmentConfig.off(),
+                        backgrounds)
+    validate = None
+    if config.data.val:
+        val_source, plain = ShardSamples(config.data.val), Augmenter(asset, AugmentConfig.off(),
+                                                                    backgrounds)
+
+        def validate(network: PearRegressor, step: int) -> dict[str, float]:
+            return evaluate(network, asset, val_source, plain, config.optim.batch_size,
+                            config.run.val_samples)
+
+    summary = train(config, asset, ShardSamples(config.data.train), prepare, resume, validate)
+    if install and summary.checkpoint is not None:
+        install_checkpoint(summary.checkpoint, asset)
+    return summary
+
+
+def install_checkpoint(checkpoint: Path, asset: Asset) -> Path:
+    """Copy a run's network (weights and config, not the training state) to
+    ``$PEAR_HOME/checkpoints/<asset>``, where ``backend fit --estimator regressor`` looks."""
+    import shutil
+
+    from backend.pipeline.recovery import checkpoint_path
+    from backend.regressor.checkpoint import CONFIG, WEIGHTS, check_checkpoint
+
+    check_checkpoint(checkpoint, asset)
+    target = checkpoint_path(asset.asset_id)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS, CONFIG):
+        shutil.copy2(checkpoint / name, target / name)
+    return target
