@@ -415,8 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen handler, caches routed into ``$PEAR_HOME``;
+    the one place where errors become what a user sees (``pear-train`` runs through it too)."""
+    args = parser.parse_args(argv)
     route_caches()
     try:
         return args.handler(args)
@@ -427,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         print(describe_bug(error), file=sys.stderr)
         return EXIT_BUG
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from backend.cli import run
 from backend.conventions import DEFAULT_ASSET_ID
-from backend.errors import PearError, describe, exit_code
-from backend.paths import route_caches
 
 from .config import CONFIG_DIR, as_json, load_config
 
@@ -103,6 +102,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from .plot import plot_run
+
+    print(f"wrote {plot_run(args.run, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pear-train",
@@ -152,17 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--limit", type=_positive, help="only the first N samples")
     evaluation.add_argument("--json", action="store_true", help="one JSON line")
     evaluation.set_defaults(handler=_eval)
+
+    plot = commands.add_parser("plot", help="a run's loss curves (each term, log scale) and "
+                               "validation metrics from RUN/log.csv, as a PNG")
+    plot.add_argument("run", type=Path, metavar="RUN_DIR", help="a run folder (run.out)")
+    plot.add_argument("--out", type=Path, metavar="PNG", help="default: RUN_DIR/curves.png")
+    plot.set_defaults(handler=_plot)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    route_caches()
-    try:
-        return args.handler(args)
-    except PearError as error:
-        print(describe(error), file=sys.stderr)
-        return exit_code(error)
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":
