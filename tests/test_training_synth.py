@@ -217,7 +217,8 @@ def test_shards_round_trip(shard_folder, records):
 
 
 def test_workers_render_the_same_samples(open_asset, shard_folder, tmp_path):
-    write_shards(tmp_path, manifest_for(open_asset, 2, 1), partial(make_generator, open_asset),
+    # One shard, its two samples rendered by two processes.
+    write_shards(tmp_path, manifest_for(open_asset, 2, 2), partial(make_generator, open_asset),
                  workers=2)
     by_workers, in_process = ShardSamples(tmp_path), ShardSamples(shard_folder)
     for index in range(2):

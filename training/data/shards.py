@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 from itertools import islice
@@ -154,46 +155,57 @@ def _complete(path: Path, count: int) -> bool:
     return len(names) == count * len(MEMBERS)
 
 
-def _write_shard(path: Path, generate: Callable[[int], SynthRecord], indices: range,
+def _write_shard(path: Path, encoded: Iterator[dict[str, bytes | str]], count: int,
                  tick: Callable[[], None]) -> None:
+    """The next ``count`` encoded records into shard ``path``, renamed into place when
+    complete."""
     import webdataset
 
     temporary = path.with_name(path.name + ".partial")
     with open(temporary, "wb") as stream:
         writer = webdataset.TarWriter(stream, encoder=False, mtime=0)
-        for index in indices:
-            writer.write(encode_record(generate(index)))
+        for _ in range(count):
+            writer.write(next(encoded))
             tick()
         writer.close()
     os.replace(temporary, path)
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Render on one thread, as the worker processes do: a sample is too small to share, and
+    extra threads only fight over a busy machine's cores (9x slower under load here)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 _worker: dict = {}
 
 
-def _start_worker(make_generator: Callable[[], Callable[[int], SynthRecord]], counter) -> None:
+def _start_worker(make_generator: Callable[[], Callable[[int], SynthRecord]]) -> None:
     import torch
 
     torch.set_num_threads(1)  # one process per core
-    _worker["generate"], _worker["counter"] = make_generator(), counter
+    _worker["generate"] = make_generator()
 
 
-def _tick_shared() -> None:
-    with _worker["counter"].get_lock():
-        _worker["counter"].value += 1
-
-
-def _worker_shard(job: tuple[Path, range]) -> None:
-    path, indices = job
-    _write_shard(path, _worker["generate"], indices, _tick_shared)
+def _render_in_worker(index: int) -> dict[str, bytes | str]:
+    return encode_record(_worker["generate"](index))
 
 
 def write_shards(folder: str | Path, manifest: Manifest,
                  make_generator: Callable[[], Callable[[int], SynthRecord]], workers: int = 1,
                  progress: Callable[[int, int], None] = lambda done, todo: None) -> int:
-    """Generate the samples ``manifest`` describes into ``folder``, ``workers`` processes
-    (``make_generator`` must pickle); shards already complete are kept. Returns how many
-    samples were rendered; ``progress(done, todo)`` is called as they come."""
+    """Generate the samples ``manifest`` describes into ``folder``: rendered by ``workers``
+    processes (``make_generator`` must pickle), sample by sample, and written in order here;
+    shards already complete are kept. Returns how many samples were rendered;
+    ``progress(done, todo)`` is called after each."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / MANIFEST).is_file():
@@ -207,29 +219,28 @@ def write_shards(folder: str | Path, manifest: Manifest,
     jobs = [(folder / name, manifest.shard_indices(k))
             for k, name in enumerate(manifest.shard_names())
             if not _complete(folder / name, len(manifest.shard_indices(k)))]
-    todo = sum(len(indices) for _, indices in jobs)
-    if workers <= 1:
-        generate, done = make_generator(), [0]
+    indices = [index for _, shard in jobs for index in shard]
+    done = [0]
 
-        def tick() -> None:
-            done[0] += 1
-            progress(done[0], todo)
+    def tick() -> None:
+        done[0] += 1
+        progress(done[0], len(indices))
 
-        for path, indices in jobs:
-            _write_shard(path, generate, indices, tick)
-    elif jobs:
+    def write(encoded: Iterator[dict[str, bytes | str]]) -> None:
+        for path, shard in jobs:
+            _write_shard(path, encoded, len(shard), tick)
+
+    if workers <= 1 or len(indices) <= 1:
+        with _one_thread():
+            generate = make_generator()
+            write(encode_record(generate(index)) for index in indices)
+    else:
         context = multiprocessing.get_context("spawn")
-        counter = context.Value("i", 0)
-        with context.Pool(min(workers, len(jobs)), _start_worker,
-                          (make_generator, counter)) as pool:
-            result = pool.map_async(_worker_shard, jobs, chunksize=1)
-            while not result.ready():
-                result.wait(1.0)
-                progress(counter.value, todo)
-            result.get()
+        with context.Pool(min(workers, len(indices)), _start_worker, (make_generator,)) as pool:
+            write(pool.imap(_render_in_worker, indices, chunksize=2))
     manifest.finished = True
     _write_manifest(folder, manifest)
-    return todo
+    return len(indices)
 
 
 # -- reading ------------------------------------------------------------------------------------
