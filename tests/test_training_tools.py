@@ -4,14 +4,18 @@ tracker as teacher: footage -> shards) and the pieces of bench."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from training.cli import main as pear_train
 from training.errors import TrainingDataError
 from training.plot import DPI, SIZE_INCHES, plot_run
+
+from .training_support import forward_of_records
 
 
 def _write_log(run: Path, rows: list[dict]) -> None:
@@ -49,3 +53,76 @@ def test_plot_names_a_missing_or_empty_log(tmp_path, capsys):
         plot_run(tmp_path)
     assert pear_train(["plot", str(tmp_path)]) != 0
     assert "log.csv" in capsys.readouterr().err
+
+
+# -- pseudo-label -------------------------------------------------------------------------------
+
+PSEUDO_FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def pseudo_labelled(server_home, open_asset, tmp_path_factory):
+    """A 4-frame clip of the open asset, rendered by the project, pseudo-labelled."""
+    from backend.body.model import BodyModel
+    from backend.pipeline.demo import demo_motion, render_demo_clip
+
+    folder = tmp_path_factory.mktemp("pseudo")
+    model = BodyModel(open_asset).double()
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    clip = folder / "walk.mp4"
+    render_demo_clip(model, colors, demo_motion(model, PSEUDO_FRAMES, open_asset.meta[
+        "expression_names"]), clip)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PEAR_HOME", str(server_home))
+        assert pear_train(["pseudo-label", str(clip), "--out", str(folder / "labels"),
+                           "--shard-size", "3"]) == 0
+    return folder / "labels"
+
+
+def test_pseudo_labels_load_and_project_consistently(pseudo_labelled, open_asset, open_model):
+    from training.data.shards import ShardSamples
+
+    report = json.loads((pseudo_labelled / "pseudo_labels.json").read_text())["clips"][0]
+    samples = ShardSamples(pseudo_labelled)
+    assert report["frames"] == PSEUDO_FRAMES
+    assert len(samples) == report["kept"] >= PSEUDO_FRAMES - 1  # the render fits well
+    assert report["kept"] + report["no_person"] + report["over_error"] == PSEUDO_FRAMES
+    records = [samples.record(i) for i in range(len(samples))]
+    first = records[0].sample
+    assert first.image.shape == (256, 192, 4) and (first.image[..., 3] == 255).all()
+    assert first.image[..., :3].std() > 5  # a real crop of the person, not a blank
+    assert set(first.params) == {p.name for p in open_asset.param_spec}
+    # The body is detected in every kept frame, so its keypoints are trusted.
+    assert (first.keypoints2d["mediapipe_pose33"][:, 2] == 1).all()
+
+    prediction, batch = forward_of_records(records, open_asset, open_model)
+    for name, labels in batch.keypoints2d.items():
+        error = (prediction.keypoints2d[name] - labels[..., :2].double()).abs().max()
+        assert error < 1e-3, f"{name}: {error}"
+    assert (prediction.joints3d - batch.joints3d.double()).abs().max() < 1e-3
+    # The keypoints lie inside the crop they were cut around.
+    assert batch.keypoints2d["mediapipe_pose33"][..., 1].abs().max() < 0.5
+
+
+def test_pseudo_label_drops_frames_over_the_error_threshold(pseudo_labelled, open_asset):
+    """The clip's fit with a threshold no fit meets keeps no frame, and counts why."""
+    from backend.body.model import BodyModel
+    from backend.results import load_results
+    from training.pseudo_label import FITS, label_frames
+
+    (fit,) = (pseudo_labelled / FITS).iterdir()  # the teacher's fit, kept beside the labels
+    results = load_results(fit)
+    model = BodyModel(open_asset).double()
+    labels, report = label_frames(results, model, max_error=1.0)
+    assert len(labels) == report.kept >= PSEUDO_FRAMES - 1
+    labels, report = label_frames(results, model, max_error=1e-6)
+    assert labels == [] and report.kept == 0
+    assert report.over_error + report.no_person == PSEUDO_FRAMES and report.over_error > 0
+
+
+def test_joint_parts():
+    from training.pseudo_label import joint_part
+
+    assert [joint_part(n) for n in ("left_index2", "right_thumb1", "jaw", "left_eye_smplhf",
+                                    "left_wrist", "pelvis")] == [
+        "left_hand", "right_hand", "face", "face", "pose", "pose"]

@@ -49,3 +49,24 @@ def labelled_samples_and_truth(model: BodyModel, count: int, seed: int = 0
         sample.keypoints2d = {JOINTS: np.concatenate(
             [truth.keypoints2d[JOINTS][i].numpy(), np.ones((len(model.joint_names), 1))], 1)}
     return samples, vector
+
+
+def forward_of_records(records: list, asset, model: BodyModel) -> tuple:
+    """(the trainer's forward of each stored record's parameters and crop camera, their
+    batch) in float64: what exact labels must reproduce."""
+    import dataclasses
+
+    from training.data.loader import keypoint_sizes
+
+    layout = ParamLayout(asset.param_spec)
+    batch = collate([dataclasses.replace(r.sample, image=r.sample.image[..., :3])
+                     for r in records], asset.param_spec, len(asset.joint_names),
+                    keypoint_sizes(asset))
+    batch.focal, batch.principal_point, batch.box_center, batch.box_height = (
+        value.double() for value in (batch.focal, batch.principal_point, batch.box_center,
+                                     batch.box_height))
+    camera = torch.as_tensor(np.stack([r.crop_camera for r in records])).double()
+    vector = layout.encode({k: v.double() for k, v in batch.params.items()}, camera)
+    with torch.no_grad():
+        return predict(vector, batch, layout, LandmarkModel(model),
+                       list(keypoint_sizes(asset))), batch

@@ -109,6 +109,26 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pseudo_label(args: argparse.Namespace) -> int:
+    from backend.body import registry
+
+    from .pseudo_label import DEFAULT_MAX_ERROR, REPORT, pseudo_label
+
+    max_error = DEFAULT_MAX_ERROR if args.max_error is None else args.max_error
+    reports = pseudo_label(args.footage, args.out, registry.load(args.asset), max_error,
+                           args.shard_size)
+    for report in reports:
+        untrusted = ", ".join(f"{part} {count}" for part, count in report.parts_untrusted.items()
+                              if count)
+        print(f"{report.footage}: kept {report.kept} of {report.frames} frames ("
+              f"{report.no_person} without a detected body, {report.over_error} with the "
+              f"body's error above {max_error})"
+              + (f"; parts not trusted in kept frames: {untrusted}" if untrusted else ""))
+    print(f"wrote {sum(r.kept for r in reports)} samples -> {args.out} (counts in "
+          f"{Path(args.out) / REPORT})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pear-train",
@@ -164,6 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run", type=Path, metavar="RUN_DIR", help="a run folder (run.out)")
     plot.add_argument("--out", type=Path, metavar="PNG", help="default: RUN_DIR/curves.png")
     plot.set_defaults(handler=_plot)
+
+    pseudo = commands.add_parser(
+        "pseudo-label", help="footage -> the tracker's fit -> training samples (crops, "
+        "parameters, keypoints with per-part confidences) in the synth shard format")
+    pseudo.add_argument("footage", nargs="+", metavar="FOOTAGE",
+                        help="videos, image folders or images, one person each")
+    pseudo.add_argument("--out", required=True, help="the shard folder (made if missing)")
+    pseudo.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                        help="body model (default: %(default)s)")
+    pseudo.add_argument("--max-error", type=float, metavar="CROP_HEIGHTS",
+                        help="drop frames whose body reprojection error is above this, in "
+                        "crop heights (default: training.pseudo_label.DEFAULT_MAX_ERROR, 0.03: "
+                        "~8 px of the 256-pixel crop)")
+    pseudo.add_argument("--shard-size", type=_positive, default=500, help="samples per shard")
+    pseudo.set_defaults(handler=_pseudo_label)
     return parser
 
 
