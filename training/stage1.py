@@ -185,7 +185,7 @@ def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False)
 
     from .data.augment import AugmentConfig, Augmenter
     from .data.backgrounds import Backgrounds
-    from .data.shards import ShardSamples
+    from .data.sources import open_sources
     from .evaluate import evaluate
 
     asset = registry.load(config.data.asset)
@@ -202,14 +202,15 @@ def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False)
                         backgrounds)
     validate = None
     if config.data.val:
-        val_source, plain = ShardSamples(config.data.val), Augmenter(asset, AugmentConfig.off(),
-                                                                    backgrounds)
+        val_source = open_sources(config.data.val, {}, asset)
+        plain = Augmenter(asset, AugmentConfig.off(), backgrounds)
 
         def validate(network: PearRegressor, step: int) -> dict[str, float]:
             return evaluate(network, asset, val_source, plain, config.optim.batch_size,
                             config.run.val_samples)
 
-    summary = train(config, asset, ShardSamples(config.data.train), prepare, resume, validate)
+    source = open_sources(config.data.train, config.data.mixture, asset, config.run.seed)
+    summary = train(config, asset, source, prepare, resume, validate)
     if install and summary.checkpoint is not None:
         install_checkpoint(summary.checkpoint, asset)
     return summary
