@@ -317,3 +317,24 @@ def test_real_mmhuman3d_samples(open_asset):
     assert len(h36m) == 4
     for sample in (h36m[i] for i in range(4)):
         assert (sample.keypoints2d["mediapipe_pose33"][:, 2] > 0).sum() == 12
+
+
+def test_reader_samples_go_through_the_trainers_loader(tmp_path, coco_folder, open_asset):
+    from training.data.augment import AugmentConfig, Augmenter
+    from training.data.loader import batches, keypoint_sizes
+
+    entries = [f"coco-wholebody:{coco_folder}", f"mmhuman3d:{_spin_npz(tmp_path)}"]
+    source = open_sources(entries, {"coco-wholebody": 1.0, "mmhuman3d": 1.0}, open_asset)
+    for config in (AugmentConfig(), AugmentConfig.off()):
+        batch = next(batches(source, open_asset, 2, seed=0, start_step=0, steps=1,
+                             prepare=Augmenter(open_asset, config)))
+        assert batch.images.shape == (2, 3, 256, 192)
+        assert all(has.sum() == 0 for has in batch.has_params.values())
+        assert batch.has_joints3d.sum() == 0
+        assert {name: value.shape[1] for name, value in batch.keypoints2d.items()} == \
+            keypoint_sizes(open_asset)
+    # Unaugmented, the labels arrive as the reader gave them.
+    for i, sample_id in enumerate(batch.ids):
+        sample = next(source[k] for k in range(len(source)) if source[k].id == sample_id)
+        pose = sample.keypoints2d["mediapipe_pose33"]
+        assert batch.keypoints2d["mediapipe_pose33"][i].numpy() == pytest.approx(pose, abs=1e-6)
