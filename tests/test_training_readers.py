@@ -338,3 +338,23 @@ def test_reader_samples_go_through_the_trainers_loader(tmp_path, coco_folder, op
         sample = next(source[k] for k in range(len(source)) if source[k].id == sample_id)
         pose = sample.keypoints2d["mediapipe_pose33"]
         assert batch.keypoints2d["mediapipe_pose33"][i].numpy() == pytest.approx(pose, abs=1e-6)
+
+
+def test_stage1_trains_on_dataset_entries_with_a_mixture(tmp_path, coco_folder, server_home,
+                                                         monkeypatch, capsys):
+    from training.cli import main as pear_train
+    from training.config import CONFIG_DIR
+
+    home = tmp_path / "home"
+    (home / "assets").mkdir(parents=True)
+    (home / "assets" / "open.npz").symlink_to(server_home / "assets" / "open.npz")
+    monkeypatch.setenv("PEAR_HOME", str(home))
+    spin = _spin_npz(tmp_path)
+    train = f"['coco-wholebody:{coco_folder}', 'mmhuman3d:{spin}']"
+    out = tmp_path / "run"
+    assert pear_train(["stage1", "--config", str(CONFIG_DIR / "smoke.toml"),
+                       "--set", f"data.train={train}",
+                       "--set", "data.mixture={coco-wholebody = 3.0, mmhuman3d = 1.0}",
+                       "--set", "optim.steps=2", "--set", f"run.out='{out}'"]) == 0
+    assert "done at step 2" in capsys.readouterr().out
+    assert (out / "log.csv").is_file()
