@@ -178,7 +178,8 @@ def _diverged(step: int, losses, batch: Batch, saved: Path | None) -> None:
 
 def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False) -> RunSummary:
     """``pear-train stage1``: the config's body model and data (shard folders made by
-    ``pear-train synth``), augmentation as configured, validation on ``data.val``; with
+    ``pear-train synth`` and standard datasets, mixed by ``data.mixture``:
+    ``data.sources``), augmentation as configured, validation on ``data.val``; with
     ``install``, the final weights go where the backend looks by default
     (``$PEAR_HOME/checkpoints/<asset>``)."""
     from backend.body import registry
@@ -191,7 +192,9 @@ def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False)
     asset = registry.load(config.data.asset)
     if not config.data.train:
         raise TrainingDataError("data.train names no data: give shard folders made by "
-                                "`pear-train synth` (e.g. --set data.train=['runs/data/train'])")
+                                "`pear-train synth` (e.g. --set data.train=['runs/data/train']) "
+                                "or datasets as KIND:PATH (coco-wholebody, mmhuman3d, "
+                                "smplx-params; docs/training.md, Standard datasets)")
     photos = None
     if config.data.backgrounds:
         from .data.background_photos import PhotoPatches
