@@ -12,7 +12,7 @@ from backend.body.model import BodyModel
 from backend.camera import to_camera
 from backend.perception.frames import open_footage
 from backend.pipeline import overlay
-from backend.pipeline.overlay import render_overlay_frame, write_overlay
+from backend.pipeline.overlay import draw_mesh, meshes_on_screen, write_overlay
 from backend.renderer.mesh_raster import project, rasterize, visible_faces
 from backend.results import ClipResults
 from backend.tracking.synthetic import make_clip
@@ -36,10 +36,18 @@ def _screen(posed, t, center=(WIDTH / 2, HEIGHT / 2)):
     return project(camera, FOCAL, center)
 
 
+def _overlay(image, posed, t, center=(WIDTH / 2, HEIGHT / 2)):
+    """Frame t's mesh drawn over ``image``."""
+    model, clip, vertices = posed
+    screen, colors = meshes_on_screen(vertices[t:t + 1], clip.cam_t[t:t + 1], model.faces,
+                                      FOCAL, center)
+    return draw_mesh(image, screen[0], colors[0], model.faces.numpy())
+
+
 def _nearest_faces(screen, faces):
     """visible_faces' answer pasted into the whole frame."""
-    face, box = visible_faces(screen, faces, HEIGHT, WIDTH)
-    frame = torch.full((HEIGHT, WIDTH), -1, dtype=torch.long)
+    face, box = visible_faces(screen.numpy(), faces.numpy(), HEIGHT, WIDTH)
+    frame = np.full((HEIGHT, WIDTH), -1)
     frame[box] = face
     return frame
 
@@ -53,22 +61,21 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_visible_faces_finds_the_exact_rasterizers_faces_for_either_winding(posed, center):
     model, _, _ = posed
     screen = _screen(posed, 0, center)
-    exact = rasterize(screen, model.faces, HEIGHT, WIDTH).face
+    exact = rasterize(screen, model.faces, HEIGHT, WIDTH).face.numpy()
     assert (exact >= 0).sum() > 3000  # the person fills a good part of the frame
     for faces in (model.faces, model.faces[:, [0, 2, 1]]):  # culling must not assume a winding
         cheap = _nearest_faces(screen, faces)
-        assert _iou(cheap.numpy() >= 0, exact.numpy() >= 0) > 0.995
-        assert (cheap[exact >= 0] == exact[exact >= 0]).float().mean() > 0.99
+        assert _iou(cheap >= 0, exact >= 0) > 0.995
+        assert (cheap[exact >= 0] == exact[exact >= 0]).mean() > 0.99
 
 
 def test_a_mesh_outside_the_frame_leaves_the_footage_alone(posed):
     model, clip, vertices = posed
-    face, box = visible_faces(_screen(posed, 0, (-2000.0, 0.0)), model.faces, HEIGHT, WIDTH)
-    assert face.numel() == 0
+    face, box = visible_faces(_screen(posed, 0, (-2000.0, 0.0)).numpy(), model.faces.numpy(),
+                              HEIGHT, WIDTH)
+    assert face.size == 0
     image = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
-    out = render_overlay_frame(image, vertices[0], model.faces, clip.cam_t[0], FOCAL,
-                               (-2000.0, 0.0))
-    assert (out == image).all()
+    assert (_overlay(image, posed, 0, (-2000.0, 0.0)) == image).all()
 
 
 def test_the_overlay_covers_the_mesh_and_lets_the_footage_show_through(posed):
@@ -77,8 +84,7 @@ def test_the_overlay_covers_the_mesh_and_lets_the_footage_show_through(posed):
     drawn, covered = {}, {}
     for level in (0, 255):
         image = np.full((HEIGHT, WIDTH, 3), level, np.uint8)
-        out = render_overlay_frame(image, vertices[0], model.faces, clip.cam_t[0], FOCAL,
-                                   (WIDTH / 2, HEIGHT / 2))
+        out = _overlay(image, posed, 0)
         covered[level] = (out != image).any(-1)
         assert _iou(covered[level], exact) > 0.97
         drawn[level] = out.astype(int)
@@ -115,8 +121,7 @@ def test_write_overlay_draws_the_fitted_frames_of_a_clip(posed, tmp_path, monkey
     for index, image in enumerate(frames):
         image = image.astype(int)
         if index in fitted:  # this frame's mesh, not a neighbour's
-            expected = render_overlay_frame(plain, vertices[index], model.faces,
-                                            clip.cam_t[index], FOCAL, (WIDTH / 2, HEIGHT / 2))
+            expected = _overlay(plain, posed, index)
             mesh = (expected != plain).any(-1)
             assert mesh.sum() > 5000
             assert (np.abs(image - expected)[mesh].mean()

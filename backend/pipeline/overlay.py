@@ -15,24 +15,28 @@ from ..renderer.mesh_raster import face_intensity, project, visible_faces
 from ..results import ClipResults
 
 COLOR = (0.55, 0.75, 0.95)  # the mesh's light blue
+ALPHA = 0.6  # the mesh's share of a covered pixel
 FORWARD_CHUNK = 64  # frames per body-model forward when writing a clip
 
 
-def render_overlay_frame(image: np.ndarray, vertices: torch.Tensor, faces: torch.Tensor,
-                         cam_t: torch.Tensor, focal: float, center: tuple[float, float],
-                         alpha: float = 0.6) -> np.ndarray:
-    """The footage frame with the posed mesh (model frame), flat-shaded, blended over it.
+def meshes_on_screen(vertices: torch.Tensor, cam_t: torch.Tensor, faces: torch.Tensor,
+                     focal: float, center: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Screen coordinates (T, V, 3) and flat colours (T, F, 3) in 0-255 of T posed meshes (model
+    frame): for many frames at once, a few large operations rather than many small ones."""
+    camera = to_camera(vertices.double(), cam_t.double())
+    colors = 255 * face_intensity(camera, faces)[..., None] * torch.tensor(COLOR)
+    return project(camera, focal, center).numpy(), colors.numpy()
 
-    Only the pixels the mesh covers are touched, so the cost follows the mesh's size on screen."""
-    height, width = image.shape[:2]
-    camera = to_camera(vertices[None], cam_t[None])[0]
-    face, box = visible_faces(project(camera, focal, center), faces, height, width)
+
+def draw_mesh(image: np.ndarray, screen: np.ndarray, colors: np.ndarray, faces: np.ndarray,
+              alpha: float = ALPHA) -> np.ndarray:
+    """A copy of the frame with one mesh from ``meshes_on_screen`` blended over it, only where
+    the mesh is."""
+    face, box = visible_faces(screen, faces, *image.shape[:2])
     hit = face >= 0
-    colors = face_intensity(camera, faces)[:, None] * torch.tensor(COLOR, dtype=camera.dtype)
-    shaded = 255 * colors[face[hit]].numpy()
     out = image.copy()
-    region, hit = out[box], hit.numpy()  # a view: writing it draws into the copy
-    region[hit] = ((1 - alpha) * region[hit] + alpha * shaded).round().astype(np.uint8)
+    region = out[box]  # a view: writing it draws into the copy
+    region[hit] = ((1 - alpha) * region[hit] + alpha * colors[face[hit]]).round().astype(np.uint8)
     return out
 
 
@@ -42,18 +46,24 @@ def write_overlay(results: ClipResults, model: BodyModel, out: str | Path,
 
     footage = footage or results.info["footage"]
     params = {k: torch.as_tensor(v) for k, v in results.params.items()}
+    cam_t = torch.as_tensor(results.cam_t)
+    faces = model.faces.numpy()
     row = {int(f): i for i, f in enumerate(results.frames)}
-    posed: dict[int, torch.Tensor] = {}  # the vertices of one chunk of rows, by chunk number
+    chunks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one chunk of rows, by its number
 
-    def vertices(i: int) -> torch.Tensor:
+    def on_screen(i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row i's mesh on screen, from a body-model forward over its whole chunk of rows."""
         chunk = i // FORWARD_CHUNK
-        if chunk not in posed:
+        if chunk not in chunks:
             rows = slice(chunk * FORWARD_CHUNK, (chunk + 1) * FORWARD_CHUNK)
+            chunks.clear()
             with torch.no_grad():
-                posed.clear()
-                posed[chunk] = model({k: v[rows] if v.shape[0] > 1 else v
-                                      for k, v in params.items()}).vertices
-        return posed[chunk][i % FORWARD_CHUNK]
+                vertices = model({k: v[rows] if v.shape[0] > 1 else v
+                                  for k, v in params.items()}).vertices
+                chunks[chunk] = meshes_on_screen(vertices, cam_t[rows], model.faces,
+                                                  results.focal, results.center)
+        screen, colors = chunks[chunk]
+        return screen[i % FORWARD_CHUNK], colors[i % FORWARD_CHUNK]
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +74,7 @@ def write_overlay(results: ClipResults, model: BodyModel, out: str | Path,
         for frame in source:
             image = frame.image
             if frame.index in row:
-                i = row[frame.index]
-                image = render_overlay_frame(image, vertices(i), model.faces,
-                                             torch.as_tensor(results.cam_t[i]), results.focal,
-                                             results.center)
+                image = draw_mesh(image, *on_screen(row[frame.index]), faces)
             writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()

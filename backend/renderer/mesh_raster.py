@@ -3,13 +3,17 @@ points back onto the mesh: per pixel, the visible triangle, its barycentric coor
 
 Triangles are binned by the size of their pixel bounding box, and each bin is tested against all
 of its candidate pixels at once, so there is no per-triangle Python loop. ``visible_faces`` is the
-cheap variant for drawing a mesh over every frame of a clip: the nearest triangle per pixel only.
+cheap variant for drawing a mesh over every frame of a clip: the nearest triangle per pixel only,
+in numpy, single-threaded: its ~30 array operations a frame are too small to gain from torch's
+threads, and on a shared CPU each waits for both threads to be scheduled (10x slower at 2 threads
+on this machine while other jobs ran).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .. import camera
@@ -25,10 +29,11 @@ class Fragments:
 
 
 def project(points: torch.Tensor, focal: float, center: tuple[float, float]) -> torch.Tensor:
-    """Screen coordinates (u, v, depth) of camera-frame points (x right, y down, z forward)."""
+    """Screen coordinates (..., 3) (u, v, depth) of camera-frame points (..., 3) (x right, y down,
+    z forward)."""
     pixels = camera.project(points, torch.tensor(focal, dtype=points.dtype),
                             torch.tensor(center, dtype=points.dtype))
-    return torch.cat([pixels, points[:, 2:]], dim=1)
+    return torch.cat([pixels, points[..., 2:]], dim=-1)
 
 
 def rasterize(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int) -> Fragments:
@@ -76,20 +81,21 @@ def rasterize(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
                      zbuffer.view(height, width))
 
 
-def visible_faces(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
-                  ) -> tuple[torch.Tensor, tuple[slice, slice]]:
+def visible_faces(screen: np.ndarray, faces: np.ndarray, height: int, width: int
+                  ) -> tuple[np.ndarray, tuple[slice, slice]]:
     """The nearest triangle per pixel, -1 for background, over the mesh's box on screen, and that
     box (rows, columns) in the (height, width) frame: what ``rasterize`` finds for a closed,
     consistently wound mesh (a body model's), cheaply enough to draw every frame of a clip.
 
-    Faces turned away from the camera are dropped (the nearest surface is never one), each
-    triangle is tested only against the pixels of its own bounding box (``rasterize`` pads boxes
-    to powers of two), in float32, and no barycentrics are kept."""
+    ``screen``: (V, 3) pixel coordinates and depth as ``project`` gives them. Faces turned away
+    from the camera are dropped (the nearest surface is never one), each triangle is tested only
+    against the pixels of its own bounding box (``rasterize`` pads boxes to powers of two), in
+    float32, and no barycentrics are kept."""
     tri = screen[faces]  # (F, 3, 3)
-    low = (tri[:, :, :2].min(1).values - 0.5).ceil().clamp_min(0).long()  # first pixel centre in
-    high = (tri[:, :, :2].max(1).values - 0.5).floor().long()
-    high[:, 0].clamp_(max=width - 1)
-    high[:, 1].clamp_(max=height - 1)
+    # The first and last pixels whose centres are inside each triangle's box, within the frame.
+    low = np.maximum(np.ceil(tri[:, :, :2].min(1) - 0.5), 0).astype(np.int64)
+    high = np.minimum(np.floor(tri[:, :, :2].max(1) - 0.5), [width - 1, height - 1])
+    high = high.astype(np.int64)
     # Edge i's function a_i u + b_i v + c_i, over twice the signed area: barycentric coordinates.
     u, v, depth = tri[..., 0], tri[..., 1], tri[..., 2]
     j, k = [1, 2, 0], [2, 0, 1]
@@ -97,59 +103,39 @@ def visible_faces(screen: torch.Tensor, faces: torch.Tensor, height: int, width:
     area = c.sum(1)
     # z0 z1 z2 * area is each face's camera-frame det(v0, v1, v2): their sum is 6x the mesh's
     # signed volume, whose sign says which winding faces outward.
-    outward = torch.sign((depth.prod(1) * area).sum())
-    chosen = torch.nonzero((depth > 1e-6).all(1) & (high >= low).all(1)
-                           & (area * outward < 0)).squeeze(1)
+    outward = np.sign((depth.prod(1) * area).sum())
+    chosen = np.flatnonzero((depth > 1e-6).all(1) & (high >= low).all(1) & (area * outward < 0))
     if len(chosen) == 0:
-        return torch.full((0, 0), -1, dtype=torch.long), (slice(0, 0), slice(0, 0))
+        return np.full((0, 0), -1, np.int64), (slice(0, 0), slice(0, 0))
     low, high = low[chosen], high[chosen]
-    left, top = low.min(0).values.tolist()
-    right, bottom = high.max(0).values.tolist()
+    (left, top), (right, bottom) = low.min(0), high.max(0)
     box_height, box_width = bottom - top + 1, right - left + 1
-    barycentric = torch.stack([a[chosen], b[chosen], c[chosen]], 1) / area[chosen, None, None]
+    barycentric = np.stack([a[chosen], b[chosen], c[chosen]], 1) / area[chosen, None, None]
     depth_plane = (barycentric * depth[chosen, None, :]).sum(2)
     # Per face: the (u, v, 1) coefficients of its 3 barycentric coordinates and of its depth.
-    planes = torch.cat([barycentric, depth_plane[:, :, None]], 2).float()  # (n, 3, 4)
+    planes = np.concatenate([barycentric, depth_plane[:, :, None]], 2).astype(np.float32)
     # One row per (face, pixel of its box).
     size = high - low + 1
     counts = size[:, 0] * size[:, 1]
-    owner = torch.repeat_interleave(torch.arange(len(chosen), device=screen.device), counts)
-    local = torch.arange(len(owner), device=screen.device) - (counts.cumsum(0) - counts)[owner]
-    face_width = size[:, 0][owner]
-    row = torch.div(local, face_width, rounding_mode="floor")
-    px = low[:, 0][owner] + local - row * face_width
-    py = low[:, 1][owner] + row
-    plane = planes.index_select(0, owner)
-    values = torch.addcmul(torch.addcmul(plane[:, 2], plane[:, 0], (px + 0.5).float()[:, None]),
-                           plane[:, 1], (py + 0.5).float()[:, None])  # (m, 4)
-    hit = torch.nonzero((values[:, :3] >= -1e-5).all(1)).squeeze(1)
+    owner = np.repeat(np.arange(len(chosen)), counts)
+    local = np.arange(len(owner)) - (np.cumsum(counts) - counts)[owner]
+    face_width = size[owner, 0]
+    row = local // face_width
+    px = low[owner, 0] + local - row * face_width
+    py = low[owner, 1] + row
+    plane = planes[owner]  # (m, 3, 4)
+    values = (plane[:, 0] * (px + 0.5).astype(np.float32)[:, None]
+              + plane[:, 1] * (py + 0.5).astype(np.float32)[:, None] + plane[:, 2])  # (m, 4)
+    hit = np.flatnonzero((values[:, :3] >= -1e-5).all(1))
     pixel_depth = values[hit, 3]
     pixel = (py[hit] - top) * box_width + px[hit] - left
-    zbuffer = torch.full((box_height * box_width,), float("inf"), device=screen.device)
-    zbuffer.scatter_reduce_(0, pixel, pixel_depth, reduce="amin")
+    zbuffer = np.full(box_height * box_width, np.inf, np.float32)
+    np.minimum.at(zbuffer, pixel, pixel_depth)
     nearest = pixel_depth <= zbuffer[pixel]
-    face = torch.full((box_height * box_width,), -1, dtype=torch.long, device=screen.device)
+    face = np.full(box_height * box_width, -1, np.int64)
     face[pixel[nearest]] = chosen[owner[hit[nearest]]]
-    return (face.view(box_height, box_width),
+    return (face.reshape(box_height, box_width),
             (slice(top, bottom + 1), slice(left, right + 1)))
-
-
-def nearest_fragments(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
-                      ) -> Fragments:
-    """``rasterize``'s fragments for a closed, consistently wound mesh (a body model's), from
-    ``visible_faces``: the nearest triangle per pixel, then barycentrics and depth for the
-    covered pixels only. Many times cheaper than ``rasterize`` (synthetic training renders)."""
-    box_faces, (rows, columns) = visible_faces(screen, faces, height, width)
-    face = torch.full((height, width), -1, dtype=torch.long, device=screen.device)
-    face[rows, columns] = box_faces
-    bary = torch.zeros(height, width, 3, dtype=screen.dtype, device=screen.device)
-    depth = torch.full((height, width), float("inf"), dtype=screen.dtype, device=screen.device)
-    hit = face >= 0
-    pixel = torch.nonzero(hit).to(screen.dtype) + 0.5  # (n, 2) row, column of pixel centres
-    tri = screen[faces[face[hit]]]  # (n, 3, 3)
-    bary[hit] = _barycentric(tri, pixel[:, 1:], pixel[:, :1])[:, 0]
-    depth[hit] = (bary[hit] * tri[:, :, 2]).sum(-1)
-    return Fragments(face, bary, depth)
 
 
 def _barycentric(tri: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -215,11 +201,12 @@ def shade(fragments: Fragments, vertices: torch.Tensor, faces: torch.Tensor,
 
 def face_intensity(vertices: torch.Tensor, faces: torch.Tensor,
                    light: tuple[float, float, float] = (0.3, -0.5, -1.0)) -> torch.Tensor:
-    """Flat Lambert intensity (F,) in [0.25, 1] of each face of camera-frame ``vertices``."""
-    tri = vertices[faces]
-    normal = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normal = torch.nn.functional.normalize(normal, dim=1)
+    """Flat Lambert intensity (..., F) in [0.25, 1] of each face of camera-frame ``vertices``
+    (..., V, 3)."""
+    tri = vertices[..., faces, :]
+    normal = torch.linalg.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :])
+    normal = torch.nn.functional.normalize(normal, dim=-1)
     direction = torch.nn.functional.normalize(torch.tensor(light, dtype=vertices.dtype), dim=0)
     # Faces may be wound either way: light the side facing the camera.
-    facing = torch.where((normal[:, 2] > 0)[:, None], -normal, normal)
+    facing = torch.where(normal[..., 2:] > 0, -normal, normal)
     return 0.25 + 0.75 * (facing @ direction).clamp_min(0)
