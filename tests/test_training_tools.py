@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,34 @@ def test_joint_parts():
     assert [joint_part(n) for n in ("left_index2", "right_thumb1", "jaw", "left_eye_smplhf",
                                     "left_wrist", "pelvis")] == [
         "left_hand", "right_hand", "face", "face", "pose", "pose"]
+
+
+# -- bench (its pieces; the whole bench takes minutes) -------------------------------------------
+
+def test_timed_rate_counts_items_after_the_warm_up():
+    from training.bench import timed_rate
+
+    calls = []
+
+    def work() -> int:
+        calls.append(time.perf_counter())
+        time.sleep(0.3 if len(calls) == 1 else 0.02)  # a slow first call is left out
+        return 4
+
+    rate = timed_rate(work, repeats=3)
+    assert len(calls) == 4
+    assert 100 < rate <= 200
+
+
+def test_logged_rate_leaves_out_the_start_up_steps(tmp_path):
+    from training.bench import DDP_SKIP, _logged_rate
+
+    _write_log(tmp_path, [{"step": s, "loss": 1.0, "img_s": 1.0 if s <= DDP_SKIP else 10.0}
+                          for s in range(1, DDP_SKIP + 4)] + [{"step": 4, "val_x": 3.0}])
+    assert _logged_rate(tmp_path) == 10.0
+
+
+def test_bench_loader_runs_on_shards(pseudo_labelled, open_asset):
+    from training.bench import bench_loader
+
+    assert bench_loader(open_asset, pseudo_labelled) > 0

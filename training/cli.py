@@ -129,6 +129,19 @@ def _pseudo_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from backend.body import registry
+
+    from .bench import run_bench
+
+    result = run_bench(registry.load(args.asset),
+                       lambda stage: print(f"bench: {stage} ...", file=sys.stderr, flush=True))
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pear-train",
@@ -199,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "~8 px of the 256-pixel crop)")
     pseudo.add_argument("--shard-size", type=_positive, default=500, help="samples per shard")
     pseudo.set_defaults(handler=_pseudo_label)
+
+    bench = commands.add_parser(
+        "bench", help="throughput of each stage on this machine: synthetic renders, the "
+        "loader, the training step (ViT-S, ViT-B), 2 processes over 1, trainer overhead")
+    bench.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                       help="body model (default: %(default)s)")
+    bench.add_argument("--json", action="store_true", help="one JSON line")
+    bench.set_defaults(handler=_bench)
     return parser
 
 
