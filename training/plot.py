@@ -66,7 +66,7 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
             losses.plot(*zip(*positive, strict=True), label=name,
                         linewidth=2.5 if name == "loss" else 1.2)
     losses.set(yscale="log", xlabel="step", title=f"training loss ({run.name})")
-    losses.legend(fontsize="small", ncol=2)
+    losses.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     losses.grid(True, which="both", alpha=0.3)
     if validation:
         metrics = axes[0][1]
@@ -74,7 +74,7 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
             metrics.plot(*zip(*points, strict=True), marker="o", label=name)
         metrics.set(yscale="log" if all(v > 0 for p in validation.values() for _, v in p)
                     else "linear", xlabel="step", title="validation")
-        metrics.legend(fontsize="small", ncol=2)
+        metrics.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         metrics.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
