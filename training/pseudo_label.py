@@ -198,8 +198,11 @@ def pseudo_label(footage: list[str | Path], out: str | Path, asset: Asset,
     ``manifest.json``, ``pseudo_labels.json`` (per clip: frames kept and dropped, and why) and
     the teacher's fits as result files in ``out/fits`` (``backend.results``: to inspect them,
     or to label them again with another threshold without fitting)."""
+    from backend.perception.frames import open_footage
     from backend.results import save_results
 
+    for path in footage:  # a missing or unreadable clip is named before hours of fitting
+        open_footage(path)
     model = BodyModel(asset).double()
     out = Path(out)
     (out / FITS).mkdir(parents=True, exist_ok=True)
