@@ -138,6 +138,25 @@ def visible_faces(screen: np.ndarray, faces: np.ndarray, height: int, width: int
             (slice(top, bottom + 1), slice(left, right + 1)))
 
 
+def nearest_fragments(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
+                      ) -> Fragments:
+    """``rasterize``'s fragments for a closed, consistently wound mesh (a body model's), from
+    ``visible_faces``: the nearest triangle per pixel, then barycentrics and depth for the
+    covered pixels only. Many times cheaper than ``rasterize`` (synthetic training renders)."""
+    box_faces, (rows, columns) = visible_faces(screen.detach().cpu().numpy(),
+                                               faces.cpu().numpy(), height, width)
+    face = torch.full((height, width), -1, dtype=torch.long, device=screen.device)
+    face[rows, columns] = torch.from_numpy(box_faces).to(screen.device)
+    bary = torch.zeros(height, width, 3, dtype=screen.dtype, device=screen.device)
+    depth = torch.full((height, width), float("inf"), dtype=screen.dtype, device=screen.device)
+    hit = face >= 0
+    pixel = torch.nonzero(hit).to(screen.dtype) + 0.5  # (n, 2) row, column of pixel centres
+    tri = screen[faces[face[hit]]]  # (n, 3, 3)
+    bary[hit] = _barycentric(tri, pixel[:, 1:], pixel[:, :1])[:, 0]
+    depth[hit] = (bary[hit] * tri[:, :, 2]).sum(-1)
+    return Fragments(face, bary, depth)
+
+
 def _barycentric(tri: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Barycentric coordinates (n, m, 3) of points (n, m) in triangles (n, 3, >=2)."""
     x0, y0 = tri[:, 0, 0, None], tri[:, 0, 1, None]
