@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from backend.body.model import BodyModel
-from backend.pipeline.demo import demo_motion, render_demo_clip
+from .footage_support import write_demo_clip
 
 FRAMES = 6
 
@@ -17,11 +15,7 @@ def baked(tmp_path_factory, server_home, open_asset, bpy_module):
     from backend.pipeline.bake import bake_clip
 
     folder = tmp_path_factory.mktemp("bake")
-    model = BodyModel(open_asset).double()
-    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
-    clip = folder / "walk.mp4"
-    render_demo_clip(model, colors, demo_motion(model, FRAMES, open_asset.meta[
-        "expression_names"]), clip)
+    clip = write_demo_clip(open_asset, FRAMES, folder / "walk.mp4")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PEAR_HOME", str(server_home))
         return bake_clip(clip, folder / "out", open_asset, formats=("fbx", "glb", "npz"))

@@ -32,6 +32,8 @@ from backend.errors import (
 )
 from backend.perception.frames import open_footage
 
+from .footage_support import write_demo_clip
+
 cv2 = pytest.importorskip("cv2")
 
 INPUT, SETUP, CLIP = 2, 3, 4
@@ -173,17 +175,8 @@ def test_bake_goes_on_after_a_broken_clip_and_stops_at_a_set_up_error(capsys, fo
 @pytest.mark.slow
 def test_bake_of_a_good_and_a_broken_clip_bakes_the_good_one(capsys, footage, open_asset,
                                                               tmp_path, bpy_module):
-    import torch
-
-    from backend.body.model import BodyModel
-    from backend.pipeline.demo import demo_motion, render_demo_clip
-
     registry.install(open_asset)
-    model = BodyModel(open_asset).double()
-    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
-    clip = tmp_path / "walk.mp4"
-    render_demo_clip(model, colors, demo_motion(model, 2, open_asset.meta["expression_names"]),
-                     clip)
+    clip = write_demo_clip(open_asset, 2, tmp_path / "walk.mp4")
     code = main(["bake", str(footage / "zero.png"), str(clip), "--out", str(tmp_path / "out"),
                  "--max-frames", "2"])
     captured = capsys.readouterr()

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from training.cli import main as pear_train
 from training.errors import TrainingDataError
 from training.plot import DPI, SIZE_INCHES, plot_run
 
+from .footage_support import write_demo_clip
 from .training_support import forward_of_records
 
 
@@ -64,15 +64,8 @@ PSEUDO_FRAMES = 4
 @pytest.fixture(scope="module")
 def pseudo_labelled(server_home, open_asset, tmp_path_factory):
     """A 4-frame clip of the open asset, rendered by the project, pseudo-labelled."""
-    from backend.body.model import BodyModel
-    from backend.pipeline.demo import demo_motion, render_demo_clip
-
     folder = tmp_path_factory.mktemp("pseudo")
-    model = BodyModel(open_asset).double()
-    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
-    clip = folder / "walk.mp4"
-    render_demo_clip(model, colors, demo_motion(model, PSEUDO_FRAMES, open_asset.meta[
-        "expression_names"]), clip)
+    clip = write_demo_clip(open_asset, PSEUDO_FRAMES, folder / "walk.mp4")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PEAR_HOME", str(server_home))
         assert pear_train(["pseudo-label", str(clip), "--out", str(folder / "labels"),
