@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,11 +16,40 @@ def backend(*args: str, home) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+# Every command of `backend` and the actions (or targets) each takes, written out here rather
+# than read from the parser, so a command missing from the help fails the test.
+COMMANDS = {
+    "models": ("install", "build-open", "preview", "list"),
+    "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor"),
+    "fit": (), "bake": (), "people": (), "eval": ("coco-wholebody",), "serve": (),
+    "keys": ("generate",), "demo": (),
+}
+
+
+def _listed(help_text: str) -> set[str]:
+    """The entries of an argparse help: sub-command lines and {choice,...} lists."""
+    entries = set(re.findall(r"^ {4}(\S+)", help_text, re.MULTILINE))
+    for group in re.findall(r"\{([^}]*)\}", help_text):
+        entries.update(group.split(","))
+    return entries
+
+
 def test_help_lists_the_subcommands(tmp_path):
     result = backend("--help", home=tmp_path)
     assert result.returncode == 0
-    for command in ("models", "bench", "demo"):
-        assert command in result.stdout
+    assert _listed(result.stdout) == set(COMMANDS)
+    for command, actions in COMMANDS.items():
+        if actions:
+            result = backend(command, "--help", home=tmp_path)
+            assert result.returncode == 0, command
+            assert set(actions) <= _listed(result.stdout), (command, result.stdout)
+    # The README's list of commands names no other command or action.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for command, action in re.findall(r"(?:`|bin/)backend ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?",
+                                      readme):
+        assert command in COMMANDS, command
+        if COMMANDS[command] and action:
+            assert action in COMMANDS[command], (command, action)
 
 
 def test_install_then_list(model_files, open_asset, tmp_path):

@@ -99,7 +99,8 @@ def test_checked_joints_cover_the_single_bone_joints():
     names = {SMPLX_JOINT_NAMES[j] for j in CHECKED_JOINTS}
     assert {"pelvis", "left_elbow", "right_index3", "left_eye_smplhf", "head"} <= names
     assert "left_foot" not in names and "jaw" not in names
-    assert len(DRIVEN_BONES) == 54
+    # Every SMPL-X joint but the jaw (in the expression basis) is driven by anny bones.
+    assert set(DRIVEN_BONES) == set(SMPLX_JOINT_NAMES) - {"jaw"}
 
 
 def test_default_asset_is_built_on_first_use(open_build, monkeypatch):
@@ -123,6 +124,19 @@ def test_default_asset_is_built_on_first_use(open_build, monkeypatch):
 def test_random_params_respect_the_spec(open_model, count):
     params = random_open_params(open_model, count, torch.Generator().manual_seed(0))
     assert set(params) == set(open_model.spec)
+    for name, spec in open_model.spec.items():
+        value = params[name]
+        assert value.shape == (count, *spec.shape) and value.dtype == torch.float64, name
+        low, high = spec.range
+        assert torch.isfinite(value).all() and low <= value.min() <= value.max() <= high, name
+    # Shapes inside the basis (|beta| <= 2.5 standard deviations), facial actions spread over
+    # [0, 1], and a pose on exactly the joints the comparison with anny can rotate.
+    assert 0 < params["betas"].abs().max() <= 2.5
+    assert params["expression"].max() - params["expression"].min() > 0.5
+    assert params["transl"].abs().max() > 0
+    for name, joints in open_model.pose_joints.items():
+        posed = params[name].abs().amax(dim=(0, 2)) > 0
+        assert posed.tolist() == [j in CHECKED_JOINTS for j in joints], name
 
 
 def test_mediapipe_landmark_sets(open_asset, open_model, open_build):

@@ -84,10 +84,26 @@ def test_a_clip_that_starts_empty_chooses_when_people_appear(two_people_frames):
 
 
 def test_the_protocol_allows_every_person_perception_numbers():
-    from backend.perception.people import MAX_PEOPLE
-    from backend.server.protocol import MAX_PEOPLE as WIRE_MAX_PEOPLE
+    """A session may ask for exactly the person numbers perception can follow."""
+    from backend.server.protocol import ProtocolError, parse_request
 
-    assert WIRE_MAX_PEOPLE == MAX_PEOPLE
+    def followed(person: int) -> bool:
+        try:
+            PersonFollower(lambda image: np.full(4, np.nan), person=person)
+        except ValueError:
+            return False
+        return True
+
+    def accepted(person: int) -> bool:
+        try:
+            parse_request({"v": 1, "id": 1, "op": "session.open", "person": person})
+        except ProtocolError:
+            return False
+        return True
+
+    numbers = range(-2, 100)
+    assert [n for n in numbers if followed(n)] == [n for n in numbers if accepted(n)]
+    assert followed(1) and followed(2)  # there is something to choose from
 
 
 def test_backend_people_and_fit_person_on_a_video(two_people_frames, open_asset, tmp_path):

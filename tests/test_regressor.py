@@ -29,6 +29,8 @@ from backend.regressor.pretrained import PretrainedMismatch, load_backbone
 from backend.regressor.vit import CONFIGS, ViT
 
 SMALL_HEAD = {"head_dim": 64, "head_depth": 1, "head_heads": 4}
+# Parameters (millions) of ViT-Ti/S/B/L/H as published (DeiT; Dosovitskiy et al. 2021).
+PUBLISHED_MILLIONS = {"vit_t": 5.7, "vit_s": 22.1, "vit_b": 86.6, "vit_l": 304.3, "vit_h": 632.0}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +53,12 @@ def test_every_backbone_gives_192_tokens_of_its_width(name, layout):
         out = model(torch.empty(2, 3, 256, 192))
     assert tokens.shape == (2, 192, config.dim)
     assert out.shape == (2, layout.size)
-    widths = {"vit_s": 384, "vit_b": 768, "vit_l": 1024, "vit_h": 1280}
-    depths = {"vit_s": 12, "vit_b": 12, "vit_l": 24, "vit_h": 32}
-    assert (config.dim, config.depth) == (widths[name], depths[name])
+    assert len(model.backbone.blocks) == config.depth
+    # The standard sizes are the published architectures, whose pretrained weights they load:
+    # their parameter counts (with a 1000-class classifier, as published) match.
+    if name in PUBLISHED_MILLIONS:
+        count = sum(p.numel() for p in model.backbone.parameters()) + 1001 * config.dim
+        assert abs(count / 1e6 / PUBLISHED_MILLIONS[name] - 1) < 0.01, (name, count)
 
 
 def test_the_layout_covers_the_asset_spec(layout, open_asset):
