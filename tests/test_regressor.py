@@ -22,11 +22,11 @@ from backend.regressor.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from backend.regressor.crop_camera import crop_box, crop_intrinsics, crop_to_full, crop_to_image
+from backend.regressor.crop_camera import CROP_ASPECT, crop_box, crop_intrinsics, crop_to_full
 from backend.regressor.layout import CAMERA_MEAN, ParamLayout
 from backend.regressor.model import PearRegressor, RegressorConfig
 from backend.regressor.pretrained import PretrainedMismatch, load_backbone
-from backend.regressor.vit import CONFIGS, ViT
+from backend.regressor.vit import CONFIGS, INPUT_SIZE, ViT
 
 SMALL_HEAD = {"head_dim": 64, "head_depth": 1, "head_heads": 4}
 # Parameters (millions) of ViT-Ti/S/B/L/H as published (DeiT; Dosovitskiy et al. 2021).
@@ -121,7 +121,11 @@ def test_crop_and_full_frame_cameras_agree():
     crop_focal, crop_center = crop_intrinsics(focal, image_center, center, height)
     crop = (crop_focal[:, None, None] * in_camera[..., :2] / in_camera[..., 2:]
             + crop_center[:, None])
-    assert (crop_to_image(crop, center, height) - full).abs().max() < 1e-4
+    # Crop pixels back to the image: crop pixels per image pixel, and the image pixel at the
+    # crop's top-left corner.
+    zoom = INPUT_SIZE[0] / height
+    origin = center - torch.stack([height * CROP_ASPECT, height], dim=1) / 2
+    assert (crop / zoom[:, None, None] + origin[:, None] - full).abs().max() < 1e-4
 
     flat = points.clone()
     flat[..., 2] = 0.0  # no depth relief: weak perspective is exact

@@ -38,6 +38,5 @@ SMPLX_POSE_JOINTS: dict[str, list[int]] = {
 }
 SMPLX_EYE_JOINTS = (23, 24)
 
-FLAME_JOINT_NAMES: tuple[str, ...] = ("global", "neck", "jaw", "left_eye", "right_eye")
 FLAME_POSE_JOINTS: dict[str, list[int]] = {"jaw_pose": [2], "eye_pose": [3, 4]}
 FLAME_EYE_JOINTS = (3, 4)

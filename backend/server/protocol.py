@@ -58,8 +58,6 @@ class ErrorCode:
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"  # a bug or a failed estimator: the message says what happened
 
-    RETRYABLE = frozenset({BUSY, TOO_MANY_SESSIONS, SHUTTING_DOWN})
-
 
 class ProtocolError(InputError):
     """A message that breaks the protocol (or asks for what cannot be done); becomes an
