@@ -91,51 +91,58 @@ def visible_faces(screen: np.ndarray, faces: np.ndarray, height: int, width: int
     from the camera are dropped (the nearest surface is never one), each triangle is tested only
     against the pixels of its own bounding box (``rasterize`` pads boxes to powers of two), in
     float32, and no barycentrics are kept."""
-    tri = screen[faces]  # (F, 3, 3)
-    # The first and last pixels whose centres are inside each triangle's box, within the frame.
-    low = np.maximum(np.ceil(tri[:, :, :2].min(1) - 0.5), 0).astype(np.int64)
-    high = np.minimum(np.floor(tri[:, :, :2].max(1) - 0.5), [width - 1, height - 1])
-    high = high.astype(np.int64)
-    # Edge i's function a_i u + b_i v + c_i, over twice the signed area: barycentric coordinates.
-    u, v, depth = tri[..., 0], tri[..., 1], tri[..., 2]
-    j, k = [1, 2, 0], [2, 0, 1]
-    a, b, c = v[:, j] - v[:, k], u[:, k] - u[:, j], u[:, j] * v[:, k] - u[:, k] * v[:, j]
-    area = c.sum(1)
-    # z0 z1 z2 * area is each face's camera-frame det(v0, v1, v2): their sum is 6x the mesh's
-    # signed volume, whose sign says which winding faces outward.
+    u, v, depth = screen.T[:, faces]  # (F, 3) each: the corners' pixel coordinates and depth
+    # Twice each face's signed area on screen; z0 z1 z2 times it is the face's camera-frame
+    # det(v0, v1, v2), whose sum is 6x the mesh's signed volume: its sign says which winding
+    # faces outward.
+    area = (u[:, 1] - u[:, 0]) * (v[:, 2] - v[:, 0]) - (u[:, 2] - u[:, 0]) * (v[:, 1] - v[:, 0])
     outward = np.sign((depth.prod(1) * area).sum())
-    chosen = np.flatnonzero((depth > 1e-6).all(1) & (high >= low).all(1) & (area * outward < 0))
-    if len(chosen) == 0:
+    front = np.flatnonzero((area * outward < 0) & (depth > 1e-6).all(1))
+    u, v = u[front], v[front]
+    # Each face's first and last pixels (centres at +0.5) inside its box and the frame.
+    left = np.maximum(np.ceil(u.min(1) - 0.5), 0).astype(np.int64)
+    top = np.maximum(np.ceil(v.min(1) - 0.5), 0).astype(np.int64)
+    right = np.minimum(np.floor(u.max(1) - 0.5), width - 1).astype(np.int64)
+    bottom = np.minimum(np.floor(v.max(1) - 0.5), height - 1).astype(np.int64)
+    on_frame = np.flatnonzero((right >= left) & (bottom >= top))
+    if len(on_frame) == 0:
         return np.full((0, 0), -1, np.int64), (slice(0, 0), slice(0, 0))
-    low, high = low[chosen], high[chosen]
-    (left, top), (right, bottom) = low.min(0), high.max(0)
-    box_height, box_width = bottom - top + 1, right - left + 1
-    barycentric = np.stack([a[chosen], b[chosen], c[chosen]], 1) / area[chosen, None, None]
-    depth_plane = (barycentric * depth[chosen, None, :]).sum(2)
-    # Per face: the (u, v, 1) coefficients of its 3 barycentric coordinates and of its depth.
-    planes = np.concatenate([barycentric, depth_plane[:, :, None]], 2).astype(np.float32)
-    # One row per (face, pixel of its box).
-    size = high - low + 1
-    counts = size[:, 0] * size[:, 1]
+    chosen = front[on_frame]
+    u, v, depth, area = u[on_frame], v[on_frame], depth[chosen], area[chosen]
+    left, top, right, bottom = (left[on_frame], top[on_frame], right[on_frame],
+                                bottom[on_frame])
+    # Barycentric coordinate i = (a_i u + b_i v + c_i) / area, from the edge opposite corner i;
+    # depth is interpolated with the same weights.
+    j, k = [1, 2, 0], [2, 0, 1]
+    a = (v[:, j] - v[:, k]) / area[:, None]
+    b = (u[:, k] - u[:, j]) / area[:, None]
+    c = (u[:, j] * v[:, k] - u[:, k] * v[:, j]) / area[:, None]
+    planes = np.stack([a[:, 0], b[:, 0], c[:, 0], a[:, 1], b[:, 1], c[:, 1],
+                       (a * depth).sum(1), (b * depth).sum(1), (c * depth).sum(1)])
+    planes = planes.astype(np.float32)  # (9, n): rows of (u, v, 1) coefficients
+    # One column per (face, pixel of its box).
+    box_left, box_top = left.min(), top.min()
+    box_height, box_width = bottom.max() - box_top + 1, right.max() - box_left + 1
+    face_width = right - left + 1
+    counts = face_width * (bottom - top + 1)
     owner = np.repeat(np.arange(len(chosen)), counts)
     local = np.arange(len(owner)) - (np.cumsum(counts) - counts)[owner]
-    face_width = size[owner, 0]
-    row = local // face_width
-    px = low[owner, 0] + local - row * face_width
-    py = low[owner, 1] + row
-    plane = planes[owner]  # (m, 3, 4)
-    values = (plane[:, 0] * (px + 0.5).astype(np.float32)[:, None]
-              + plane[:, 1] * (py + 0.5).astype(np.float32)[:, None] + plane[:, 2])  # (m, 4)
-    hit = np.flatnonzero((values[:, :3] >= -1e-5).all(1))
-    pixel_depth = values[hit, 3]
-    pixel = (py[hit] - top) * box_width + px[hit] - left
+    row, column = np.divmod(local, face_width[owner])
+    px, py = left[owner] + column, top[owner] + row
+    x, y = (px + 0.5).astype(np.float32), (py + 0.5).astype(np.float32)
+    plane = planes[:, owner]
+    w0 = plane[0] * x + plane[1] * y + plane[2]
+    w1 = plane[3] * x + plane[4] * y + plane[5]
+    hit = np.flatnonzero((w0 >= -1e-5) & (w1 >= -1e-5) & (w0 + w1 <= 1 + 1e-5))
+    pixel_depth = plane[6, hit] * x[hit] + plane[7, hit] * y[hit] + plane[8, hit]
+    pixel = (py[hit] - box_top) * box_width + px[hit] - box_left
     zbuffer = np.full(box_height * box_width, np.inf, np.float32)
     np.minimum.at(zbuffer, pixel, pixel_depth)
     nearest = pixel_depth <= zbuffer[pixel]
     face = np.full(box_height * box_width, -1, np.int64)
     face[pixel[nearest]] = chosen[owner[hit[nearest]]]
     return (face.reshape(box_height, box_width),
-            (slice(top, bottom + 1), slice(left, right + 1)))
+            (slice(box_top, box_top + box_height), slice(box_left, box_left + box_width)))
 
 
 def nearest_fragments(screen: torch.Tensor, faces: torch.Tensor, height: int, width: int
