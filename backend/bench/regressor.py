@@ -6,9 +6,15 @@ torch and ONNX Runtime, against the machine's matmul throughput measured in the 
   one-off compilation time is ``compile_s``); and one 896x896 image through a Multi-HMR-like
   ViT-L backbone, the high-resolution route PEAR avoids, for the compute ratio.
 - ``gflops``: per image, counted by torch's FlopCounterMode (a multiply-add is 2 FLOPs).
-- ``roofline_gflops``: a 2048^3 float32 GEMM, its fastest of 10 runs; ``roofline_frac`` =
-  img/s x GFLOPs / roofline: how much of the machine's matmul speed a network turns into
-  images.
+- ``gemm_gflops``: the matmul rate of the machine, measured right before and right after each
+  configuration is timed (interleaved, so a busy spell of the machine touches both), with the
+  same torch threads, on float32 linear layers shaped like that network's (the four of a ViT
+  block: qkv, attention output, MLP in and out, at its tokens x width): per measurement the
+  fastest of 3 runs of each shape, a peak.
+- ``roofline_gflops``: the fastest matmul rate seen in the run, the largest of ``gemm_gflops``
+  and of the networks' own rates (img/s x GFLOPs), so no network can read above it;
+  ``roofline_frac`` = img/s x GFLOPs / roofline, at most 1: how much of the machine's matmul
+  speed a network turns into images.
 """
 
 from __future__ import annotations
@@ -26,22 +32,30 @@ from ..regressor.layout import ParamLayout
 from ..regressor.model import PearRegressor, RegressorConfig
 from ..regressor.onnx_export import OnnxRegressor, export_onnx
 from ..regressor.vit import CONFIGS, INPUT_SIZE, ViT, ViTConfig
-from .timing import median_seconds
+from .timing import fastest_seconds, median_seconds
 
-GEMM_SIZE = 2048
 HIGH_RES = ViTConfig("vit_l_896", 1024, 24, 16, image=(896, 896))
 
 
-def roofline_gflops(repeats: int = 10) -> float:
-    """The best of ``repeats`` timed GEMMs: a peak, so the fastest run counts."""
-    a, b = torch.randn(GEMM_SIZE, GEMM_SIZE), torch.randn(GEMM_SIZE, GEMM_SIZE)
-    a @ b  # warm-up
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        seconds.append(time.perf_counter() - start)
-    return 2 * GEMM_SIZE**3 / min(seconds) / 1e9
+def vit_matmuls(config: ViTConfig, batch: int) -> list[tuple[int, int, int]]:
+    """(tokens, inputs, outputs) of the linear layers of one block of ``config`` on ``batch``
+    images: qkv, attention output, MLP in, MLP out."""
+    tokens = batch * config.grid[0] * config.grid[1]
+    hidden = int(config.dim * config.mlp_ratio)
+    return [(tokens, config.dim, 3 * config.dim), (tokens, config.dim, config.dim),
+            (tokens, config.dim, hidden), (tokens, hidden, config.dim)]
+
+
+def gemm_gflops(shapes: list[tuple[int, int, int]], repeats: int = 3) -> float:
+    """The fastest float32 rate (GFLOP/s) of torch's linear layer over ``repeats`` runs of each
+    (tokens, inputs, outputs) shape, in torch's current threads."""
+    rates = []
+    for tokens, inputs, outputs in shapes:
+        x, weight = torch.randn(tokens, inputs), torch.randn(outputs, inputs)
+        seconds = fastest_seconds(partial(torch.nn.functional.linear, x, weight,
+                                          torch.randn(outputs)), repeats)
+        rates.append(2 * tokens * inputs * outputs / seconds / 1e9)
+    return max(rates)
 
 
 def gflops_per_image(model: torch.nn.Module, image: tuple[int, int]) -> float:
@@ -52,18 +66,19 @@ def gflops_per_image(model: torch.nn.Module, image: tuple[int, int]) -> float:
 
 def run_regressor_bench(progress: bool = True, repeats: int = 5) -> dict:
     say = print if progress else (lambda *_: None)
-    roofline = roofline_gflops()
-    say(f"matmul roofline: {roofline:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     layout = ParamLayout(registry.load(registry.DEFAULT_ASSET_ID).param_spec)
-    rows = []
+    rows, gemm = [], []
+
+    def measure_gemm(config: ViTConfig, batch: int) -> None:
+        gemm.append(gemm_gflops(vit_matmuls(config, batch)))
+        say(f"matmuls shaped like {config.name} batch {batch}: {gemm[-1]:.1f} GFLOP/s")
 
     def add(name: str, runtime: str, batch: int, seconds: float, gflops: float) -> None:
         img_s = batch / seconds
         rows.append({"name": name, "runtime": runtime, "batch": batch, "img_s": round(img_s, 2),
-                     "gflops": round(gflops, 2),
-                     "roofline_frac": round(img_s * gflops / roofline, 3)})
-        say(f"{name:10} {runtime:11} batch {batch}: {img_s:7.2f} img/s, {gflops:.1f} GFLOPs, "
-            f"{rows[-1]['roofline_frac']:.0%} of the roofline")
+                     "gflops": round(gflops, 2), "gflop_s": img_s * gflops})
+        say(f"{name:10} {runtime:13} batch {batch}: {img_s:7.2f} img/s, {gflops:.1f} GFLOPs, "
+            f"{img_s * gflops:.1f} GFLOP/s")
 
     compile_s = 0.0
     with tempfile.TemporaryDirectory() as folder:
@@ -75,6 +90,7 @@ def run_regressor_bench(progress: bool = True, repeats: int = 5) -> dict:
                                  threads=torch.get_num_threads())
             compiled = torch.compile(model) if backbone == "vit_s" else None
             for batch in (1, 8):
+                measure_gemm(CONFIGS[backbone], batch)
                 images = torch.randn(batch, 3, *INPUT_SIZE)
                 with torch.no_grad():
                     add(backbone, "torch", batch,
@@ -88,15 +104,26 @@ def run_regressor_bench(progress: bool = True, repeats: int = 5) -> dict:
                             gflops)
                 add(backbone, "onnxruntime", batch,
                     median_seconds(partial(onnx, images.numpy()), repeats, warmup=2), gflops)
+                measure_gemm(CONFIGS[backbone], batch)
     torch.manual_seed(0)
     high_res = ViT(HIGH_RES).eval()
     gflops = gflops_per_image(high_res, HIGH_RES.image)
     image = torch.randn(1, 3, *HIGH_RES.image)
+    measure_gemm(HIGH_RES, 1)
     with torch.no_grad():
         add(HIGH_RES.name, "torch", 1, median_seconds(lambda: high_res(image), 1, warmup=0),
             gflops)
+    measure_gemm(HIGH_RES, 1)
+    roofline = max(gemm + [row["gflop_s"] for row in rows])
+    for row in rows:
+        row["roofline_frac"] = round(row.pop("gflop_s") / roofline, 3)
+    say(f"matmul roofline: {roofline:.1f} GFLOP/s ({torch.get_num_threads()} threads); of it: "
+        + ", ".join(f"{r['name']} {r['runtime']} {r['batch']}: {r['roofline_frac']:.0%}"
+                    for r in rows))
     pear = next(r for r in rows if r["name"] == "vit_b")
-    return {"roofline_gflops": round(roofline, 1), "threads": torch.get_num_threads(),
+    return {"roofline_gflops": round(roofline, 1),
+            "gemm_gflops": [round(rate, 1) for rate in gemm],
+            "threads": torch.get_num_threads(),
             "compute_ratio_vs_896": round(gflops / pear["gflops"], 1),
             "compile_s": round(compile_s, 1),
             "backbones": {name: CONFIGS[name].dim for name in ("vit_s", "vit_b")},

@@ -1,4 +1,4 @@
-"""Small timing helpers for the benchmarks (median of repeats after warm-up)."""
+"""Small timing helpers for the benchmarks (median or fastest of repeats after warm-up)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ from collections.abc import Callable
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
+    return statistics.median(_seconds(fn, repeats, warmup))
+
+
+def fastest_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """For peaks: the fastest run is the one least disturbed by the rest of the machine."""
+    return min(_seconds(fn, repeats, warmup))
+
+
+def _seconds(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
     for _ in range(warmup):
         fn()
     samples = []
@@ -15,4 +24,4 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 3) -> f
         start = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return samples
