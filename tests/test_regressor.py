@@ -308,3 +308,19 @@ def test_cuda_and_half_precision_match_the_cpu(vit_s_model, open_asset, tmp_path
         np.testing.assert_allclose(gpu.params["body_pose"], cpu.params["body_pose"],
                                    atol=tolerance)
         np.testing.assert_allclose(gpu.cam_t, cpu.cam_t, rtol=tolerance, atol=tolerance)
+
+
+def test_the_roofline_gemms_are_the_vits_linear_layers():
+    """`backend bench regressor` judges a network against matmuls shaped like its own: all of its
+    linear layers' FLOPs are the roofline shapes', once per block."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from backend.bench.regressor import HIGH_RES, vit_matmuls
+
+    for config, batch in ((CONFIGS["vit_s"], 2), (HIGH_RES, 1)):
+        with torch.device("meta"), FlopCounterMode(display=False) as counter:
+            ViT(config)(torch.zeros(batch, 3, *config.image))
+        linear = counter.get_flop_counts()["Global"][torch.ops.aten.addmm]
+        shapes = vit_matmuls(config, batch)
+        assert linear == config.depth * sum(2 * rows * inputs * outputs
+                                            for rows, inputs, outputs in shapes)
