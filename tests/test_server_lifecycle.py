@@ -144,3 +144,25 @@ def test_key_folders_are_checked(tmp_path):
     with pytest.raises(KeyFileError, match="server.key"):
         load_client_keys(made["client"])
     assert oct((made["server"] / "server.key_secret").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_send_nobody_takes_times_out_instead_of_hanging():
+    """Messages queue until the send queue is full (no server at the address here; a refused
+    CURVE handshake leaves no peer either): the next send gives up after the client's timeout
+    with BackendTimeout, and the connection starts afresh."""
+    import socket as sockets
+
+    import zmq
+
+    from backend.server.client import _Connection
+
+    with sockets.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connection = _Connection(zmq.Context.instance(), f"tcp://127.0.0.1:{port}", None, 0.3)
+    started = time.monotonic()
+    with pytest.raises(BackendTimeout, match="took no message within"):
+        for _ in range(5000):  # more than the default send queue (1000)
+            connection.send({"op": "ping"})
+    assert time.monotonic() - started < 10
+    connection.send({"op": "ping"})  # a fresh socket takes messages again

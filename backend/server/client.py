@@ -79,6 +79,9 @@ class _Connection:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, 4 * MAX_MESSAGE_BYTES)
+        # A send blocks while no peer takes messages (a refused CURVE handshake leaves none, a
+        # full queue too): give up after the client's timeout instead of hanging.
+        socket.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout * 1000)))
         if self.keys is not None:
             from .keys import load_client_keys
 
@@ -96,7 +99,14 @@ class _Connection:
 
     def send(self, message: dict) -> int:
         request_id = next(self._ids)
-        self._socket.send(pack({"v": PROTOCOL_VERSION, "id": request_id, **message}))
+        try:
+            self._socket.send(pack({"v": PROTOCOL_VERSION, "id": request_id, **message}))
+        except zmq.Again:
+            self.reconnect()
+            raise BackendTimeout(
+                f"{self.endpoint} took no message within {self.timeout:.0f} s: is `backend "
+                "serve` running there (for a remote server: right address, and keys it "
+                "accepts)?") from None
         return request_id
 
     def receive(self, request_id: int, timeout: float | None = None) -> dict:
