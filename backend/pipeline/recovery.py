@@ -137,12 +137,11 @@ class FrameRegressions:
                 for name in self._found[known[0]]}
 
 
-def regressor_fit(start: dict[str, np.ndarray], asset: Asset, detections: ClipDetections,
+def regressor_fit(start: dict[str, np.ndarray], model: BodyModel, detections: ClipDetections,
                   focal: float, center: tuple[float, float],
                   subject: dict[str, np.ndarray] | None, seconds: float) -> FitResult:
     """The regressor's estimates as a clip fit: per-subject values averaged over the frames
     (or held at ``subject``), reprojection errors against the detections."""
-    model = BodyModel(asset)
     frames = len(detections.frames)
     defaults = model.default_params(frames)  # transl among them: the camera carries it
     params = {}
@@ -176,7 +175,7 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
         raise ValueError(f"the {estimator!r} estimator needs the regressor's per-frame estimates")
     model = BodyModel(asset)
     if estimator == "regressor":
-        fit = regressor_fit(start, asset, detections,
+        fit = regressor_fit(start, model, detections,
                             focal or float(max(detections.width, detections.height)),
                             principal_point(detections.width, detections.height, center),
                             subject, regressor_s)
