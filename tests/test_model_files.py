@@ -1,4 +1,4 @@
-"""Readers of the licensed SMPL-X / FLAME files: layouts, and errors naming file and key."""
+"""Readers of the licensed SMPL-X / FLAME / SMPL files: layouts, and errors naming file and key."""
 
 import pickle
 import sys
@@ -6,6 +6,7 @@ import types
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 from backend.body.build import model_files as readers
 from backend.body.errors import ModelFileError
@@ -124,3 +125,24 @@ def test_bad_correspondence(tmp_path, ids, message):
 def test_smplx_10_and_300_component_layouts_split_like_the_smplx_package():
     assert readers.smplx_shape_split(20) == (10, 10)
     assert readers.smplx_shape_split(400) == (300, 100)
+
+
+def test_smpl_rest_joints_from_npz_and_plain_pickle(tmp_path):
+    rng = np.random.default_rng(0)
+    template = rng.normal(size=(40, 3))
+    regressor = rng.random((24, 40))
+    regressor /= regressor.sum(1, keepdims=True)
+    np.savez(tmp_path / "SMPL_NEUTRAL.npz", v_template=template, J_regressor=regressor,
+             f=np.zeros((1, 3), np.int64))
+    joints = readers.read_smpl_rest_joints(tmp_path / "SMPL_NEUTRAL.npz")
+    assert joints == pytest.approx(regressor @ template)
+    # SMPL's pickles store the regressor sparse (after conversion: no chumpy left).
+    dump_pickle({"v_template": template, "J_regressor": scipy.sparse.csc_matrix(regressor)},
+                tmp_path / "SMPL_NEUTRAL.pkl")
+    assert readers.read_smpl_rest_joints(tmp_path / "SMPL_NEUTRAL.pkl") == pytest.approx(joints)
+    np.savez(tmp_path / "SMPL_BAD.npz", v_template=template, J_regressor=regressor[:, :30])
+    with pytest.raises(ModelFileError, match="SMPL_BAD.npz: 'J_regressor' covers 30 vertices"):
+        readers.read_smpl_rest_joints(tmp_path / "SMPL_BAD.npz")
+    np.savez(tmp_path / "SMPL_22.npz", v_template=template, J_regressor=regressor[:22])
+    with pytest.raises(ModelFileError, match="'J_regressor' axis 0 must be 24"):
+        readers.read_smpl_rest_joints(tmp_path / "SMPL_22.npz")

@@ -23,7 +23,7 @@ from training.data.readers.coco_wholebody import CocoWholeBody
 from training.data.readers.mmhuman3d import SPIN24_TO_POSE33, Mmhuman3dSamples
 from training.data.readers.smpl_offset import BODY_JOINTS, rest_joints, tpose_offset
 from training.data.readers.smplx_params import SmplxParamSamples
-from training.data.sources import open_sources, parse_entry
+from training.data.sources import open_sources, parse_entry, smpl_pose_offset
 from training.errors import TrainingDataError
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -209,6 +209,22 @@ def test_tpose_offset_lays_smplx_bones_along_smpl(smplx_asset):
     assert np.abs(untouched).max() < 1e-9
 
 
+def test_smpl_model_file_gives_the_offset_for_smplx_only(tmp_path, smplx_asset, open_asset):
+    from backend.body.joint_names import SMPLX_PARENTS
+
+    smplx_rest = rest_joints(smplx_asset)[:BODY_JOINTS]
+    smpl_rest = _forward_kinematics(smplx_rest, np.full((BODY_JOINTS, 3), 0.05), SMPLX_PARENTS)
+    # A SMPL file whose 24 vertices are its joints (SMPL's two hand joints: the wrists).
+    template = np.concatenate([smpl_rest, smpl_rest[20:22]])
+    np.savez(tmp_path / "SMPL_NEUTRAL.npz", v_template=template, J_regressor=np.eye(24))
+    offset = smpl_pose_offset(str(tmp_path / "SMPL_NEUTRAL.npz"), smplx_asset)
+    assert offset == pytest.approx(tpose_offset(smpl_rest, smplx_rest))
+    assert np.abs(offset).max() > 0.01
+    assert smpl_pose_offset("", smplx_asset) is None
+    with pytest.raises(TrainingDataError, match="'open' is not SMPL-X"):
+        smpl_pose_offset(str(tmp_path / "SMPL_NEUTRAL.npz"), open_asset)
+
+
 # --- SMPL-X parameter sets ---------------------------------------------------------------------
 
 def test_smplx_params_become_labels_for_smplx_only(tmp_path, smplx_asset, open_asset):
@@ -358,3 +374,9 @@ def test_stage1_trains_on_dataset_entries_with_a_mixture(tmp_path, coco_folder, 
                        "--set", "optim.steps=2", "--set", f"run.out='{out}'"]) == 0
     assert "done at step 2" in capsys.readouterr().out
     assert (out / "log.csv").is_file()
+    # Eval reads dataset entries too: 2D-only labels give 2D metrics, beside the baseline.
+    assert pear_train(["eval", "--checkpoint", str(out / "checkpoint"), "--data",
+                       f"coco-wholebody:{coco_folder}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for side in ("network", "baseline"):
+        assert result[side]["pose33_kp2d_px"] > 0 and "mpjpe_mm" not in result[side]

@@ -91,13 +91,15 @@ def _eval(args: argparse.Namespace) -> int:
     from backend.regressor.checkpoint import load_checkpoint
 
     from .data.augment import AugmentConfig, Augmenter
-    from .data.shards import ShardSamples
+    from .data.sources import open_sources, smpl_pose_offset
     from .evaluate import compare
 
     asset = registry.load(args.asset)
     network = load_checkpoint(args.checkpoint, asset)
-    result = compare(network, asset, ShardSamples(args.data),
-                     Augmenter(asset, AugmentConfig.off()), limit=args.limit)
+    source = open_sources(args.data, {}, asset,
+                          smpl_offset=smpl_pose_offset(args.smpl_model, asset))
+    result = compare(network, asset, source, Augmenter(asset, AugmentConfig.off()),
+                     limit=args.limit)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
 
@@ -184,8 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "samples, beside the mean-parameter baseline (JSON)")
     evaluation.add_argument("--checkpoint", type=Path, required=True,
                             help="a checkpoint folder (a run's RUN/checkpoint, or installed)")
-    evaluation.add_argument("--data", type=Path, nargs="+", required=True,
-                            help="shard folders made by `pear-train synth`")
+    evaluation.add_argument("--data", nargs="+", required=True,
+                            help="shard folders made by `pear-train synth`, or datasets as "
+                            "KIND:PATH[:IMAGES] (coco-wholebody, mmhuman3d, smplx-params)")
+    evaluation.add_argument("--smpl-model", default="",
+                            help="your SMPL .npz: with an SMPL-X --asset, mmhuman3d's SMPL "
+                            "poses are scored too (Eq. 4)")
     evaluation.add_argument("--asset", default=DEFAULT_ASSET_ID,
                             help=f"body model (default: {DEFAULT_ASSET_ID})")
     evaluation.add_argument("--limit", type=_positive, help="only the first N samples")

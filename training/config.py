@@ -43,6 +43,9 @@ class DataConfig:
     workers: int = 0  # loader processes per training process
     augment: bool = True
     backgrounds: str = ""  # a folder of photos showing nobody; "" = procedural backgrounds
+    # The user's SMPL file (.npz): with an SMPL-X asset, Eq. 4's offset makes mmhuman3d's SMPL
+    # poses labels; "" = those datasets give keypoints only.
+    smpl_model: str = ""
 
 
 @dataclass

@@ -6,7 +6,9 @@ Metrics (each over the samples that carry the label):
 - ``mpjpe_mm``, ``pa_mpjpe_mm``: the 22 body joints, pelvis-centred / Procrustes-aligned;
 - ``hand_pa_mpjpe_mm``: each hand's wrist and 15 finger joints, aligned per hand;
 - ``kp2d_px``: the body joints' 2D error in crop pixels (256 high), and ``pck_005``/``pck_01``,
-  the share within 5 % / 10 % of the crop height;
+  the share within 5 % / 10 % of the crop height; ``pose33_kp2d_px``, ``pose33_pck_005``,
+  ``pose33_pck_01`` the same over MediaPipe's 33 pose points (what 2D datasets such as
+  COCO-WholeBody label);
 - ``hand_kp2d_px``, ``face_nme``: the MediaPipe hand points' 2D error in crop pixels, and the
   face points' mean error over the inter-ocular distance;
 - ``expression_l1``: the mean absolute error of the expression coefficients.
@@ -32,6 +34,7 @@ from .forward import JOINTS, Prediction, predict
 
 BODY_JOINTS = list(range(22))  # SMPL-X: pelvis to the wrists
 HANDS = {"left": [20, *range(25, 40)], "right": [21, *range(40, 55)]}
+POSE_SET = "mediapipe_pose33"
 HAND_SETS = ("mediapipe_hand_left", "mediapipe_hand_right")
 FACE_SET, FACE_EYE_CORNERS = "mediapipe_face478", (33, 263)  # MediaPipe's outer eye corners
 CROP_PIXELS = INPUT_SIZE[0]
@@ -39,17 +42,17 @@ CROP_PIXELS = INPUT_SIZE[0]
 
 def fit_crop_camera(vector: torch.Tensor, batch: Batch, layout: ParamLayout,
                     body: LandmarkModel, iterations: int = 150) -> torch.Tensor:
-    """``vector`` with its crop camera (s, tx, ty) refitted per sample to the labelled 2D joints
-    (the baseline's camera: the best any pose-blind guess can do)."""
+    """``vector`` with its crop camera (s, tx, ty) refitted per sample to the labelled 2D body
+    joints and pose points (the baseline's camera: the best any pose-blind guess can do)."""
     params_part = vector[:, :layout.params_size].detach()
     camera = vector[:, layout.params_size:].detach().clone().requires_grad_()
     optimizer = torch.optim.Adam([camera], lr=0.02)
-    target = batch.keypoints2d[JOINTS]
+    sets = [name for name in (JOINTS, POSE_SET) if name in batch.keypoints2d]
     for _ in range(iterations):
         optimizer.zero_grad()
-        predicted = predict(torch.cat([params_part, camera], 1), batch, layout, body, [JOINTS])
-        error = ((predicted.keypoints2d[JOINTS] - target[..., :2]).abs().sum(-1)
-                 * target[..., 2]).sum()
+        predicted = predict(torch.cat([params_part, camera], 1), batch, layout, body, sets)
+        error = sum(((predicted.keypoints2d[name] - batch.keypoints2d[name][..., :2]).abs()
+                     .sum(-1) * batch.keypoints2d[name][..., 2]).sum() for name in sets)
         error.backward()
         optimizer.step()
         with torch.no_grad():
@@ -73,6 +76,17 @@ class _Tally:
                 if self.counts[name]}
 
 
+def _measure_2d(tally: _Tally, prefix: str, predicted: torch.Tensor, target: torch.Tensor
+                ) -> None:
+    """Error in crop pixels and PCK of the labelled points (target: (B, K, 3) with confidence)."""
+    seen = target[..., 2] > 0
+    if seen.any():
+        error = (predicted.detach() - target[..., :2]).norm(dim=-1)[seen].numpy()
+        tally.add(f"{prefix}kp2d_px", error * CROP_PIXELS)
+        tally.add(f"{prefix}pck_005", error < 0.05)
+        tally.add(f"{prefix}pck_01", error < 0.1)
+
+
 def _measure(tally: _Tally, prediction: Prediction, batch: Batch) -> None:
     labelled = batch.has_joints3d > 0
     if labelled.any():
@@ -86,14 +100,11 @@ def _measure(tally: _Tally, prediction: Prediction, batch: Batch) -> None:
         for joints in HANDS.values():
             tally.add("hand_pa_mpjpe_mm", [pa_error_mm(p[None], t[None]) for p, t in zip(
                 predicted[:, joints], truth[:, joints], strict=True)])
-    target = batch.keypoints2d[JOINTS][:, BODY_JOINTS]
-    seen = target[..., 2] > 0
-    if seen.any():
-        error = (prediction.keypoints2d[JOINTS][:, BODY_JOINTS].detach() - target[..., :2]
-                 ).norm(dim=-1)[seen].numpy()
-        tally.add("kp2d_px", error * CROP_PIXELS)
-        tally.add("pck_005", error < 0.05)
-        tally.add("pck_01", error < 0.1)
+    _measure_2d(tally, "", prediction.keypoints2d[JOINTS][:, BODY_JOINTS],
+                batch.keypoints2d[JOINTS][:, BODY_JOINTS])
+    if POSE_SET in prediction.keypoints2d and POSE_SET in batch.keypoints2d:
+        _measure_2d(tally, "pose33_", prediction.keypoints2d[POSE_SET],
+                    batch.keypoints2d[POSE_SET])
     for name in HAND_SETS:
         if name in prediction.keypoints2d and name in batch.keypoints2d:
             target = batch.keypoints2d[name]

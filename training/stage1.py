@@ -186,7 +186,7 @@ def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False)
 
     from .data.augment import AugmentConfig, Augmenter
     from .data.backgrounds import Backgrounds
-    from .data.sources import open_sources
+    from .data.sources import open_sources, smpl_pose_offset
     from .evaluate import evaluate
 
     asset = registry.load(config.data.asset)
@@ -203,16 +203,18 @@ def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False)
     backgrounds = Backgrounds(photos)
     prepare = Augmenter(asset, AugmentConfig() if config.data.augment else AugmentConfig.off(),
                         backgrounds)
+    offset = smpl_pose_offset(config.data.smpl_model, asset)
     validate = None
     if config.data.val:
-        val_source = open_sources(config.data.val, {}, asset)
+        val_source = open_sources(config.data.val, {}, asset, smpl_offset=offset)
         plain = Augmenter(asset, AugmentConfig.off(), backgrounds)
 
         def validate(network: PearRegressor, step: int) -> dict[str, float]:
             return evaluate(network, asset, val_source, plain, config.optim.batch_size,
                             config.run.val_samples)
 
-    source = open_sources(config.data.train, config.data.mixture, asset, config.run.seed)
+    source = open_sources(config.data.train, config.data.mixture, asset, config.run.seed,
+                          offset)
     summary = train(config, asset, source, prepare, resume, validate)
     if install and summary.checkpoint is not None:
         install_checkpoint(summary.checkpoint, asset)

@@ -60,30 +60,42 @@ def _weight(entry: str, mixture: Mapping[str, float]) -> float:
                             f"({kind!r}); the mixture names {sorted(mixture)}")
 
 
+def smpl_pose_offset(smpl_model: str, asset: Asset) -> np.ndarray | None:
+    """Eq. 4's offset from the user's SMPL file (``data.smpl_model``), or None without one.
+    Only an SMPL-X asset has a pose SMPL's can be turned into."""
+    if not smpl_model:
+        return None
+    from .readers.crop import is_smplx
+
+    if not is_smplx(asset):
+        raise TrainingDataError(
+            f"data.smpl_model is set but body model {asset.asset_id!r} is not SMPL-X: Eq. 4 "
+            "turns SMPL poses into SMPL-X ones only. Install an SMPL-X model (`backend models "
+            "install`) and set data.asset, or leave data.smpl_model empty (mmhuman3d data then "
+            "gives keypoints only)")
+    from backend.body.build.model_files import read_smpl_rest_joints
+
+    from .readers.smpl_offset import rest_joints, tpose_offset
+
+    return tpose_offset(read_smpl_rest_joints(smpl_model), rest_joints(asset))
+
+
 def open_sources(entries: Sequence[str], mixture: Mapping[str, float], asset: Asset,
-                 seed: int = 0, smpl_rest_joints: np.ndarray | None = None) -> SampleSource:
+                 seed: int = 0, smpl_offset: np.ndarray | None = None) -> SampleSource:
     """All ``entries`` as one source, mixed by ``mixture`` when it has weights.
-    ``smpl_rest_joints``: SMPL's T-pose joints (from the user's SMPL file); with an SMPL-X
-    asset they give Eq. 4's offset, so mmhuman3d's SMPL poses become labels."""
+    ``smpl_offset``: Eq. 4's (``smpl_pose_offset``), so mmhuman3d's SMPL poses become labels."""
     if not entries:
         raise TrainingDataError("no data entries: give shard folders made by `pear-train "
                                 f"synth` or KIND:PATH with KIND one of {READERS}")
-    offset = None
-    if smpl_rest_joints is not None:
-        from .readers.crop import is_smplx
-        from .readers.smpl_offset import rest_joints, tpose_offset
-
-        if is_smplx(asset):
-            offset = tpose_offset(smpl_rest_joints, rest_joints(asset))
     if mixture:
         unknown = sorted(set(mixture) - set(entries) - {parse_entry(e)[0] for e in entries})
         if unknown:
             raise TrainingDataError(f"data.mixture names {unknown}, which match no data entry "
                                     f"(entries: {list(entries)})")
-        return MixedSource([open_entry(e, asset, offset) for e in entries],
+        return MixedSource([open_entry(e, asset, smpl_offset) for e in entries],
                            [_weight(e, mixture) for e in entries], seed)
     folders = [e for e in entries if parse_entry(e)[0] == SHARDS]
-    others = [open_entry(e, asset, offset) for e in entries if parse_entry(e)[0] != SHARDS]
+    others = [open_entry(e, asset, smpl_offset) for e in entries if parse_entry(e)[0] != SHARDS]
     if folders:
         from .shards import ShardSamples
 

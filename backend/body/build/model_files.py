@@ -1,5 +1,6 @@
 """Readers for the user-installed, licensed model files: SMPL-X (.npz), FLAME (.pkl / .npz),
-the SMPL-X<->FLAME vertex correspondence (.npy) and FLAME eyelid blend shapes (.npz / .npy pair).
+the SMPL-X<->FLAME vertex correspondence (.npy), FLAME eyelid blend shapes (.npz / .npy pair)
+and SMPL's rest joints (.npz / .pkl; training's Eq. 4 offset needs nothing else of SMPL).
 
 Each reader checks keys and array ranks and raises ModelFileError naming the file, the key and
 what was expected. Pickles are read with an unpickler that only rebuilds numpy arrays and scipy
@@ -19,11 +20,13 @@ from ..errors import ModelFileError
 
 SMPLX_NUM_JOINTS = 55
 FLAME_NUM_JOINTS = 5
+SMPL_NUM_JOINTS = 24
 FLAME_CONVERT_HINT = (
-    "Official FLAME .pkl files store 'chumpy' objects, which cannot be read on Python 3.11. "
-    "Convert the file once with scripts/convert_flame_pkl.py in any Python where chumpy imports "
-    "(e.g. `python3.10 -m pip install chumpy numpy && python3.10 scripts/convert_flame_pkl.py "
-    "generic_model.pkl flame.npz`) and install the resulting .npz."
+    "Official FLAME and SMPL .pkl files store 'chumpy' objects, which cannot be read on "
+    "Python 3.11. Convert the file once with scripts/convert_flame_pkl.py in any Python where "
+    "chumpy imports (e.g. `python3.10 -m pip install chumpy numpy && python3.10 "
+    "scripts/convert_flame_pkl.py generic_model.pkl flame.npz`, likewise for SMPL files) and "
+    "use the resulting .npz."
 )
 
 _SAFE_GLOBALS = {
@@ -168,6 +171,19 @@ def read_flame(path: str | Path) -> dict[str, np.ndarray]:
         raise ModelFileError(f"{path}: FLAME 'shapedirs' must hold 300 shape + 100 expression "
                              f"components, found {model['shapedirs'].shape[2]}")
     return model
+
+
+def read_smpl_rest_joints(path: str | Path) -> np.ndarray:
+    """SMPL's 24 T-pose joints, ``J_regressor @ v_template``, from a SMPL model file
+    (``SMPL_NEUTRAL.npz``, or a .pkl holding plain arrays)."""
+    path = Path(path)
+    data = _load_mapping(path, "SMPL")
+    template = _array(path, data, "v_template", 2, {1: 3}, np.float64)
+    regressor = _array(path, data, "J_regressor", 2, {0: SMPL_NUM_JOINTS}, np.float64)
+    if regressor.shape[1] != template.shape[0]:
+        raise ModelFileError(f"{path}: 'J_regressor' covers {regressor.shape[1]} vertices, "
+                             f"v_template has {template.shape[0]}")
+    return regressor @ template
 
 
 def read_correspondence(path: str | Path, num_flame: int, num_smplx: int) -> np.ndarray:
