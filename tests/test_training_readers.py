@@ -376,7 +376,9 @@ def test_stage1_trains_on_dataset_entries_with_a_mixture(tmp_path, coco_folder, 
     assert (out / "log.csv").is_file()
     # Eval reads dataset entries too: 2D-only labels give 2D metrics, beside the baseline.
     assert pear_train(["eval", "--checkpoint", str(out / "checkpoint"), "--data",
-                       f"coco-wholebody:{coco_folder}", "--json"]) == 0
+                       f"coco-wholebody:{coco_folder}", "--json", "--overlay",
+                       str(tmp_path / "overlays")]) == 0
     result = json.loads(capsys.readouterr().out)
     for side in ("network", "baseline"):
         assert result[side]["pose33_kp2d_px"] > 0 and "mpjpe_mm" not in result[side]
+    assert len(list((tmp_path / "overlays").glob("*.png"))) == 1  # one person in the fixture

@@ -220,3 +220,32 @@ def test_the_baselines_camera_fits_the_2d_joints(float_model, joints_only):
     with torch.no_grad():
         assert error(fitted) < 0.8 * error(mean)  # measured: 0.068 vs 0.107 (rest pose)
     assert torch.equal(fitted[:, :layout.params_size], mean[:, :layout.params_size])
+
+
+def test_overlays_draw_the_predicted_mesh_over_the_crop(smplx_asset, float_model, tmp_path):
+    import dataclasses
+
+    import cv2
+    import numpy as np
+
+    from training.overlays import GAP, write_overlays
+
+    samples, vectors = labelled_samples_and_truth(float_model[0], 3, seed=4)
+    gray = np.full((256, 192, 3), 90, np.uint8)
+    samples = [dataclasses.replace(sample, image=gray) for sample in samples]
+    written = write_overlays(_Oracle(vectors), smplx_asset, samples, tmp_path, count=3)
+    assert [path.name for path in written] == [f"{i:03d}_test_4_{i}.png" for i in range(3)]
+    covered = []
+    for path, sample in zip(written, samples, strict=True):
+        picture = cv2.imread(str(path))
+        assert picture.shape == (256, 2 * 192 + GAP, 3)
+        network, baseline = picture[:, :192], picture[:, 192 + GAP:]
+        assert (baseline != 90).any(axis=-1).sum() > 500  # the baseline's mesh is drawn too
+        # A perfect network's mesh lies on its own body joints, where the labels put them
+        # (within 2 px: the test body's limbs are thin tubes with gaps at the joints).
+        mesh = cv2.dilate((network != 90).any(axis=-1).astype(np.uint8), np.ones((5, 5)))
+        for x, y, _ in sample.keypoints2d[JOINTS][:22]:
+            col, row = round(x * 256 + 96), round(y * 256 + 128)
+            if 20 <= row < 256 and 0 <= col < 192:  # inside the crop, below the label text
+                covered.append(mesh[row, col] > 0)
+    assert len(covered) > 30 and np.mean(covered) > 0.95

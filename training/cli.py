@@ -16,6 +16,8 @@ from backend.conventions import DEFAULT_ASSET_ID
 
 from .config import CONFIG_DIR, as_json, load_config
 
+OVERLAY_SAMPLES = 16  # eval --overlay draws this many samples (fewer with --limit)
+
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help=f"a TOML or YAML file (shipped: {CONFIG_DIR})")
@@ -98,9 +100,16 @@ def _eval(args: argparse.Namespace) -> int:
     network = load_checkpoint(args.checkpoint, asset)
     source = open_sources(args.data, {}, asset,
                           smpl_offset=smpl_pose_offset(args.smpl_model, asset))
-    result = compare(network, asset, source, Augmenter(asset, AugmentConfig.off()),
-                     limit=args.limit)
+    prepare = Augmenter(asset, AugmentConfig.off())
+    result = compare(network, asset, source, prepare, limit=args.limit)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    if args.overlay:
+        from .overlays import write_overlays
+
+        count = min(OVERLAY_SAMPLES, args.limit or OVERLAY_SAMPLES)
+        written = write_overlays(network, asset, source, args.overlay, prepare, count)
+        print(f"wrote {len(written)} overlays (network | baseline) to {args.overlay}",
+              file=sys.stderr)
     return 0
 
 
@@ -196,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help=f"body model (default: {DEFAULT_ASSET_ID})")
     evaluation.add_argument("--limit", type=_positive, help="only the first N samples")
     evaluation.add_argument("--json", action="store_true", help="one JSON line")
+    evaluation.add_argument("--overlay", type=Path, metavar="DIR",
+                            help=f"also draw the first {OVERLAY_SAMPLES} samples' meshes "
+                            "(network | baseline) over their crops, one PNG each")
     evaluation.set_defaults(handler=_eval)
 
     plot = commands.add_parser("plot", help="a run's loss curves (each term, log scale) and "

@@ -17,6 +17,7 @@ Metrics (each over the samples that carry the label):
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from backend.regressor.layout import ParamLayout
 from backend.regressor.vit import INPUT_SIZE
 from backend.tracking.metrics import pa_error_mm
 
-from .data.batch import Batch, collate
+from .data.batch import Batch, Sample, collate
 from .data.loader import Prepare, SampleSource, keypoint_sizes
 from .forward import JOINTS, Prediction, predict
 
@@ -128,17 +129,17 @@ def _measure(tally: _Tally, prediction: Prediction, batch: Batch) -> None:
                                         - batch.params["expression"][has]).abs().mean(1))
 
 
-def evaluate(network: torch.nn.Module | None, asset: Asset, source: SampleSource,
-             prepare: Prepare | None = None, batch_size: int = 16,
-             limit: int | None = None, seed: int = 0) -> dict[str, float]:
-    """Metrics of ``network`` (None: the mean-parameter baseline) on the first ``limit``
-    samples of ``source`` (all by default), in order; ``prepare`` (compositing) is seeded per
-    sample by ``seed``, so the network and the baseline see the same images."""
+def predictions(network: torch.nn.Module | None, asset: Asset, source: SampleSource,
+                prepare: Prepare | None = None, batch_size: int = 16, limit: int | None = None,
+                seed: int = 0) -> Iterator[tuple[list[Sample], Batch, Prediction]]:
+    """What ``network`` (None: the mean-parameter baseline) predicts for the first ``limit``
+    samples of ``source`` (all by default), in order, batch by batch, with the samples as
+    prepared; ``prepare`` (compositing) is seeded per sample by ``seed``, so the network and
+    the baseline see the same images."""
     layout = ParamLayout(asset.param_spec)
     sizes = keypoint_sizes(asset)
     body = LandmarkModel(BodyModel(asset), [name for name in sizes if name != JOINTS])
     count = min(len(source), limit or len(source))
-    tally = _Tally()
     for first in range(0, count, batch_size):
         samples = [source[i] for i in range(first, min(first + batch_size, count))]
         if prepare is not None:
@@ -150,8 +151,20 @@ def evaluate(network: torch.nn.Module | None, asset: Asset, source: SampleSource
         else:
             with torch.no_grad():
                 vector = network(batch.images).float()
-        with torch.no_grad():
-            _measure(tally, predict(vector, batch, layout, body, list(sizes)), batch)
+        with torch.no_grad():  # not around the yield: grad mode is global, not the generator's
+            prediction = predict(vector, batch, layout, body, list(sizes))
+        yield samples, batch, prediction
+
+
+def evaluate(network: torch.nn.Module | None, asset: Asset, source: SampleSource,
+             prepare: Prepare | None = None, batch_size: int = 16,
+             limit: int | None = None, seed: int = 0) -> dict[str, float]:
+    """Metrics of ``network`` (None: the mean-parameter baseline) on the first ``limit``
+    samples of ``source`` (``predictions``)."""
+    tally = _Tally()
+    for _, batch, prediction in predictions(network, asset, source, prepare, batch_size,
+                                            limit, seed):
+        _measure(tally, prediction, batch)
     return tally.result()
 
 
