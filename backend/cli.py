@@ -22,6 +22,7 @@ from .errors import (
 from .estimator_names import ESTIMATORS
 from .paths import route_caches
 from .server.config import ServerConfig
+from .status_line import StatusLine
 
 ESTIMATOR_HELP = ("tracker (default: MediaPipe + optimization, no checkpoint needed), regressor "
                   "(the PEAR network per frame) or regressor+tracker (the network's estimate "
@@ -132,14 +133,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_STATUS = StatusLine()
+
+
 def _progress_bar(label: str, done: int, total: int) -> None:
-    """A one-line progress bar on stderr, redrawn in place."""
+    """A one-line progress bar on stderr (redrawn in place on a terminal)."""
     width = 30
     filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r{label:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+    _STATUS.show(f"{label:<24} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+                 topic=label, final=done >= total)
 
 
 def _load_asset(asset_id: str):

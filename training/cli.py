@@ -43,6 +43,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     from backend.body.model import BodyModel
     from backend.body.registry import load
+    from backend.status_line import StatusLine
 
     from .data.poses import pose_source
     from .data.shards import Manifest, write_shards
@@ -54,16 +55,15 @@ def _synth(args: argparse.Namespace) -> int:
     manifest = Manifest(asset.asset_id, asset.spec_hash, args.seed, args.split, args.count,
                         args.shard_size, described, GENERATOR_VERSION)
     started = time.perf_counter()
+    status = StatusLine()
 
     def progress(done: int, todo: int) -> None:
         rate = done / max(time.perf_counter() - started, 1e-9)
-        print(f"\rsynth: {done}/{todo} samples, {rate:.2f}/s", end="", file=sys.stderr,
-              flush=True)
+        status.show(f"synth: {done}/{todo} samples, {rate:.2f}/s", final=done >= todo)
 
     rendered = write_shards(args.out, manifest, partial(SynthGenerator, asset, poses, args.seed,
                                                         args.split), args.workers, progress)
     elapsed = time.perf_counter() - started
-    print(file=sys.stderr)
     kept = f", {args.count - rendered} kept from an earlier run" if rendered < args.count else ""
     print(f"{rendered} samples rendered in {elapsed:.1f} s: {rendered / elapsed:.2f} samples/s "
           f"with {args.workers} worker(s){kept}; {args.split} split, seed {args.seed}, poses "

@@ -4,15 +4,17 @@ logged step and TensorBoard event files (tensorboardX, when installed) in the ru
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from pathlib import Path
+
+from backend.status_line import StatusLine
 
 
 class RunLog:
     def __init__(self, out: Path, total_steps: int, start_step: int = 0):
         self.out, self.total, self.start_step = out, total_steps, start_step
         self._started = time.perf_counter()
+        self._status = StatusLine()
         out.mkdir(parents=True, exist_ok=True)
         self._csv_path = out / "log.csv"
         self._columns: list[str] | None = None
@@ -37,20 +39,19 @@ class RunLog:
         done = step - self.start_step
         elapsed = time.perf_counter() - self._started
         eta = elapsed / max(done, 1) * (self.total - step)
-        sys.stderr.write(f"\rstep {step}/{self.total}  loss {values['loss']:.4f}  "
-                         f"{images_per_s:.1f} img/s  ETA {_duration(eta)}   ")
-        sys.stderr.flush()
+        self._status.show(f"step {step}/{self.total}  loss {values['loss']:.4f}  "
+                          f"{images_per_s:.1f} img/s  ETA {_duration(eta)}   ")
 
     def validation(self, step: int, values: dict[str, float]) -> None:
         self._write_csv({"step": step, **{f"val_{k}": v for k, v in values.items()}})
         if self._board is not None:
             for name, value in values.items():
                 self._board.add_scalar(f"val/{name}", value, step)
-        sys.stderr.write("\n" + f"validation at step {step}: " + ", ".join(
-            f"{k} {v:.4g}" for k, v in values.items()) + "\n")
+        self._status.note(f"validation at step {step}: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in values.items()))
 
     def note(self, text: str) -> None:
-        sys.stderr.write("\n" + text + "\n")
+        self._status.note(text)
 
     def close(self) -> None:
         if self._board is not None:
