@@ -22,10 +22,10 @@ import torch
 
 from backend.body.model import BodyModel
 from backend.body.registry import load
-from training.data.bvh import find_bvh_files, forward_kinematics, read_bvh
-from training.data.bvh_conventions import detect_convention
-from training.data.mocap import bone_direction_errors, retarget, select_frames
-from training.data.poses import asset_skeleton
+from backend.mocap.bvh import find_bvh_files, forward_kinematics, read_bvh
+from backend.mocap.bvh_conventions import detect_convention
+from backend.mocap.poses import asset_skeleton
+from backend.mocap.retarget import bone_direction_errors, retarget, select_frames
 
 REPO = Path(__file__).resolve().parents[1]
 LUMPED = "spine3-neck"  # mb2/max split the neck in two joints; the model has one

@@ -14,17 +14,17 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from backend.errors import InputError
-from backend.tracking.priors import angle_bounds
-from training.data.bvh import (
+from backend.mocap.bvh import (
     BvhFormatError,
     forward_kinematics,
     local_transforms,
     parse_bvh,
     read_bvh,
 )
-from training.data.bvh_conventions import CONVENTIONS, DAZ, MAX, MB2, detect_convention
-from training.data.fingers import FINGERS
-from training.data.mocap import (
+from backend.mocap.bvh_conventions import CONVENTIONS, DAZ, MAX, MB2, detect_convention
+from backend.mocap.fingers import FINGERS
+from backend.mocap.poses import MocapPoses, RangePoses, asset_skeleton, finger_model
+from backend.mocap.retarget import (
     anchor_positions,
     bone_direction_errors,
     retarget,
@@ -32,7 +32,7 @@ from training.data.mocap import (
     split_subjects,
     subject_of,
 )
-from training.data.poses import MocapPoses, RangePoses, asset_skeleton, finger_model
+from backend.tracking.priors import angle_bounds
 
 REAL_CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mocap" / "cmu"
 BY_NAME = {c.name: c for c in CONVENTIONS}

@@ -15,13 +15,13 @@ import torch
 from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
 from backend.camera import to_camera
+from backend.mocap.poses import RangePoses
 from backend.regressor.crop_camera import crop_intrinsics, crop_to_full, full_to_crop
 from backend.regressor.layout import ParamLayout
 from backend.renderer.mesh_raster import nearest_fragments, project, rasterize
 from training.data.appearance import sample_appearance
 from training.data.batch import collate
 from training.data.loader import keypoint_sizes
-from training.data.poses import RangePoses
 from training.data.shards import (
     Manifest,
     ShardError,

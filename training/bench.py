@@ -51,8 +51,8 @@ def bench_synth(asset: Asset) -> tuple[float, list[SynthRecord]]:
     """Synthetic samples per second (render and labels, one thread as ``synth`` workers
     run), and the samples rendered."""
     from backend.body.model import BodyModel
+    from backend.mocap.poses import pose_source
 
-    from .data.poses import pose_source
     from .data.synth import SynthGenerator
 
     generate = SynthGenerator(asset, pose_source(BodyModel(asset).double()), 0, "train")

@@ -43,9 +43,9 @@ def _synth(args: argparse.Namespace) -> int:
 
     from backend.body.model import BodyModel
     from backend.body.registry import load
+    from backend.mocap.poses import pose_source
     from backend.status_line import StatusLine
 
-    from .data.poses import pose_source
     from .data.shards import Manifest, write_shards
     from .data.synth import GENERATOR_VERSION, SynthGenerator
 

@@ -50,7 +50,7 @@ ACTIVE = 0.3  # the chance that one expression, the eyes, the jaw or an eyelid m
 
 
 class PoseSource(Protocol):
-    """Body and hand poses (``training/data/poses.py``): parameters by spec name and a string
+    """Body and hand poses (``backend/mocap/poses.py``): parameters by spec name and a string
     naming where the pose came from (a clip and frame, or "range")."""
 
     def draw(self, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], str]: ...

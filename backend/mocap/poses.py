@@ -24,7 +24,7 @@ from backend.tracking.priors import angle_bounds, hinge_axes
 from .bvh import find_bvh_files, read_bvh
 from .bvh_conventions import detect_convention
 from .fingers import FingerModel
-from .mocap import (
+from .retarget import (
     AssetSkeleton,
     RetargetedClip,
     retarget,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .mocap import AssetSkeleton
+from .retarget import AssetSkeleton
 
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 SIDES = ("left", "right")
