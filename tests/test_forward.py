@@ -275,6 +275,21 @@ def test_rotation_conversions_round_trip():
     assert (matrix_to_axis_angle(matrix) - aa).abs().max() < 1e-6
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matrix_to_axis_angle_has_finite_gradients_at_rest_and_half_turns(dtype):
+    # A network's rotations pass through it in training: one NaN gradient (acos at the
+    # identity, which float32 reaches for any angle below ~3e-4) poisons every weight.
+    from backend.body.rotations import rotation_6d_to_matrix
+
+    six = torch.tensor([[1, 0, 0, 0, 1, 0], [1, 1e-5, 0, 0, 1, 0], [1, 1e-9, 0, 0, 1, 1e-9],
+                        [-1, 0, 0, 0, -1, 0], [1, 0, 0, 0, -1, 1e-6],
+                        [0.3, 0.2, 0.9, -0.5, 0.8, 0.1]], dtype=dtype, requires_grad=True)
+    matrix = rotation_6d_to_matrix(six)
+    matrix_to_axis_angle(matrix).square().sum().backward()
+    assert torch.isfinite(six.grad).all()
+    assert (axis_angle_to_matrix(matrix_to_axis_angle(matrix)) - matrix).abs().max() < 1e-5
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(ehm_asset):

@@ -130,7 +130,9 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
                 _diverged(step, losses, batch, saved)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), config.optim.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.optim.grad_clip)
+            if not torch.isfinite(norm):  # stop before the step spreads it into the weights
+                _diverged(step, losses, batch, saved, "gradient")
             optimizer.step()
             schedule.step()
             compute_s += time.perf_counter() - compute_start
@@ -165,15 +167,19 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
                       compute_s, images)
 
 
-def _diverged(step: int, losses, batch: Batch, saved: Path | None) -> None:
+def _diverged(step: int, losses, batch: Batch, saved: Path | None, what: str = "loss"
+              ) -> None:
+    """Stop the run naming the step, the loss terms and the samples that are not finite (a
+    gradient that is not finite comes from a finite loss: then all the batch's samples)."""
     bad = {name: float(value.detach().mean()) for name, value in losses.per_sample.items()
            if not torch.isfinite(value).all()}
     samples = [batch.ids[i] for i in range(len(batch))
                if not all(torch.isfinite(v[i]) for v in losses.per_sample.values())]
     raise TrainingDiverged(
-        f"the loss is not finite at step {step + 1} (terms {sorted(bad)}; samples "
-        f"{samples[:8]}); the last good checkpoint is {saved or 'none (none was written yet)'}"
-        ": check those samples, lower optim.lr, then resume with --resume")
+        f"the {what} is not finite at step {step + 1} (terms {sorted(bad) or 'all finite'}; "
+        f"samples {(samples or batch.ids)[:8]}); the last good checkpoint is "
+        f"{saved or 'none (none was written yet)'}: check those samples, lower optim.lr, then "
+        "resume with --resume")
 
 
 def run_stage1(config: TrainConfig, resume: bool = False, install: bool = False) -> RunSummary:

@@ -27,10 +27,14 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
 
 
 def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) rotation matrices to (..., 3) axis-angle vectors (angle in [0, pi])."""
+    """(..., 3, 3) rotation matrices to (..., 3) axis-angle vectors (angle in [0, pi]).
+
+    Its gradient is finite everywhere, the identity and half turns included (training
+    backpropagates through it): the angle comes from atan2, not acos, whose slope is infinite
+    at +-1, and every branch divides only by quantities kept away from zero, since a branch
+    ``torch.where`` does not pick still passes 0 x its gradient back, NaN when that is inf."""
     trace = matrix[..., 0, 0] + matrix[..., 1, 1] + matrix[..., 2, 2]
-    cos = ((trace - 1.0) / 2.0).clamp(-1.0, 1.0)
-    angle = torch.acos(cos)
+    cos = (trace - 1.0) / 2.0
     vee = torch.stack(
         [
             matrix[..., 2, 1] - matrix[..., 1, 2],
@@ -39,8 +43,9 @@ def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
         ],
         dim=-1,
     )
-    sin = torch.sin(angle)
-    general = vee * (angle / (2.0 * sin.clamp_min(1e-12)))[..., None]
+    sin = 0.5 * torch.sqrt((vee * vee).sum(-1).clamp_min(1e-24))  # |vee| = 2 sin(angle)
+    angle = torch.atan2(sin, cos)
+    general = vee * (angle / (2.0 * sin))[..., None]
     small = vee / 2.0  # angle ~ 0: R ~ I + [w]x
     # Near pi the vee vector vanishes: recover the axis from the symmetric part instead.
     sym = (matrix + matrix.transpose(-1, -2)) / 2.0 - cos[..., None, None] * torch.eye(
@@ -48,7 +53,7 @@ def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
     )
     column = torch.argmax(torch.diagonal(sym, dim1=-2, dim2=-1), dim=-1)
     axis = torch.gather(sym, -1, column[..., None, None].expand(*sym.shape[:-1], 1)).squeeze(-1)
-    axis = axis / axis.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    axis = axis / torch.sqrt((axis * axis).sum(-1, keepdim=True).clamp_min(1e-24))
     axis = axis * torch.sign((axis * vee).sum(-1, keepdim=True) + 1e-30)
     near_pi = axis * angle[..., None]
     return torch.where(
