@@ -130,5 +130,8 @@ def test_a_run_killed_with_sigkill_resumes_onto_the_same_curve(home, shards, tmp
     _finish(_pear_train(_run_args(shards, parts, *settings, "--resume"), home))
     whole, resumed = _losses(tmp_path / "whole"), _losses(parts)
     assert sorted(resumed) == list(range(1, 9))
+    with open(parts / "log.csv") as handle:  # the steps redone after the checkpoint: once
+        logged = [int(row["step"]) for row in csv.DictReader(handle) if row.get("loss")]
+    assert logged == list(range(1, 9))
     for step in whole:
         assert resumed[step] == pytest.approx(whole[step], rel=1e-5), step

@@ -21,6 +21,8 @@ class RunLog:
         if self._csv_path.is_file():
             with open(self._csv_path) as handle:
                 self._columns = next(csv.reader(handle), None)
+            if self._columns:
+                self._drop_rows_after(start_step)
         try:
             from tensorboardX import SummaryWriter
 
@@ -61,19 +63,24 @@ class RunLog:
         new_columns = [key for key in row if key not in (self._columns or [])]
         if self._columns is None or new_columns:
             self._columns = (self._columns or []) + new_columns
-            self._rewrite_header()
+            self._rewrite()
         with open(self._csv_path, "a", newline="") as handle:
             csv.DictWriter(handle, self._columns).writerow(row)
 
-    def _rewrite_header(self) -> None:
+    def _rewrite(self, keep=lambda row: True) -> None:
         rows = []
         if self._csv_path.is_file():
             with open(self._csv_path, newline="") as handle:
-                rows = list(csv.DictReader(handle))
+                rows = [row for row in csv.DictReader(handle) if keep(row)]
         with open(self._csv_path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, self._columns)
             writer.writeheader()
             writer.writerows(rows)
+
+    def _drop_rows_after(self, step: int) -> None:
+        """A resumed run repeats the steps after its checkpoint: their rows from the run that
+        was stopped go, so each step is logged once."""
+        self._rewrite(lambda row: int(row["step"]) <= step)
 
 
 def _duration(seconds: float) -> str:
