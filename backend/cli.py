@@ -24,6 +24,8 @@ from .paths import route_caches
 from .server.config import ServerConfig
 from .status_line import StatusLine
 
+TRACKER_BENCH_FRAMES = 300
+
 ESTIMATOR_HELP = ("tracker (default: MediaPipe + optimization, no checkpoint needed), regressor "
                   "(the PEAR network per frame) or regressor+tracker (the network's estimate "
                   "refined by a short tracker run); the regressor ones need a trained checkpoint")
@@ -128,6 +130,10 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.tracker import run_tracker_bench as run
 
     options = {} if args.repeats is None else {"repeats": args.repeats}
+    if args.target == "tracker":
+        options.update(frames=args.frames, checkpoint=args.checkpoint)
+    elif args.checkpoint is not None or args.frames != TRACKER_BENCH_FRAMES:
+        raise InputError("--checkpoint and --frames are options of `backend bench tracker`")
     result = run(progress=not args.json, **options)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
@@ -311,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
     bench.add_argument("--repeats", type=int,
                        help="timed runs per measurement (default: 20; the tracker: 1 fit)")
+    bench.add_argument("--frames", type=int, default=TRACKER_BENCH_FRAMES,
+                       help=f"tracker: the clip's length (default {TRACKER_BENCH_FRAMES})")
+    bench.add_argument("--checkpoint", help="tracker: the regressor for the regressor+tracker "
+                       "fields (default: the one installed for the body model, if any)")
     bench.set_defaults(handler=_bench)
 
     fit = commands.add_parser("fit", help="footage -> expressive 3D motion (MediaPipe + tracker)")

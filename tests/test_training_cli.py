@@ -70,6 +70,17 @@ def test_stage1_trains_validates_installs_and_eval_compares(home, shards, tmp_pa
     from backend.pipeline.recovery import load_regressor
 
     assert load_regressor(registry.load("open")) is not None
+    # ... and `backend bench tracker` measures it on a rendered clip, alone and as the start.
+    from backend.bench.tracker import regressor_fields
+    from backend.body.model import BodyModel
+    from backend.tracking.synthetic import make_clip
+
+    asset = registry.load("open")
+    clip = make_clip(BodyModel(asset), frames=3, size=(192, 256), focal=300.0)
+    fields = regressor_fields(asset, clip, load_regressor(asset), lambda params: 1.0)
+    assert set(fields) == {"regressor_pa_mpjpe_mm", "regressor_s_per_frame",
+                           "regressor_tracker_pa_mpjpe_mm", "regressor_tracker_s_per_frame"}
+    assert fields["regressor_tracker_s_per_frame"] > fields["regressor_s_per_frame"] > 0
     assert pear_train(["eval", "--checkpoint", str(out / "checkpoint"), "--data",
                        str(shards["val"]), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -6,6 +6,10 @@
   here) over ``s_per_frame``.
 - ``overlay_ms_720p``: milliseconds per 1280x720 frame to draw the mesh over the footage as
   ``backend fit --overlay`` does (``overlay_ms_720p`` below; not decoding or encoding video).
+- ``regressor_*`` (when a trained regressor is installed for the asset, or ``checkpoint``
+  names one): the clip rendered with the asset's painted look, the regressor on each frame's
+  person box, its accuracy alone and as the start of the short schedule
+  (``regressor+tracker``), with both stages' time per frame.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import torch
 
 from ..body import registry
 from ..body.model import BodyModel
+from ..perception.holistic import person_box
 from ..pipeline.overlay import draw_mesh, meshes_on_screen
+from ..pipeline.recovery import FrameRegressions
 from ..tracking.metrics import pa_error_mm
-from ..tracking.synthetic import make_clip, rough_start
-from ..tracking.tracker import REFINE_ITERATIONS, Tracker, TrackerConfig
+from ..tracking.render_clip import render_frames
+from ..tracking.synthetic import SyntheticClip, make_clip, rough_start
+from ..tracking.tracker import PART_LANDMARKS, REFINE_ITERATIONS, Tracker, TrackerConfig
 
 GUAVA_S_PER_FRAME = 120.0  # GUAVA's tracker, as the issue quotes it (not measured here)
 
@@ -47,7 +54,31 @@ def overlay_ms_720p(model: BodyModel, frames: int = 16) -> float:
     return 1000 * (shared + statistics.median(drawing))
 
 
-def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300) -> dict:
+def regressor_fields(asset, clip: SyntheticClip, regressor, pa_error) -> dict:
+    """The regressor on ``clip``'s rendered frames, alone and as the tracker's start."""
+    model = BodyModel(asset).double()
+    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
+    size = (clip.keypoints.width, clip.keypoints.height)
+    images = render_frames(model, clip.params, clip.cam_t, clip.focal, size, colors)
+    parts = [clip.keypoints.parts[part] for part in PART_LANDMARKS]
+    regressions = FrameRegressions(regressor, clip.focal, (size[0] / 2, size[1] / 2))
+    for t, image in enumerate(images):
+        regressions.add(t, image, person_box(*[points[t] for points in parts]))
+    start = regressions.finish(len(images))
+    refined = Tracker(BodyModel(asset), TrackerConfig(
+        focal=clip.focal, initial=start, iterations=REFINE_ITERATIONS)).fit(clip.keypoints)
+    frames = len(images)
+    return {
+        "regressor_pa_mpjpe_mm": pa_error({k: v for k, v in start.items() if k != "cam_t"}),
+        "regressor_s_per_frame": round(regressions.seconds / frames, 4),
+        "regressor_tracker_pa_mpjpe_mm": pa_error(refined.params),
+        "regressor_tracker_s_per_frame": round((regressions.seconds + refined.seconds)
+                                               / frames, 4),
+    }
+
+
+def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300,
+                      checkpoint: str | None = None) -> dict:
     asset = registry.load(progress=print if progress else (lambda _: None))
     clip = make_clip(BodyModel(asset), frames=frames, seed=0, noise_px=1.0)
     tracker = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal))
@@ -65,23 +96,43 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
         with torch.no_grad():
             return model({k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()})
 
+    def body_pa_mm(params) -> float:
+        return round(pa_error_mm(posed(params).joints.numpy()[:, :22], clip.joints[:, :22]), 2)
+
     out = posed(result.params)
     hands = np.flatnonzero(asset.arrays["lbs_weights"][:, 25:55].sum(1) > 0.5)
     per_frame = result.seconds / frames
+    regressor = _installed_regressor(asset, checkpoint)
+    with_regressor = ({"regressor": "none installed (pear-train stage1 --install)"}
+                      if regressor is None else regressor_fields(asset, clip, regressor,
+                                                                 body_pa_mm))
     return {
         "frames": frames,
         "s_per_frame": round(per_frame, 4),
         "vs_guava_quoted_120s": round(GUAVA_S_PER_FRAME / per_frame, 1),
         "overlay_ms_720p": round(overlay_ms_720p(BodyModel(asset)), 1),
-        "pa_mpjpe_mm": round(pa_error_mm(out.joints.numpy()[:, :22], clip.joints[:, :22]), 2),
+        "pa_mpjpe_mm": body_pa_mm(result.params),
         "hand_pa_pve_mm": round(pa_error_mm(out.vertices.numpy()[:, hands],
                                             clip.vertices[:, hands]), 2),
         "refine_s_per_frame": round(refine.seconds / frames, 4),
         "refine_speedup": round(result.seconds / refine.seconds, 2),
-        "refine_pa_mpjpe_mm": round(pa_error_mm(posed(refine.params).joints.numpy()[:, :22],
-                                                clip.joints[:, :22]), 2),
+        "refine_pa_mpjpe_mm": body_pa_mm(refine.params),
+        **with_regressor,
         "reprojection_px": {k: round(v, 2) for k, v in result.reprojection_px.items()},
         "noise_px": 1.0,
         "device": str(tracker.device),
         "threads": torch.get_num_threads(),
     }
+
+
+def _installed_regressor(asset, checkpoint: str | None):
+    """The regressor ``checkpoint`` names, else the one installed for ``asset``, else None."""
+    from ..pipeline.recovery import load_regressor
+    from ..regressor.errors import RegressorUnavailable
+
+    try:
+        return load_regressor(asset, checkpoint)
+    except RegressorUnavailable:
+        if checkpoint is not None:
+            raise
+        return None
