@@ -66,6 +66,34 @@ def _models_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _priors_train(args: argparse.Namespace) -> int:
+    from .body.model import BodyModel
+    from .paths import priors_dir
+    from .priors.train import train_pose_prior
+
+    asset = _load_asset(args.asset)
+    prior = train_pose_prior(BodyModel(asset).double(), args.mocap, seed=args.seed)
+    out = args.out or priors_dir() / f"pose_prior_{asset.asset_id}.npz"
+    prior.save(out)
+    print(json.dumps(prior.info, indent=1))
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB); the tracker now uses it for "
+          f"body model {asset.asset_id!r}")
+    return 0
+
+
+def _priors_show(args: argparse.Namespace) -> int:
+    from .priors.pose_prior import prior_path, read_pose_prior
+
+    path = prior_path(args.asset)
+    if path is None:
+        print(f"no pose prior for body model {args.asset!r}: the tracker fits without one. "
+              f"Train one with `backend priors train --asset {args.asset} --mocap DIR`")
+        return 0
+    prior = read_pose_prior(path)
+    print(json.dumps({"file": str(path), "asset_id": prior.asset_id, **prior.info}, indent=1))
+    return 0
+
+
 def _models_build_open(args: argparse.Namespace) -> int:
     from .body import registry
     from .body.build.open_asset import OpenBuildConfig, build_open_asset
@@ -131,9 +159,10 @@ def _bench(args: argparse.Namespace) -> int:
 
     options = {} if args.repeats is None else {"repeats": args.repeats}
     if args.target == "tracker":
-        options.update(frames=args.frames, checkpoint=args.checkpoint)
-    elif args.checkpoint is not None or args.frames != TRACKER_BENCH_FRAMES:
-        raise InputError("--checkpoint and --frames are options of `backend bench tracker`")
+        options.update(frames=args.frames, checkpoint=args.checkpoint, mocap=args.mocap)
+    elif (args.checkpoint, args.mocap, args.frames) != (None, None, TRACKER_BENCH_FRAMES):
+        raise InputError("--checkpoint, --mocap and --frames are options of `backend bench "
+                         "tracker`")
     result = run(progress=not args.json, **options)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
@@ -305,6 +334,25 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON list on stdout")
     listing.set_defaults(handler=_models_list)
 
+    priors = commands.add_parser("priors", help="the pose prior the tracker learns from "
+                                 "motion capture")
+    priors_commands = priors.add_subparsers(dest="priors_command", required=True,
+                                            metavar="ACTION")
+    train = priors_commands.add_parser(
+        "train", help="fit the pose prior to BVH motion capture (e.g. the CMU database)")
+    train.add_argument("--mocap", required=True, type=Path,
+                       help="a folder of BVH clips (searched recursively; docs/tracker.md)")
+    train.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                       help=f"body model (default: {DEFAULT_ASSET_ID})")
+    train.add_argument("--out", type=Path, help="the prior file (default: "
+                       "$PEAR_HOME/priors/pose_prior_<asset>.npz, which the tracker then uses)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=_priors_train)
+    show = priors_commands.add_parser("show", help="which prior the tracker uses and its scores")
+    show.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                      help=f"body model (default: {DEFAULT_ASSET_ID})")
+    show.set_defaults(handler=_priors_show)
+
     bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument("target", choices=["ehm", "open-model", "tracker", "server", "blender",
                                           "regressor"],
@@ -321,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"tracker: the clip's length (default {TRACKER_BENCH_FRAMES})")
     bench.add_argument("--checkpoint", help="tracker: the regressor for the regressor+tracker "
                        "fields (default: the one installed for the body model, if any)")
+    bench.add_argument("--mocap", help="tracker: BVH clips whose held-out subjects move the "
+                       "clip (default: ../shared/data/mocap when it exists, else a procedural "
+                       "motion)")
     bench.set_defaults(handler=_bench)
 
     fit = commands.add_parser("fit", help="footage -> expressive 3D motion (MediaPipe + tracker)")

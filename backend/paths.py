@@ -46,6 +46,11 @@ def checkpoints_dir() -> Path:
     return pear_home() / "checkpoints"
 
 
+def priors_dir() -> Path:
+    """Pose priors trained here (``backend priors train``), ahead of the shipped ones."""
+    return pear_home() / "priors"
+
+
 def route_caches() -> None:
     """Point the caches of torch, anny, warp, Hugging Face, ... into ``PEAR_HOME``.
 

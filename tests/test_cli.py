@@ -19,7 +19,7 @@ def backend(*args: str, home) -> subprocess.CompletedProcess:
 # Every command of `backend` and the actions (or targets) each takes, written out here rather
 # than read from the parser, so a command missing from the help fails the test.
 COMMANDS = {
-    "models": ("install", "build-open", "preview", "list"),
+    "models": ("install", "build-open", "preview", "list"), "priors": ("train", "show"),
     "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor"),
     "fit": (), "bake": (), "people": (), "eval": ("coco-wholebody",), "serve": (),
     "keys": ("generate",), "demo": (),

@@ -51,7 +51,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     asset = load(args.asset)
     poses = pose_source(BodyModel(asset).double(), args.mocap, args.split)
-    described = f"mocap:{Path(args.mocap).resolve()}" if args.mocap else "ranges"
+    described = f"mocap:{Path(args.mocap).resolve()}" if args.mocap else poses.kind
     manifest = Manifest(asset.asset_id, asset.spec_hash, args.seed, args.split, args.count,
                         args.shard_size, described, GENERATOR_VERSION)
     started = time.perf_counter()

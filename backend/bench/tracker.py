@@ -1,4 +1,6 @@
-"""``backend bench tracker``: the tracker on a 300-frame synthetic clip with exact answers.
+"""``backend bench tracker``: the tracker on a 300-frame synthetic clip with exact answers,
+moving as held-out CMU subjects do (``--mocap DIR``, default ../shared/data/mocap when it
+exists; else a procedural motion), fitted with and without the learned pose prior.
 
 - ``s_per_frame``: the full schedule from the rest pose; ``refine_*``: the short schedule from a
   regressor-like start.
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..body import registry
 from ..body.model import BodyModel
+from ..mocap.poses import held_out_motion
 from ..perception.holistic import person_box
 from ..pipeline.overlay import draw_mesh, meshes_on_screen
 from ..pipeline.recovery import FrameRegressions
@@ -30,6 +34,7 @@ from ..tracking.render_clip import render_frames
 from ..tracking.synthetic import SyntheticClip, make_clip, rough_start
 from ..tracking.tracker import PART_LANDMARKS, REFINE_ITERATIONS, Tracker, TrackerConfig
 
+SHARED_MOCAP = Path(__file__).resolve().parents[3] / "shared" / "data" / "mocap"
 GUAVA_S_PER_FRAME = 120.0  # GUAVA's tracker, as the issue quotes it (not measured here)
 
 
@@ -77,15 +82,30 @@ def regressor_fields(asset, clip: SyntheticClip, regressor, pa_error) -> dict:
     }
 
 
+def bench_motion(model: BodyModel, mocap: str | Path | None, frames: int
+                 ) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The clip's motion: held-out CMU subjects from ``mocap`` (default: ../shared/data/mocap
+    when it exists), else the procedural one."""
+    folder = Path(mocap) if mocap else SHARED_MOCAP if SHARED_MOCAP.is_dir() else None
+    if folder is None:
+        return None, "procedural"
+    return held_out_motion(model, folder, frames)
+
+
 def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300,
-                      checkpoint: str | None = None) -> dict:
+                      checkpoint: str | None = None, mocap: str | None = None) -> dict:
     asset = registry.load(progress=print if progress else (lambda _: None))
-    clip = make_clip(BodyModel(asset), frames=frames, seed=0, noise_px=1.0)
-    tracker = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal))
+    motion, described = bench_motion(BodyModel(asset).double(), mocap, frames)
+    if motion is not None:
+        frames = min(frames, len(motion["body_pose"]))
+    clip = make_clip(BodyModel(asset), frames=frames, seed=0, noise_px=1.0, motion=motion)
     say = (lambda label, step, steps: print(f"... {label} {step}/{steps}", flush=True)
            if step == steps else None) if progress else None
+    tracker = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal))
     result = min((tracker.fit(clip.keypoints, progress=say) for _ in range(repeats)),
                  key=lambda r: r.seconds)
+    without_prior = Tracker(BodyModel(asset), TrackerConfig(
+        focal=clip.focal, learned_pose_prior=0.0, learned_hand_prior=0.0)).fit(clip.keypoints)
     # regressor+tracker: the short schedule from a start like a regressor's estimate.
     refine = Tracker(BodyModel(asset), TrackerConfig(
         focal=clip.focal, initial=rough_start(clip, seed=1), iterations=REFINE_ITERATIONS)
@@ -111,7 +131,10 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
         "s_per_frame": round(per_frame, 4),
         "vs_guava_quoted_120s": round(GUAVA_S_PER_FRAME / per_frame, 1),
         "overlay_ms_720p": round(overlay_ms_720p(BodyModel(asset)), 1),
+        "motion": described,
+        "learned_prior": sorted(tracker.learned),
         "pa_mpjpe_mm": body_pa_mm(result.params),
+        "pa_mpjpe_no_prior_mm": body_pa_mm(without_prior.params),
         "hand_pa_pve_mm": round(pa_error_mm(out.vertices.numpy()[:, hands],
                                             clip.vertices[:, hands]), 2),
         "refine_s_per_frame": round(refine.seconds / frames, 4),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.errors import InputError
+from ..errors import InputError
 
 # CMU's ASF length unit: 1/0.45 inch, in metres.
 CMU_UNIT = 2.54 / 0.45 / 100

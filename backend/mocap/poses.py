@@ -1,11 +1,12 @@
 """Pose sources for the sample generator: body poses from motion capture (``MocapPoses``,
-a folder of BVH clips) or from per-joint ranges (``RangePoses``), hands from the finger model.
+a folder of BVH clips), from the learned pose prior (``PriorPoses``) or from per-joint ranges
+(``RangePoses``), hands from the finger model.
 
 ``draw(rng)`` returns one pose, ``{"global_orient": (1, 3), "body_pose": (21, 3),
 "left_hand_pose": (15, 3), "right_hand_pose": (15, 3)}`` (axis-angle, model frame), and its
 source: ``"mocap:<clip>:<frame>"`` (the clip's path below the folder without ``.bvh``, the
-frame number in the file counted from 0) or ``"ranges"``. Every draw comes from the caller's
-numpy Generator, so a seed fixes the poses.
+frame number in the file counted from 0), ``"prior"`` or ``"ranges"``. Every draw comes from
+the caller's numpy Generator, so a seed fixes the poses.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
-from backend.body.joint_names import SMPLX_JOINT_NAMES
-from backend.body.model import BodyModel
-from backend.errors import InputError
-from backend.tracking.priors import angle_bounds, hinge_axes
-
+from ..body.joint_names import SMPLX_JOINT_NAMES
+from ..body.model import BodyModel
+from ..errors import InputError
+from ..priors.pose_prior import PosePrior, load_pose_prior
+from ..tracking.priors import angle_bounds, hinge_axes
 from .bvh import find_bvh_files, read_bvh
 from .bvh_conventions import detect_convention
 from .fingers import FingerModel
@@ -44,10 +46,13 @@ CMU_HINT = ("Download BVH clips of the CMU motion-capture database yourself: "
 
 
 def pose_source(model: BodyModel, mocap: str | Path | None = None, split: str = "train",
-                validation_fraction: float = VALIDATION_FRACTION) -> MocapPoses | RangePoses:
-    """The clips below ``mocap`` (``--mocap DIR``), or per-joint ranges without them."""
+                validation_fraction: float = VALIDATION_FRACTION
+                ) -> MocapPoses | PriorPoses | RangePoses:
+    """The clips below ``mocap`` (``--mocap DIR``); without them the body model's learned
+    pose prior, else per-joint ranges."""
     if mocap is None:
-        return RangePoses(model)
+        prior = load_pose_prior(model.asset_id)
+        return RangePoses(model) if prior is None else PriorPoses(model, prior)
     return MocapPoses.from_folder(mocap, model, split, validation_fraction)
 
 
@@ -77,6 +82,8 @@ class MocapPoses:
     """Frames of retargeted clips, drawn uniformly; whole capture subjects are held out for
     validation (``split``)."""
 
+    kind = "mocap"
+
     def __init__(self, clips: Sequence[RetargetedClip], fingers: FingerModel,
                  split: str = "train", validation_fraction: float = VALIDATION_FRACTION):
         if split not in SPLITS:
@@ -100,13 +107,7 @@ class MocapPoses:
                     validation_fraction: float = VALIDATION_FRACTION,
                     target_fps: float = TARGET_FPS) -> MocapPoses:
         """Every BVH clip below ``folder`` retargeted onto ``model``'s skeleton."""
-        folder = Path(folder)
-        files = find_bvh_files(folder)
-        if not files:
-            raise InputError(f"{folder}: no .bvh files. " + CMU_HINT)
-        skeleton = asset_skeleton(model)
-        clips = [load_clip(path, folder, skeleton, target_fps) for path in files]
-        return cls(clips, finger_model(model, skeleton), split, validation_fraction)
+        return cls(*retargeted_clips(folder, model, target_fps), split, validation_fraction)
 
     def __len__(self) -> int:
         return len(self._clip_of)
@@ -119,6 +120,19 @@ class MocapPoses:
         return pose, f"mocap:{clip.clip_id}:{self._frame_of[index]}"
 
 
+def retargeted_clips(folder: str | Path, model: BodyModel, target_fps: float = TARGET_FPS
+                     ) -> tuple[list[RetargetedClip], FingerModel]:
+    """Every BVH clip below ``folder`` retargeted onto ``model``'s skeleton, and the model's
+    finger model."""
+    folder = Path(folder)
+    files = find_bvh_files(folder)
+    if not files:
+        raise InputError(f"{folder}: no .bvh files. " + CMU_HINT)
+    skeleton = asset_skeleton(model)
+    clips = [load_clip(path, folder, skeleton, target_fps) for path in files]
+    return clips, finger_model(model, skeleton)
+
+
 def load_clip(path: Path, folder: Path, skeleton: AssetSkeleton,
               target_fps: float = TARGET_FPS) -> RetargetedClip:
     """One BVH file retargeted, named by its path below ``folder``."""
@@ -129,10 +143,30 @@ def load_clip(path: Path, folder: Path, skeleton: AssetSkeleton,
                     convention)
 
 
+class PriorPoses:
+    """Body poses drawn from the learned pose prior (``backend.priors``: a mixture fitted to
+    motion capture), hands from the finger model; the body stands upright (the generator
+    picks the view)."""
+
+    kind = "prior"
+
+    def __init__(self, model: BodyModel, prior: PosePrior):
+        self.mixture = prior.mixtures["body_pose"]
+        self.fingers = finger_model(model, asset_skeleton(model))
+        self.joints = model.pose_joints["body_pose"]
+
+    def draw(self, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], str]:
+        body = self.mixture.sample(rng, 1)[0].reshape(len(self.joints), 3)
+        pose = {"global_orient": np.zeros((1, 3)), "body_pose": body, **self.fingers.draw(rng)}
+        return pose, self.kind
+
+
 class RangePoses:
     """Body poses drawn joint by joint: knees and elbows bend about their hinge axis, every
     other body joint turns about a random axis, each by an angle within its bound from the
     tracker's priors; the body stands upright (the generator picks the view)."""
+
+    kind = "ranges"
 
     def __init__(self, model: BodyModel):
         self.skeleton = asset_skeleton(model)
@@ -151,4 +185,31 @@ class RangePoses:
                 axis /= np.linalg.norm(axis)
             body[row] = axis * angle
         pose = {"global_orient": np.zeros((1, 3)), "body_pose": body, **self.fingers.draw(rng)}
-        return pose, "ranges"
+        return pose, self.kind
+
+
+def held_out_motion(model: BodyModel, folder: str | Path, frames: int, fps: float = 30.0,
+                    validation_fraction: float = VALIDATION_FRACTION
+                    ) -> tuple[dict[str, np.ndarray], str]:
+    """Up to ``frames`` frames at ``fps`` of the longest clip of the held-out capture subjects
+    (no prior or network here was fitted to them), turned about the vertical so its first
+    frame faces the camera: ``{"global_orient": (T, 3), "body_pose": (T, 21, 3)}`` and a
+    description (``"mocap:<clip>:<first frame>-<last frame>"``)."""
+    folder = Path(folder)
+    files = find_bvh_files(folder)
+    ids = [path.relative_to(folder).with_suffix("").as_posix() for path in files]
+    held_out = set(split_subjects((subject_of(i) for i in ids), validation_fraction)[1])
+    candidates = [path for path, i in zip(files, ids, strict=True) if subject_of(i) in held_out]
+    if not candidates:
+        raise InputError(f"{folder}: no clips of held-out subjects among {len(files)} BVH "
+                         "files; " + CMU_HINT)
+    skeleton = asset_skeleton(model)
+    clips = [load_clip(path, folder, skeleton, fps) for path in candidates]
+    clip = max(clips, key=len)
+    take = slice(0, min(frames, len(clip)))
+    orient = Rotation.from_rotvec(clip.global_orient[take])
+    forward = orient[0].apply([0.0, 0.0, 1.0])  # the model faces +z at rest
+    facing = Rotation.from_rotvec([0.0, -np.arctan2(forward[0], forward[2]), 0.0])
+    motion = {"global_orient": (facing * orient).as_rotvec(),
+              "body_pose": clip.body_pose[take]}
+    return motion, f"mocap:{clip.clip_id}:{clip.frames[take][0]}-{clip.frames[take][-1]}"

@@ -23,8 +23,7 @@ from pathlib import PurePosixPath
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from backend.errors import InputError
-
+from ..errors import InputError
 from .bvh import BvhClip, forward_kinematics
 from .bvh_conventions import Convention, detect_convention
 

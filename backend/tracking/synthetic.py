@@ -10,6 +10,7 @@ import torch
 
 from ..body.model import BodyModel
 from ..camera import principal_point, project, to_camera
+from ..errors import InputError
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
 
@@ -38,10 +39,13 @@ def _smooth_noise(rng: np.random.Generator, frames: int, shape: tuple, scale: fl
 def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float = 0.0,
               drop_rate: float = 0.0, size: tuple[int, int] = (720, 1280),
               focal: float = 1100.0, betas_scale: float = 0.8,
-              center: tuple[float, float] | None = None) -> SyntheticClip:
+              center: tuple[float, float] | None = None,
+              motion: dict[str, np.ndarray] | None = None) -> SyntheticClip:
     """A clip of ``frames`` frames (width, height = ``size``) with exact ground truth, seen
     through a camera of focal length ``focal`` and principal point ``center`` (pixels;
-    default the image centre)."""
+    default the image centre). The body moves by smoothed random turns of every joint, or as
+    ``motion`` says (``global_orient`` (T, 3), ``body_pose`` (T, 21, 3), e.g.
+    ``backend.mocap.poses.held_out_motion``; T >= frames)."""
     rng = np.random.default_rng(seed)
     model = model.converted(torch.float64)
     params = {k: v.clone() for k, v in model.default_params(frames).items()}
@@ -56,6 +60,12 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         body[:, joint - 1] = flexion[:, None] * axis.numpy()[None]
     params["body_pose"] = torch.as_tensor(body)
     params["global_orient"] = torch.as_tensor(_smooth_noise(rng, frames, (1, 3), 0.15))
+    if motion is not None:
+        if len(motion["body_pose"]) < frames:
+            raise InputError(f"the motion has {len(motion['body_pose'])} frames, not {frames}")
+        params["body_pose"] = torch.as_tensor(motion["body_pose"][:frames], dtype=torch.float64)
+        params["global_orient"] = torch.as_tensor(
+            motion["global_orient"][:frames, None], dtype=torch.float64)
     for hand in ("left_hand_pose", "right_hand_pose"):
         params[hand] = torch.as_tensor(np.abs(_smooth_noise(rng, frames, (15, 3), 0.15))
                                        * [0, 0, 1] * (1 if hand.startswith("left") else -1))

@@ -5,8 +5,9 @@ translation. Per clip: body shape, head shape, joint offsets, head scale and, op
 length. Staged like GUAVA's tracker: camera and root first, then the body, then hands and face,
 each stage adding parameters and keypoints. The data term is a confidence-weighted robust
 (Geman-McClure) reprojection error, in units of the person's height in the image so that it does
-not depend on resolution; priors (``priors.py``) keep poses human and parts that were not seen
-at rest or following their neighbours in time.
+not depend on resolution; priors (``priors.py``: joint limits; ``backend.priors``: the pose
+prior learned from motion capture) keep poses human and parts that were not seen at rest or
+following their neighbours in time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..body.model import BodyModel
 from ..body.params import subject_values
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
+from ..priors.mixture import MixtureDensity
+from ..priors.pose_prior import load_pose_prior
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss
 
 # Detector part -> the asset's landmark set for it.
@@ -67,6 +70,10 @@ class TrackerConfig:
     smoothness: float = 1.0  # at 30 fps; scaled so the same motion costs the same at any rate
     pose_prior: float = 1e-4
     hand_prior: float = 5e-3
+    # The learned pose prior (``backend.priors``: Gaussian mixtures fitted to motion capture),
+    # its negative log-likelihood per frame; 0 turns it off. Used when the body model has one.
+    learned_pose_prior: float = 1e-3
+    learned_hand_prior: float = 1e-3
     shape_prior: float = 1e-4
     expression_prior: float = 1e-3
     offsets_prior: float = 100.0
@@ -175,6 +182,18 @@ class Tracker:
         self.bounds = angle_bounds(model.joint_names)[order].to(device)
         self.hinges = {order.index(j): a.to(device) for j, a in hinge_axes(
             self.rest_joints, model.joint_names).items() if j in order}
+        self.learned = self._learned_prior_weights(model.asset_id)
+
+    def _learned_prior_weights(self, asset_id: str) -> dict[str, tuple[float, MixtureDensity]]:
+        """Part -> (weight, density) of the learned pose prior; empty without one."""
+        c = self.config
+        weights = {"body_pose": c.learned_pose_prior, "left_hand_pose": c.learned_hand_prior,
+                   "right_hand_pose": c.learned_hand_prior}
+        prior = load_pose_prior(asset_id) if any(weights.values()) else None
+        if prior is None:
+            return {}
+        densities = prior.densities(torch.float32, self.device)
+        return {name: (weight, densities[name]) for name, weight in weights.items() if weight}
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -308,6 +327,8 @@ class Tracker:
         loss = loss + c.pose_prior * v["body_pose"].square().sum()
         for hand in ("left_hand_pose", "right_hand_pose"):
             loss = loss + c.hand_prior * v[hand].square().sum()
+        for name, (weight, density) in self.learned.items():
+            loss = loss - weight * density.log_likelihood(v[name].reshape(frames, -1)).sum()
         loss = loss + c.shape_prior * frames * v["betas"].square().sum()
         if "shape" in spec:
             loss = loss + c.shape_prior * frames * v["shape"].square().sum()
