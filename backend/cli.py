@@ -370,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--checkpoint", help="tracker: the regressor for the regressor+tracker "
                        "fields (default: the one installed for the body model, if any)")
     bench.add_argument("--mocap", help="tracker: BVH clips whose held-out subjects move the "
-                       "clip (default: ../shared/data/mocap when it exists, else a procedural "
-                       "motion)")
+                       "clip: the folder the prior was trained on (default: "
+                       "../shared/data/mocap/cmu when it exists, else a procedural motion)")
     bench.set_defaults(handler=_bench)
 
     fit = commands.add_parser("fit", help="footage -> expressive 3D motion (MediaPipe + tracker)")

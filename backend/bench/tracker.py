@@ -1,6 +1,7 @@
 """``backend bench tracker``: the tracker on a 300-frame synthetic clip with exact answers,
-moving as held-out CMU subjects do (``--mocap DIR``, default ../shared/data/mocap when it
-exists; else a procedural motion), fitted with and without the learned pose prior.
+moving as held-out CMU subjects do (``--mocap DIR``, default ../shared/data/mocap/cmu when it
+exists, the folder the shipped prior was fitted to; else a procedural motion), fitted with and
+without the learned pose prior.
 
 - ``s_per_frame``: the full schedule from the rest pose; ``refine_*``: the short schedule from a
   regressor-like start.
@@ -34,7 +35,9 @@ from ..tracking.render_clip import render_frames
 from ..tracking.synthetic import SyntheticClip, make_clip, rough_start
 from ..tracking.tracker import PART_LANDMARKS, REFINE_ITERATIONS, Tracker, TrackerConfig
 
-SHARED_MOCAP = Path(__file__).resolve().parents[3] / "shared" / "data" / "mocap"
+# The folder the shipped prior was trained on: clip ids, and so the held-out subjects, are
+# relative to it.
+SHARED_MOCAP = Path(__file__).resolve().parents[3] / "shared" / "data" / "mocap" / "cmu"
 GUAVA_S_PER_FRAME = 120.0  # GUAVA's tracker, as the issue quotes it (not measured here)
 
 
@@ -84,7 +87,7 @@ def regressor_fields(asset, clip: SyntheticClip, regressor, pa_error) -> dict:
 
 def bench_motion(model: BodyModel, mocap: str | Path | None, frames: int
                  ) -> tuple[dict[str, np.ndarray] | None, str]:
-    """The clip's motion: held-out CMU subjects from ``mocap`` (default: ../shared/data/mocap
+    """The clip's motion: held-out CMU subjects from ``mocap`` (default: ../shared/data/mocap/cmu
     when it exists), else the procedural one."""
     folder = Path(mocap) if mocap else SHARED_MOCAP if SHARED_MOCAP.is_dir() else None
     if folder is None:

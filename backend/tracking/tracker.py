@@ -72,8 +72,10 @@ class TrackerConfig:
     hand_prior: float = 5e-3
     # The learned pose prior (``backend.priors``: Gaussian mixtures fitted to motion capture),
     # its negative log-likelihood per frame; 0 turns it off. Used when the body model has one.
+    # 1e-3 by measurement on a held-out CMU clip (docs/tracker.md); the hands' mixture, fitted
+    # to the finger model rather than captured hands, changed nothing there: off by default.
     learned_pose_prior: float = 1e-3
-    learned_hand_prior: float = 1e-3
+    learned_hand_prior: float = 0.0
     shape_prior: float = 1e-4
     expression_prior: float = 1e-3
     offsets_prior: float = 100.0
