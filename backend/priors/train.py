@@ -21,6 +21,10 @@ PRIOR_FPS = 30.0  # mocap frames kept per second for the prior: more than synth'
 # the near-copies of 120 fps
 HAND_SAMPLES = 4000  # finger-model draws per hand to fit (and as many again to choose by)
 RANDOM_POSES = 1000  # per-joint-range poses scored for comparison
+# Added to every covariance's diagonal (rad^2): no joint is held tighter than ~6 degrees. With
+# 1e-4, joints the retargeted clips barely turn (wrists, collars, head) were pinned so hard
+# that motion outside CMU's (the demo's performance) fitted 39 mm off instead of 28.
+VARIANCE_FLOOR = 1e-2
 
 
 def train_pose_prior(model: BodyModel, mocap: str | Path,
@@ -67,7 +71,7 @@ def _choose(train: np.ndarray, val: np.ndarray, choices: tuple[int, ...], seed: 
                          f"{train.shape[1] + 1}): give more clips. " + CMU_HINT)
     scores, best = {}, None
     for components in feasible:
-        mixture = fit_gaussian_mixture(train, components, seed)
+        mixture = fit_gaussian_mixture(train, components, seed, regularization=VARIANCE_FLOOR)
         scores[str(components)] = round(mean_log_likelihood(mixture, val), 2)
         if best is None or scores[str(components)] > scores[str(len(best.weights))]:
             best = mixture
