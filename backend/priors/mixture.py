@@ -47,11 +47,15 @@ class MixtureDensity:
 
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """Log density of (..., D) points, (...), differentiable."""
+        return torch.logsumexp(self.log_joint(x), dim=-1)
+
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """log(weight_k) + log N(x | component k) of (..., D) points, (..., K)."""
         if x.shape[-1] != self.means.shape[1]:
             raise InputError(f"a {self.means.shape[1]}-dimensional mixture cannot score points "
                              f"of shape {tuple(x.shape)}")
         white = torch.einsum("kij,...kj->...ki", self.whitening, x[..., None, :] - self.means)
-        return torch.logsumexp(self.log_norm - 0.5 * white.square().sum(-1), dim=-1)
+        return self.log_norm - 0.5 * white.square().sum(-1)
 
 
 def fit_gaussian_mixture(points: np.ndarray, components: int, seed: int = 0,
@@ -110,13 +114,5 @@ def _maximization(points: np.ndarray, responsibilities: np.ndarray, regularizati
 
 
 def _log_joint(points: np.ndarray, mixture: GaussianMixture) -> np.ndarray:
-    """log(weight_k) + log N(x | k), (N, K)."""
-    dimension = points.shape[1]
-    columns = []
-    for weight, mean, covariance in zip(mixture.weights, mixture.means, mixture.covariances,
-                                        strict=True):
-        cholesky = np.linalg.cholesky(covariance)
-        white = np.linalg.solve(cholesky, (points - mean).T)
-        columns.append(np.log(weight) - np.log(np.diagonal(cholesky)).sum()
-                       - 0.5 * dimension * np.log(2 * np.pi) - 0.5 * (white ** 2).sum(0))
-    return np.stack(columns, 1)
+    """log(weight_k) + log N(x | k), (N, K), in float64 (the tracker's own formula)."""
+    return mixture.density(torch.float64).log_joint(torch.from_numpy(points)).numpy()
