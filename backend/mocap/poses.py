@@ -138,9 +138,14 @@ def load_clip(path: Path, folder: Path, skeleton: AssetSkeleton,
     """One BVH file retargeted, named by its path below ``folder``."""
     clip = read_bvh(path)
     convention = detect_convention(clip.joint_names, str(path))
-    clip_id = path.relative_to(folder).with_suffix("").as_posix()
-    return retarget(clip, skeleton, clip_id, select_frames(clip, convention, target_fps),
-                    convention)
+    return retarget(clip, skeleton, clip_id(path, folder),
+                    select_frames(clip, convention, target_fps), convention)
+
+
+def clip_id(path: Path, folder: Path) -> str:
+    """A clip's name: its path below the mocap folder, without ``.bvh`` (its subject, and so
+    the held-out split, follows from it)."""
+    return path.relative_to(folder).with_suffix("").as_posix()
 
 
 class PriorPoses:
@@ -197,7 +202,7 @@ def held_out_motion(model: BodyModel, folder: str | Path, frames: int, fps: floa
     description (``"mocap:<clip>:<first frame>-<last frame>"``)."""
     folder = Path(folder)
     files = find_bvh_files(folder)
-    ids = [path.relative_to(folder).with_suffix("").as_posix() for path in files]
+    ids = [clip_id(path, folder) for path in files]
     held_out = set(split_subjects((subject_of(i) for i in ids), validation_fraction)[1])
     candidates = [path for path, i in zip(files, ids, strict=True) if subject_of(i) in held_out]
     if not candidates:
