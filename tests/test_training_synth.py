@@ -15,6 +15,7 @@ import torch
 from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
 from backend.camera import to_camera
+from backend.errors import InputError
 from backend.mocap.poses import RangePoses
 from backend.regressor.crop_camera import crop_intrinsics, crop_to_full, full_to_crop
 from backend.regressor.layout import ParamLayout
@@ -33,6 +34,8 @@ from training.data.synth import (
     GENERATOR_VERSION,
     SUPERSAMPLE,
     SynthGenerator,
+    facing_yaw,
+    sample_params,
     sample_rng,
     sample_shot,
 )
@@ -139,6 +142,38 @@ def test_each_sample_has_its_own_generator():
              for seed in (0, 1) for split in ("train", "val") for index in (0, 1)}
     assert len(set(draws.values())) == len(draws)
     assert sample_rng(0, "val", 1).uniform(size=4).tobytes() == draws[(0, "val", 1)]
+
+
+class TurnedPoses:
+    """A pose source whose performer always stands turned ``yaw`` degrees from the camera."""
+
+    def __init__(self, yaw: float):
+        self.yaw = yaw
+
+    def draw(self, rng):
+        return {"global_orient": np.array([[0.0, np.radians(self.yaw), 0.0]])}, "turned"
+
+
+@pytest.mark.parametrize("performer_yaw", [0.0, 120.0, -150.0])
+def test_facing_bounds_the_view_whatever_way_the_performer_stands(open_model, performer_yaw):
+    model = open_model
+    assert facing_yaw(np.array([0.0, np.radians(performer_yaw), 0.0])) == pytest.approx(
+        performer_yaw)
+    yaws = np.array([facing_yaw(sample_params(model, TurnedPoses(performer_yaw),
+                                              np.random.default_rng(k), facing=30)[0]
+                                ["global_orient"]) for k in range(200)])
+    # within 30 degrees either way, up to what the few degrees of pitch and roll add
+    assert np.abs(yaws).max() < 33 and yaws.min() < -20 and yaws.max() > 20
+    turned = [facing_yaw(sample_params(model, TurnedPoses(performer_yaw),
+                                       np.random.default_rng(k))[0]["global_orient"])
+              for k in range(200)]
+    assert np.abs(turned).max() > 150  # the default turns the body any way
+
+
+def test_facing_out_of_range_is_named(open_asset):
+    with pytest.raises(InputError, match="facing 200"):
+        SynthGenerator(open_asset, RangePoses(BodyModel(open_asset).double()), 0, "train",
+                       facing=200)
 
 
 def _posed(generator, yaw: float):

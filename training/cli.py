@@ -53,7 +53,7 @@ def _synth(args: argparse.Namespace) -> int:
     poses = pose_source(BodyModel(asset).double(), args.mocap, args.split)
     described = f"mocap:{Path(args.mocap).resolve()}" if args.mocap else poses.kind
     manifest = Manifest(asset.asset_id, asset.spec_hash, args.seed, args.split, args.count,
-                        args.shard_size, described, GENERATOR_VERSION)
+                        args.shard_size, described, GENERATOR_VERSION, args.facing)
     started = time.perf_counter()
     status = StatusLine()
 
@@ -62,7 +62,8 @@ def _synth(args: argparse.Namespace) -> int:
         status.show(f"synth: {done}/{todo} samples, {rate:.2f}/s", final=done >= todo)
 
     rendered = write_shards(args.out, manifest, partial(SynthGenerator, asset, poses, args.seed,
-                                                        args.split), args.workers, progress)
+                                                        args.split, args.facing),
+                            args.workers, progress)
     elapsed = time.perf_counter() - started
     kept = f", {args.count - rendered} kept from an earlier run" if rendered < args.count else ""
     print(f"{rendered} samples rendered in {elapsed:.1f} s: {rendered / elapsed:.2f} samples/s "
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=_positive, default=1, help="processes (one per core)")
     synth.add_argument("--mocap", metavar="DIR",
                        help="a folder of BVH clips for the poses (default: per-joint ranges)")
+    synth.add_argument("--facing", type=float, default=180.0, metavar="DEGREES",
+                       help="how far a body may turn away from facing the camera, either way "
+                            "(default 180: any way; e.g. 60 for front views only)")
     synth.add_argument("--shard-size", type=_positive, default=500, help="samples per shard")
     synth.set_defaults(handler=_synth)
 

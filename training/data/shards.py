@@ -64,6 +64,7 @@ class Manifest:
     shard_size: int
     pose_source: str
     generator_version: int
+    facing: float = 180.0  # degrees a body may turn away from the camera (synth --facing)
     finished: bool = False
     format: str = FORMAT
 

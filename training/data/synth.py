@@ -37,7 +37,7 @@ from .appearance import Appearance, BodyRegions, sample_appearance, shade_body
 from .batch import Sample
 from .shards import SynthRecord
 
-GENERATOR_VERSION = 1  # bump when the same (seed, split, index) would render differently
+GENERATOR_VERSION = 2  # bump when the same (seed, split, index) would render differently
 SPLITS = ("train", "val")
 SUPERSAMPLE = 2  # rendered at 2x, averaged: alpha is the person's coverage of each pixel
 # Full frames (width, height) the camera may have: landscape, portrait and square video.
@@ -92,11 +92,19 @@ def _face_and_identity(model: BodyModel, params: dict[str, np.ndarray],
         params["eye_pose"] = np.tile(gaze, (params["eye_pose"].shape[0], 1))
 
 
-def sample_params(model: BodyModel, poses: PoseSource, rng: np.random.Generator
-                  ) -> tuple[dict[str, np.ndarray], str]:
+def facing_yaw(global_orient: np.ndarray) -> float:
+    """Degrees the body turns about the model's up axis (Y) away from facing the camera: 0 for
+    a zero ``global_orient``, which faces it (the model's forward is +Z)."""
+    forward = Rotation.from_rotvec(np.reshape(global_orient, 3)).apply([0.0, 0.0, 1.0])
+    return math.degrees(math.atan2(forward[0], forward[2]))
+
+
+def sample_params(model: BodyModel, poses: PoseSource, rng: np.random.Generator,
+                  facing: float = 180.0) -> tuple[dict[str, np.ndarray], str]:
     """Every parameter of the model's spec (float64, spec shapes, ``transl`` zero) and the
-    pose's source: the pose source's body and hands, turned to a random view (yaw over 360°,
-    pitch and roll a few degrees), random shape and face."""
+    pose's source: the pose source's body and hands, turned to a random view (the body turned
+    up to ``facing`` degrees either way from facing the camera, 180 for any way; pitch and
+    roll a few degrees), random shape and face."""
     params = {name: np.full(spec.shape, spec.default) for name, spec in model.spec.items()}
     pose, source = poses.draw(rng)
     for name, value in pose.items():
@@ -107,7 +115,8 @@ def sample_params(model: BodyModel, poses: PoseSource, rng: np.random.Generator
         params[name] = np.asarray(value, np.float64).reshape(model.spec[name].shape)
     view = Rotation.from_euler("XZY", [np.clip(rng.normal(0, 4), -10, 10),
                                        np.clip(rng.normal(0, 3), -8, 8),
-                                       rng.uniform(-180, 180)], degrees=True)
+                                       rng.uniform(-facing, facing)
+                                       - facing_yaw(params["global_orient"])], degrees=True)
     params["global_orient"] = (view * Rotation.from_rotvec(params["global_orient"][0])
                                ).as_rotvec()[None]
     _face_and_identity(model, params, rng)
@@ -162,9 +171,14 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 class SynthGenerator:
     """Renders sample ``index`` of a (seed, split) for one asset: ``generator(index)``."""
 
-    def __init__(self, asset: Asset, poses: PoseSource, seed: int, split: str):
+    def __init__(self, asset: Asset, poses: PoseSource, seed: int, split: str,
+                 facing: float = 180.0):
         if split not in SPLITS:
             raise InputError(f"split {split!r}: expected one of {list(SPLITS)}")
+        if not 0 <= facing <= 180:
+            raise InputError(f"facing {facing}: expected degrees from 0 (always facing the "
+                             "camera) to 180 (turned any way)")
+        self.facing = facing
         self.model = BodyModel(asset).double()
         self.regions = BodyRegions.of(self.model, asset.arrays)
         self.tolerances = visibility_tolerances(self.model)
@@ -172,7 +186,7 @@ class SynthGenerator:
 
     def __call__(self, index: int) -> SynthRecord:
         rng = sample_rng(self.seed, self.split, index)
-        params, source = sample_params(self.model, self.poses, rng)
+        params, source = sample_params(self.model, self.poses, rng, self.facing)
         output = self.pose(params)
         origin = torch.zeros(1, 3, dtype=torch.float64)
         shot = sample_shot(to_camera(output.vertices, origin)[0].numpy(), rng)
