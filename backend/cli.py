@@ -192,7 +192,8 @@ def _fit(args: argparse.Namespace) -> int:
     fitted = fit_footage(args.footage, _load_asset(args.asset), args.output, smooth=args.smooth,
                          on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
                          overlay=args.overlay, person=args.person, estimator=args.estimator,
-                         checkpoint=args.checkpoint, progress=_progress_bar)
+                         checkpoint=args.checkpoint, progress=_progress_bar,
+                         contact=not args.no_contact)
     print("\n".join(fitted.summary()))
     return 0
 
@@ -265,7 +266,7 @@ def _bake(args: argparse.Namespace) -> int:
                               background=not args.no_background, max_frames=args.max_frames,
                               overlay=args.overlay, body_shape_keys=args.body_shape_keys,
                               person=args.person, checkpoint=args.checkpoint,
-                              progress=_progress_bar)
+                              progress=_progress_bar, contact=not args.no_contact)
         except (ClipError, InputError) as exc:  # this clip only: go on (a SetupError stops)
             print(describe(exc, about=str(footage)), file=sys.stderr)
             failed.append(footage)
@@ -381,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"body model (default: {DEFAULT_ASSET_ID})")
     fit.add_argument("--smooth", type=float, default=1.0,
                      help="temporal smoothness strength (0 = off, 1 = default)")
+    fit.add_argument("--no-contact", action="store_true",
+                     help="do not keep feet that touch the ground still (the tracker's "
+                          "contact stage; e.g. for footage of someone on a moving floor)")
     fit.add_argument("--focal", type=float, help="focal length in pixels, if known")
     fit.add_argument("--on-error", choices=["skip", "fail"], default="skip",
                      help="what an undecodable frame does (reported either way)")
@@ -408,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"body model (default: {DEFAULT_ASSET_ID})")
     bake.add_argument("--smooth", type=float, default=1.0,
                       help="temporal smoothness strength (0 = off, 1 = default)")
+    bake.add_argument("--no-contact", action="store_true",
+                      help="do not keep feet that touch the ground still")
     bake.add_argument("--focal", type=float, help="focal length in pixels, if known")
     bake.add_argument("--max-frames", type=int, help="only the first N frames of each clip")
     bake.add_argument("--person", type=_person_number, help=PERSON_HELP)

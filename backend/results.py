@@ -13,7 +13,9 @@ from .conventions import MODEL_TO_CAMERA
 from .errors import InputError
 
 FORMAT_NAME = "pear-results"
-FORMAT_VERSION = 1
+# 2: det/pose_world (MediaPipe's metric 3D pose) and contacts; version 1 files read the same,
+# without them.
+FORMAT_VERSION = 2
 _PARAM, _DETECTION = "param/", "det/"
 
 
@@ -35,6 +37,9 @@ class ClipResults:
     height: int
     detections: dict[str, np.ndarray] = field(default_factory=dict)  # part -> (T, K, 3)
     info: dict = field(default_factory=dict)  # footage, timings, rates, errors, settings
+    # (T, 4) uint8: 1 where each of tracking.contact.FOOT_JOINTS touches the ground, when the
+    # tracker's contact stage ran
+    contacts: np.ndarray | None = None
 
 
 def save_results(results: ClipResults, path: str | Path) -> Path:
@@ -49,6 +54,8 @@ def save_results(results: ClipResults, path: str | Path) -> Path:
     arrays = {"frames": results.frames, "times": results.times, "cam_t": results.cam_t}
     arrays.update({_PARAM + k: v for k, v in results.params.items()})
     arrays.update({_DETECTION + k: v for k, v in results.detections.items()})
+    if results.contacts is not None:
+        arrays["contacts"] = np.asarray(results.contacts, np.uint8)
     return save_archive(path, arrays, meta, compressed=True)
 
 
@@ -74,7 +81,7 @@ def load_results(path: str | Path) -> ClipResults:
         center=tuple(meta["center"]), width=meta["width"], height=meta["height"],
         detections={k[len(_DETECTION):]: v for k, v in arrays.items()
                     if k.startswith(_DETECTION)},
-        info=meta.get("info", {}),
+        info=meta.get("info", {}), contacts=arrays.get("contacts"),
     )
 
 
@@ -85,7 +92,8 @@ def results_to_message(results: ClipResults) -> dict:
             "cam_t": results.cam_t, "focal": float(results.focal),
             "center": [float(c) for c in results.center], "width": int(results.width),
             "height": int(results.height), "detections": results.detections,
-            "info": _plain(results.info)}
+            "info": _plain(results.info),
+            **({} if results.contacts is None else {"contacts": results.contacts})}
 
 
 def results_from_message(message: dict) -> ClipResults:
@@ -99,7 +107,9 @@ def results_from_message(message: dict) -> ClipResults:
             center=tuple(message["center"]), width=int(message["width"]),
             height=int(message["height"]),
             detections={k: np.asarray(v) for k, v in message["detections"].items()},
-            info=message.get("info", {}))
+            info=message.get("info", {}),
+            contacts=None if message.get("contacts") is None
+            else np.asarray(message["contacts"]))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ResultsError(f"a result message without a valid {exc}") from None
 

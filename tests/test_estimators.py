@@ -23,7 +23,7 @@ from backend.regressor.layout import ParamLayout
 from backend.regressor.model import PearRegressor, RegressorConfig
 from backend.server.client import BackendError, Client, frames_of
 from backend.server.process import serve_process
-from backend.tracking.tracker import REFINE_ITERATIONS
+from backend.tracking.tracker import CONTACT_STAGE, REFINE_ITERATIONS, TrackerConfig
 
 FRAMES = 4
 
@@ -93,7 +93,9 @@ def test_regressor_plus_tracker_starts_the_tracker_from_the_estimate(open_asset,
 
     results, fit = _recover(frames, open_asset, "regressor+tracker",
                             load_regressor(open_asset, checkpoint), progress=progress)
-    assert tuple(steps.values()) == REFINE_ITERATIONS  # the short schedule
+    # the short schedule, then the feet on the ground
+    assert tuple(steps.values()) == (*REFINE_ITERATIONS, TrackerConfig.contact_iterations)
+    assert list(steps)[-1] == CONTACT_STAGE
     assert results.info["estimator"] == "regressor+tracker"
     assert fit.reprojection_px["pose"] < 15.0  # the tracker still lands on the keypoints
 

@@ -4,12 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+from backend.archive import load_archive, save_archive
 from backend.body.model import BodyModel
 from backend.perception.frames import FootageError, open_footage
 from backend.perception.holistic import HAND, assign_hands, detect_clip, person_box
-from backend.results import ClipResults, ResultsError, load_results, save_results
+from backend.results import FORMAT_VERSION, ClipResults, ResultsError, load_results, save_results
 from backend.tracking.render_clip import render_frames
 from backend.tracking.synthetic import make_clip
+from backend.tracking.world_bones import world_targets
 
 cv2 = pytest.importorskip("cv2")
 
@@ -111,7 +113,7 @@ def test_person_box_covers_found_points():
 
 def test_holistic_finds_the_rendered_model_with_sides_right(open_asset):
     model = BodyModel(open_asset)
-    clip = make_clip(model, frames=3, seed=5, size=(360, 640), focal=550.0)
+    clip = make_clip(model, frames=3, seed=5, size=(360, 640), focal=550.0, world_noise_m=0.0)
     colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
     frames = render_frames(model, clip.params, clip.cam_t, clip.focal, (360, 640), colors)
     from backend.perception.frames import Frame
@@ -123,6 +125,14 @@ def test_holistic_finds_the_rendered_model_with_sides_right(open_asset):
     # The person's left shoulder/hip are detected where the model's left ones project.
     for index in (11, 12, 23, 24):
         assert np.linalg.norm(found[:, index] - truth[:, index], axis=1).mean() < 15, index
+    # The metric 3D pose: about the hips, and its limbs point where the model's do.
+    world = detections.pose_world
+    assert world.shape == (3, 33, 4) and (world[:, :, 3] > 0.5).mean() > 0.5
+    assert np.abs(world[:, [23, 24], :3].mean(1)).max() < 0.05
+    found_bones, _ = world_targets(torch.as_tensor(world))
+    true_bones, _ = world_targets(torch.as_tensor(clip.keypoints.world))
+    angles = np.degrees(np.arccos((found_bones * true_bones).sum(-1).clamp(-1, 1).numpy()))
+    assert angles.mean() < 25, angles.round()
 
 
 def test_results_round_trip_and_errors(tmp_path):
@@ -130,14 +140,29 @@ def test_results_round_trip_and_errors(tmp_path):
         asset_id="open", spec_hash="abc", frames=np.arange(3), times=np.arange(3) / 30,
         params={"body_pose": np.zeros((3, 21, 3)), "betas": np.zeros((1, 20))},
         cam_t=np.zeros((3, 3)), focal=1000.0, center=(320.0, 240.0), width=640, height=480,
-        detections={"pose": np.zeros((3, 33, 3))}, info={"fps": 30.0})
+        detections={"pose": np.zeros((3, 33, 3))}, info={"fps": 30.0},
+        contacts=np.array([[1, 0, 1, 0]] * 3, np.uint8))
     path = save_results(results, tmp_path / "r.npz")
     loaded = load_results(path)
+    np.testing.assert_array_equal(loaded.contacts, results.contacts)
     assert loaded.params["betas"].shape == (1, 20) and loaded.info == {"fps": 30.0}
     assert loaded.center == (320.0, 240.0) and loaded.detections["pose"].shape == (3, 33, 3)
+    assert load_archive(path, "result")[1]["format_version"] == FORMAT_VERSION == 2
     (tmp_path / "bad.npz").write_bytes(b"junk")
     with pytest.raises(ResultsError, match="not a readable result"):
         load_results(tmp_path / "bad.npz")
+
+
+def test_version_1_results_still_read(tmp_path):
+    """Files from before det/pose_world: read as they are, without the metric pose."""
+    meta = {"format": "pear-results", "format_version": 1, "asset_id": "open",
+            "spec_hash": "abc", "focal": 900.0, "center": [320.0, 240.0], "width": 640,
+            "height": 480, "info": {}}
+    arrays = {"frames": np.arange(2), "times": np.arange(2) / 30, "cam_t": np.zeros((2, 3)),
+              "param/body_pose": np.zeros((2, 21, 3)), "det/pose": np.ones((2, 33, 3)),
+              "det/boxes": np.zeros((2, 4))}
+    loaded = load_results(save_archive(tmp_path / "v1.npz", arrays, meta, compressed=True))
+    assert set(loaded.detections) == {"pose", "boxes"} and loaded.focal == 900.0
 
 
 def test_backend_fit_end_to_end_on_rendered_footage(open_asset, tmp_path):
@@ -167,6 +192,7 @@ def test_backend_fit_end_to_end_on_rendered_footage(open_asset, tmp_path):
     assert "found: pose 100.0%" in result.stdout
     fitted = load_results(tmp_path / "r.npz")
     assert fitted.asset_id == "open" and len(fitted.frames) == 8
+    assert fitted.detections["pose_world"].shape == (8, 33, 4)
     assert fitted.info["reprojection_px"]["pose"] < 10.0
     assert open_footage(tmp_path / "overlay.mp4").frame_count == 8
 

@@ -124,7 +124,7 @@ def _detect_person(holistic: Holistic, image: np.ndarray, box: np.ndarray
     scale = max(1.0, 512 / max(x1 - x0, y1 - y0))
     patch = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale,
                        interpolation=cv2.INTER_CUBIC)
-    detected = [d.copy() for d in holistic.detect(np.ascontiguousarray(patch))]
+    detected = [d.copy() for d in holistic.detect(np.ascontiguousarray(patch)).image_parts]
     for d in detected:
         d[:, :2] = d[:, :2] / scale + (x0, y0)
     return detected

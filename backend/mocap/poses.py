@@ -198,7 +198,8 @@ def held_out_motion(model: BodyModel, folder: str | Path, frames: int, fps: floa
                     ) -> tuple[dict[str, np.ndarray], str]:
     """Up to ``frames`` frames at ``fps`` of the longest clip of the held-out capture subjects
     (no prior or network here was fitted to them), turned about the vertical so its first
-    frame faces the camera: ``{"global_orient": (T, 3), "body_pose": (T, 21, 3)}`` and a
+    frame faces the camera: ``{"global_orient": (T, 3), "body_pose": (T, 21, 3), "transl":
+    (T, 3)}`` (``transl``: metres the performer moved since the first frame, model axes) and a
     description (``"mocap:<clip>:<first frame>-<last frame>"``)."""
     folder = Path(folder)
     files = find_bvh_files(folder)
@@ -216,5 +217,6 @@ def held_out_motion(model: BodyModel, folder: str | Path, frames: int, fps: floa
     forward = orient[0].apply([0.0, 0.0, 1.0])  # the model faces +z at rest
     facing = Rotation.from_rotvec([0.0, -np.arctan2(forward[0], forward[2]), 0.0])
     motion = {"global_orient": (facing * orient).as_rotvec(),
-              "body_pose": clip.body_pose[take]}
+              "body_pose": clip.body_pose[take],
+              "transl": facing.apply(clip.transl[take] - clip.transl[take][0])}
     return motion, f"mocap:{clip.clip_id}:{clip.frames[take][0]}-{clip.frames[take][-1]}"

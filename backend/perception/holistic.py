@@ -1,5 +1,6 @@
 """MediaPipe Holistic over a clip: 33 pose, 478 face and 21 + 21 hand landmarks per frame, in
-pixels, with the hands assigned to the person's left and right, and a person box.
+pixels, with the hands assigned to the person's left and right, a person box, and BlazePose's
+metric 3D pose (``pose_world``).
 
 Only ``model_complexity=1`` works offline (its models ship in the mediapipe 0.10.21 wheel).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,9 +24,35 @@ POSE, FACE, HAND = 33, 478, 21
 POSE_LEFT_WRIST, POSE_RIGHT_WRIST = 15, 16
 
 
+IMAGE_PARTS = ("pose", "face", "left_hand", "right_hand")
+
+
+class FrameLandmarks(NamedTuple):
+    """One frame's landmarks: the image parts as (K, 3) arrays of (u, v, confidence) in pixels
+    (confidence 0 = not found), and ``pose_world``, BlazePose's metric 3D pose as (33, 4):
+    x, y, z in metres about the hips' midpoint, in the camera's axes as the person's crop
+    sees them (x right, y down, z away), and the point's visibility."""
+
+    pose: np.ndarray
+    face: np.ndarray
+    left_hand: np.ndarray
+    right_hand: np.ndarray
+    pose_world: np.ndarray
+
+    @property
+    def image_parts(self) -> tuple[np.ndarray, ...]:
+        """(pose, face, left hand, right hand)."""
+        return self.pose, self.face, self.left_hand, self.right_hand
+
+    def box(self) -> np.ndarray:
+        """The person's box (``person_box``) around the image parts."""
+        return person_box(*self.image_parts)
+
+
 @dataclass
 class ClipDetections:
-    """Per-frame landmarks as (T, K, 3) arrays of (u, v, confidence); confidence 0 = not found."""
+    """Per-frame landmarks: the image parts as (T, K, 3) arrays of (u, v, confidence),
+    confidence 0 = not found, and the metric 3D pose as (T, 33, 4) (``FrameLandmarks``)."""
 
     frames: np.ndarray  # (T,) footage frame indices
     times: np.ndarray  # (T,) seconds
@@ -32,6 +60,7 @@ class ClipDetections:
     face: np.ndarray
     left_hand: np.ndarray  # the person's left hand
     right_hand: np.ndarray
+    pose_world: np.ndarray
     boxes: np.ndarray  # (T, 4) x0, y0, x1, y1 of the person; NaN when nobody was found
     width: int
     height: int
@@ -39,13 +68,27 @@ class ClipDetections:
 
     @property
     def parts(self) -> dict[str, np.ndarray]:
-        """part name -> (T, K, 3), for the tracker and the result file."""
-        return {part: getattr(self, part) for part in ("pose", "face", "left_hand", "right_hand")}
+        """image part name -> (T, K, 3), for the tracker and the result file."""
+        return {part: getattr(self, part) for part in IMAGE_PARTS}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything per frame for a result file's ``det/``: the image parts, the metric 3D
+        pose and the boxes."""
+        return {**self.parts, "pose_world": self.pose_world, "boxes": self.boxes}
 
     def rates(self) -> dict[str, float]:
         """Fraction of frames in which each part was found."""
         return {part: float((points[:, :, 2] > 0).any(1).mean())
                 for part, points in self.parts.items()}
+
+
+def _world_points(landmarks) -> np.ndarray:
+    out = np.zeros((POSE, 4))
+    if landmarks is None:
+        return out
+    for k, point in enumerate(landmarks.landmark[:POSE]):
+        out[k] = (point.x, point.y, point.z, point.visibility)
+    return out
 
 
 def _points(landmarks, count: int, width: int, height: int, use_visibility: bool) -> np.ndarray:
@@ -111,11 +154,12 @@ class Holistic:
             self._crops = CropDetector()
         self.first_pass_found = {part: 0 for part in ("face", "left_hand", "right_hand")}
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, ...]:
-        """(pose, face, left hand, right hand) of one RGB image."""
+    def detect(self, image: np.ndarray) -> FrameLandmarks:
+        """The landmarks of one RGB image."""
         height, width = image.shape[:2]
         result = self._model.process(np.ascontiguousarray(image))
         pose = _points(result.pose_landmarks, POSE, width, height, use_visibility=True)
+        world = _world_points(result.pose_world_landmarks)
         face = _points(result.face_landmarks, FACE, width, height, use_visibility=False)
         first = _points(result.left_hand_landmarks, HAND, width, height, use_visibility=False)
         second = _points(result.right_hand_landmarks, HAND, width, height, use_visibility=False)
@@ -129,7 +173,7 @@ class Holistic:
                 left = _with_confidence(self._crops.hand(image, pose, "left"), HAND, left)
             if not right[:, 2].any():
                 right = _with_confidence(self._crops.hand(image, pose, "right"), HAND, right)
-        return pose, face, left, right
+        return FrameLandmarks(pose, face, left, right, world)
 
     def close(self) -> None:
         """Release the models; closing twice is harmless."""
@@ -155,9 +199,10 @@ def _with_confidence(points: np.ndarray | None, count: int, missing: np.ndarray)
     return out
 
 
-def nothing_found() -> tuple[np.ndarray, ...]:
-    """(pose, face, left hand, right hand) of a frame where nobody was found."""
-    return tuple(np.zeros((count, 3)) for count in (POSE, FACE, HAND, HAND))
+def nothing_found() -> FrameLandmarks:
+    """The landmarks of a frame where nobody was found."""
+    return FrameLandmarks(*(np.zeros((count, 3)) for count in (POSE, FACE, HAND, HAND)),
+                          np.zeros((POSE, 4)))
 
 
 class PersonFinder:
@@ -170,7 +215,7 @@ class PersonFinder:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         if self._holistic is None:
             self._holistic = Holistic(static=True, crops=False)
-        return person_box(*self._holistic.detect(image))
+        return self._holistic.detect(image).box()
 
     def close(self) -> None:
         if self._holistic is not None:
@@ -197,14 +242,14 @@ class ClipDetector:
         self._holistic = Holistic(crops=crops)
         self._indices: list[int] = []
         self._times: list[float] = []
-        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._found: list[FrameLandmarks] = []
 
     def __len__(self) -> int:
         return len(self._indices)
 
-    def add(self, frame: Frame) -> tuple[np.ndarray, ...]:
-        """(pose, face, left hand, right hand) of the next frame; raises
-        ``people.PersonNotFound`` when the chosen person is not in the footage."""
+    def add(self, frame: Frame) -> FrameLandmarks:
+        """The landmarks of the next frame; raises ``people.PersonNotFound`` when the chosen
+        person is not in the footage."""
         image = frame.image
         if self.follower is not None:
             image = self.follower.view(frame.index, image)
@@ -213,8 +258,8 @@ class ClipDetector:
                 self._finder = None
         found = nothing_found() if image is None else self._holistic.detect(image)
         if self.follower is not None:
-            self.follower.update(person_box(*found))
-        self._parts.append(found)
+            self.follower.update(found.box())
+        self._found.append(found)
         self._indices.append(frame.index)
         self._times.append(frame.time)
         return found
@@ -222,16 +267,16 @@ class ClipDetector:
     def finish(self) -> ClipDetections:
         """Everything detected so far; releases the models."""
         self.close()
-        if not self._parts:
+        if not self._found:
             raise FootageError("no frame of the footage could be decoded, so there is nothing "
                                "to fit: check that it plays in a video player, or re-export it")
-        count = len(self._parts)
+        count = len(self._found)
         first_pass = {part: found / count
                       for part, found in self._holistic.first_pass_found.items()}
-        pose, face, left, right = (np.stack(p) for p in zip(*self._parts, strict=True))
-        boxes = np.stack([person_box(*p) for p in self._parts])
-        return ClipDetections(np.array(self._indices), np.array(self._times, dtype=float), pose,
-                              face, left, right, boxes, self.width, self.height, first_pass)
+        stacked = (np.stack(p) for p in zip(*self._found, strict=True))
+        boxes = np.stack([found.box() for found in self._found])
+        return ClipDetections(np.array(self._indices), np.array(self._times, dtype=float),
+                              *stacked, boxes, self.width, self.height, first_pass)
 
     def close(self) -> None:
         self._holistic.close()

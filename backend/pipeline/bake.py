@@ -51,12 +51,12 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
               background: bool = True, max_frames: int | None = None,
               overlay: bool = False, body_shape_keys: bool = False,
               person: int | None = None, checkpoint: Path | None = None,
-              progress: Progress | None = None) -> BakeOutputs:
+              progress: Progress | None = None, contact: bool = True) -> BakeOutputs:
     """Bake one clip of ``asset``'s body into ``out_dir``; ``formats`` from ``fbx``, ``glb``,
     ``npz``; with ``overlay``, also a video of the fitted mesh over the footage; with
     ``body_shape_keys``, shape keys for the leading body-shape components too; ``person``:
     which person to follow when several are in view (``ClipDetector``); ``estimator``,
-    ``checkpoint`` and ``progress`` as in ``fit_footage``."""
+    ``checkpoint``, ``progress`` and ``contact`` as in ``fit_footage``."""
     if estimator not in ESTIMATORS:
         raise BakeError(f"estimator {estimator!r} is not available; choose from "
                         f"{list(ESTIMATORS)}")
@@ -71,7 +71,7 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
         files["overlay"] = out_dir / f"{name}_overlay.mp4"
     results = fit_footage(footage, asset, smooth=smooth, focal=focal, max_frames=max_frames,
                           overlay=files.get("overlay"), person=person, estimator=estimator,
-                          checkpoint=checkpoint, progress=progress).results
+                          checkpoint=checkpoint, progress=progress, contact=contact).results
     rig = build_rig(asset, subject_params(asset, results.params))
 
     bpy.ops.wm.read_factory_settings(use_empty=True)

@@ -69,12 +69,13 @@ def fit_footage(footage: str | Path, asset: Asset, out: str | Path | None = None
                 smooth: float = 1.0, on_error: OnError = "skip", focal: float | None = None,
                 max_frames: int | None = None, overlay: str | Path | None = None,
                 progress: Progress | None = None, person: int | None = None,
-                estimator: str = "tracker", checkpoint: str | Path | None = None
-                ) -> FootageFit:
+                estimator: str = "tracker", checkpoint: str | Path | None = None,
+                contact: bool = True) -> FootageFit:
     """Footage -> detections -> the estimator (``recovery.py``) -> results, saved to ``out``
     unless None, with the mesh drawn over the footage into ``overlay`` if given. ``person``:
     which person to follow (``ClipDetector``); ``checkpoint``: the regressor's (default: the
-    body model's in ``$PEAR_HOME/checkpoints``)."""
+    body model's in ``$PEAR_HOME/checkpoints``); ``contact``: keep feet that touch the ground
+    still (``TrackerConfig.contact``)."""
     start = time.perf_counter()
     # Checked before any frame is decoded: a missing checkpoint is the set-up, not the clip.
     regressor = load_regressor(asset, checkpoint) if uses_regressor(estimator) else None
@@ -94,7 +95,7 @@ def fit_footage(footage: str | Path, asset: Asset, out: str | Path | None = None
     feed(recovery, limited(), (lambda n: progress(label, n, total)) if progress else None)
     detect_s = time.perf_counter() - detect_start
     results, fit = recovery.finish(
-        source.fps, smooth=smooth,
+        source.fps, smooth=smooth, contact=contact,
         progress=(lambda stage, step, steps: progress(f"fitting: {stage}", step, steps))
         if progress else None)
     results.info.update({"footage": str(Path(footage).resolve()),

@@ -28,7 +28,7 @@ from ..camera import principal_point
 from ..estimator_names import check_estimator, uses_regressor
 from ..paths import checkpoints_dir
 from ..perception.frames import Frame
-from ..perception.holistic import ClipDetections, ClipDetector, person_box
+from ..perception.holistic import ClipDetections, ClipDetector, FrameLandmarks
 from ..perception.people import PersonNotFound
 from ..results import ClipResults
 from ..temporal.postprocess import postprocess
@@ -165,12 +165,13 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
                  progress: Progress | None = None,
                  subject: dict[str, np.ndarray] | None = None,
                  estimator: str = "tracker", start: dict[str, np.ndarray] | None = None,
-                 regressor_s: float = 0.0, center: tuple[float, float] | None = None
-                 ) -> tuple[ClipResults, FitResult]:
+                 regressor_s: float = 0.0, center: tuple[float, float] | None = None,
+                 contact: bool = True) -> tuple[ClipResults, FitResult]:
     """A clip's detections (and, for the regressor estimators, its per-frame ``start``) ->
     the estimator -> elbow-twist fix and smoothing -> results. ``subject``: per-subject
     parameters to hold fixed (see ``TrackerConfig.subject``); ``focal``, ``center``: the
-    camera's focal length and principal point in pixels, if known."""
+    camera's focal length and principal point in pixels, if known; ``contact``: the
+    tracker's feet-on-the-ground stage (``TrackerConfig.contact``)."""
     if uses_regressor(estimator) and start is None:
         raise ValueError(f"the {estimator!r} estimator needs the regressor's per-frame estimates")
     model = BodyModel(asset)
@@ -180,11 +181,14 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
                             principal_point(detections.width, detections.height, center),
                             subject, regressor_s)
     else:
-        keypoints = Keypoints(detections.parts, detections.width, detections.height, fps=fps)
+        keypoints = Keypoints(detections.parts, detections.width, detections.height, fps=fps,
+                              world=detections.pose_world)
         config = TrackerConfig(focal=focal, center=center, device=device, subject=subject,
                                initial=start)
         if start is not None:
             config.iterations = REFINE_ITERATIONS
+        if not contact:
+            config.contact = 0.0
         config.smoothness *= smooth
         fit = Tracker(model, config).fit(keypoints, progress=progress)
     with torch.no_grad():
@@ -195,11 +199,12 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
         asset_id=asset.asset_id, spec_hash=asset.spec_hash, frames=detections.frames,
         times=detections.times, params=params, cam_t=cam_t, focal=fit.focal,
         center=fit.center, width=detections.width, height=detections.height,
-        detections={**detections.parts, "boxes": detections.boxes},
+        detections=detections.arrays(),
         info={"fps": fps, "estimator": estimator, "detection_rates": detections.rates(),
               "holistic_only_rates": detections.first_pass_rates,
               "reprojection_px": fit.reprojection_px, "fit_s": round(fit.seconds, 2),
-              "regressor_s": round(regressor_s, 2), "smooth": smooth},
+              "regressor_s": round(regressor_s, 2), "smooth": smooth, "contact": contact},
+        contacts=None if fit.contacts is None else fit.contacts.astype(np.uint8),
     )
     return results, fit
 
@@ -233,22 +238,24 @@ class ClipRecovery:
     def __len__(self) -> int:
         return len(self.detector)
 
-    def add(self, frame: Frame) -> tuple[np.ndarray, ...]:
-        """(pose, face, left hand, right hand) of the next frame."""
+    def add(self, frame: Frame) -> FrameLandmarks:
+        """The landmarks of the next frame."""
         found = self.detector.add(frame)
         if self.regressions is not None:
-            self.regressions.add(len(self.detector) - 1, frame.image, person_box(*found))
+            self.regressions.add(len(self.detector) - 1, frame.image, found.box())
         return found
 
     def finish(self, fps: float, smooth: float = 1.0, device: str | None = None,
                progress: Progress | None = None,
-               subject: dict[str, np.ndarray] | None = None) -> tuple[ClipResults, FitResult]:
+               subject: dict[str, np.ndarray] | None = None, contact: bool = True
+               ) -> tuple[ClipResults, FitResult]:
         detections = self.detector.finish()  # releases the detection models
         start = (None if self.regressions is None
                  else self.regressions.finish(len(detections.frames)))
         return recover_clip(detections, fps, self.asset, smooth=smooth, focal=self.focal,
                             center=self.center, device=device, progress=progress,
                             subject=subject, estimator=self.estimator, start=start,
+                            contact=contact,
                             regressor_s=0.0 if self.regressions is None
                             else self.regressions.seconds)
 

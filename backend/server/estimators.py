@@ -28,7 +28,7 @@ from ..body.params import subject_values
 from ..errors import ClipError, SetupError
 from ..estimator_names import ESTIMATORS, UnknownEstimator, uses_regressor
 from ..perception.frames import Frame
-from ..perception.holistic import ClipDetector, person_box
+from ..perception.holistic import ClipDetector
 from ..perception.people import PersonNotFound
 from ..pipeline.recovery import ClipRecovery, FrameRegressions, load_regressor, regressor_problem
 from ..pipeline.rig import build_rig, subject_params
@@ -36,7 +36,6 @@ from ..results import results_to_message
 from ..tracking.tracker import check_landmark_sets
 from .protocol import ErrorCode, ProtocolError
 
-PARTS = ("pose", "face", "left_hand", "right_hand")
 logger = logging.getLogger("backend.server")
 
 
@@ -89,9 +88,9 @@ class DetectorClip:
             found = self._clip.add(Frame(index, time, image))
         except PersonNotFound as exc:
             raise ProtocolError(ErrorCode.PERSON_NOT_FOUND, str(exc)) from None
-        detections = dict(zip(PARTS, (p.astype(np.float32) for p in found), strict=True))
+        detections = {part: points.astype(np.float32) for part, points in found._asdict().items()}
         # The person's box, so a later session of the same footage can follow them on.
-        return {"detections": {**detections, "box": person_box(*found).astype(np.float32)}}
+        return {"detections": {**detections, "box": found.box().astype(np.float32)}}
 
     def _check_frames(self) -> None:
         if self._clip is None or not len(self._clip):
@@ -102,7 +101,7 @@ class DetectorClip:
         detections = self._clip.finish()
         return {"frames": detections.frames, "times": detections.times,
                 "width": detections.width, "height": detections.height,
-                "detections": {**detections.parts, "boxes": detections.boxes},
+                "detections": detections.arrays(),
                 "rates": detections.rates()}
 
     def close(self) -> None:

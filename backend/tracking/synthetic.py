@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from ..body.model import BodyModel
-from ..camera import principal_point, project, to_camera
+from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..errors import InputError
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
+from .world_bones import HIPS, crop_view
 
 
 @dataclass
@@ -36,16 +37,56 @@ def _smooth_noise(rng: np.random.Generator, frames: int, shape: tuple, scale: fl
     return scale * smooth
 
 
+def walking_motion(model: BodyModel, frames: int, fps: float = 30.0, stride: float = 0.25,
+                   knee_bend: float = 0.8, heading: float = 0.6) -> dict[str, np.ndarray]:
+    """A procedural walk with planted feet, one stride a second, for ``make_clip``'s
+    ``motion``: hips swing by ``stride`` rad either way, a knee bends (up to ``knee_bend``
+    rad) while its leg swings forward, the ankles keep the feet level, the walker faces
+    ``heading`` rad away from the camera, and the root travels so the lowest foot never
+    slides and rests on the floor (y = 0 in model axes)."""
+    names = model.joint_names
+    phase = 2 * np.pi * np.arange(frames) / fps
+    body = np.zeros((frames, 21, 3))
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        hip = -sign * stride * np.sin(phase)  # -x: the leg forward
+        knee = knee_bend * np.maximum(0, sign * np.cos(phase))  # bent while swinging forward
+        body[:, names.index(f"{side}_hip") - 1, 0] = hip
+        body[:, names.index(f"{side}_knee") - 1, 0] = knee
+        body[:, names.index(f"{side}_ankle") - 1, 0] = -(hip + knee)  # the foot stays level
+    model = model.converted(torch.float64)
+    params = model.default_params(frames)
+    params["body_pose"] = torch.as_tensor(body)
+    params["global_orient"] = torch.tensor([[0.0, heading, 0.0]]).expand(frames, 1, 3)
+    with torch.no_grad():
+        joints = model(params).joints.numpy()
+    feet = joints[:, [names.index(n) for n in ("left_ankle", "right_ankle", "left_foot",
+                                               "right_foot")]]
+    transl = np.zeros((frames, 3))
+    for t in range(1, frames):
+        planted = np.argmin(feet[t, :, 1])  # the lowest foot point carries the body
+        transl[t, [0, 2]] = transl[t - 1, [0, 2]] + (feet[t - 1, planted, [0, 2]]
+                                                      - feet[t, planted, [0, 2]])
+    transl[:, 1] = -feet[:, :, 1].min(1)
+    return {"global_orient": np.tile([0.0, heading, 0.0], (frames, 1)), "body_pose": body,
+            "transl": transl - transl[0]}
+
+
 def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float = 0.0,
               drop_rate: float = 0.0, size: tuple[int, int] = (720, 1280),
               focal: float = 1100.0, betas_scale: float = 0.8,
               center: tuple[float, float] | None = None,
-              motion: dict[str, np.ndarray] | None = None) -> SyntheticClip:
+              motion: dict[str, np.ndarray] | None = None,
+              world_noise_m: float | None = None) -> SyntheticClip:
     """A clip of ``frames`` frames (width, height = ``size``) with exact ground truth, seen
     through a camera of focal length ``focal`` and principal point ``center`` (pixels;
     default the image centre). The body moves by smoothed random turns of every joint, or as
-    ``motion`` says (``global_orient`` (T, 3), ``body_pose`` (T, 21, 3), e.g.
-    ``backend.mocap.poses.held_out_motion``; T >= frames)."""
+    ``motion`` says (``global_orient`` (T, 3), ``body_pose`` (T, 21, 3) and optionally
+    ``transl`` (T, 3), the root's travel in model axes, e.g.
+    ``backend.mocap.poses.held_out_motion``; T >= frames). With ``world_noise_m``, the
+    keypoints carry a metric 3D pose as MediaPipe's ``pose_world_landmarks`` would
+    (``world_bones.py``: hip-centred, in the axes of a camera looking at the person), each
+    point off by slowly varying noise of that many metres per axis (MediaPipe's own errors
+    persist over frames)."""
     rng = np.random.default_rng(seed)
     model = model.converted(torch.float64)
     params = {k: v.clone() for k, v in model.default_params(frames).items()}
@@ -75,7 +116,10 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         expression = np.abs(_smooth_noise(rng, frames, params["expression"].shape[1:], 0.2))
         params["expression"] = torch.as_tensor(np.clip(expression, 0, 1))
     params["eye_pose"] = torch.as_tensor(_smooth_noise(rng, frames, (2, 3), 0.08))
-    cam_t = torch.as_tensor(np.array([0.05, 0.25, 3.2]) + _smooth_noise(rng, frames, (3,), 0.05))
+    wander = _smooth_noise(rng, frames, (3,), 0.05)
+    if motion is not None and "transl" in motion:  # the performer's own travel instead
+        wander = np.asarray(motion["transl"][:frames]) @ np.array(MODEL_TO_CAMERA).T
+    cam_t = torch.as_tensor(np.array([0.05, 0.25, 3.2]) + wander)
     with torch.no_grad():
         output = model(params)
     width, height = size
@@ -89,7 +133,14 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         if drop_rate and part != "pose":  # whole hands / faces go missing, as detectors do
             confidence[rng.uniform(size=frames) < drop_rate] = 0.0
         parts[part] = np.concatenate([pixels, confidence[..., None]], axis=-1)
-    return SyntheticClip(Keypoints(parts, width, height), params, cam_t, focal,
+    world = None
+    if world_noise_m is not None:
+        points = to_camera(output.landmarks[PART_LANDMARKS["pose"]], cam_t)
+        points = points @ crop_view(points).transpose(1, 2)
+        points = (points - points[:, list(HIPS)].mean(1, keepdim=True)).numpy()
+        points = points + _smooth_noise(rng, frames, points.shape[1:], world_noise_m)
+        world = np.concatenate([points, np.ones((*points.shape[:2], 1))], axis=-1)
+    return SyntheticClip(Keypoints(parts, width, height, world=world), params, cam_t, focal,
                          output.joints.numpy(), output.vertices.numpy())
 
 

@@ -27,7 +27,16 @@ from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from ..priors.mixture import MixtureDensity
 from ..priors.pose_prior import load_pose_prior
+from .contact import (
+    FOOT_JOINTS,
+    FOOT_PAIRS,
+    MIN_FRAMES,
+    contact_cost,
+    detect_contacts,
+    estimate_ground,
+)
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss
+from .world_bones import world_bone_cost, world_targets
 
 # Detector part -> the asset's landmark set for it.
 PART_LANDMARKS = {
@@ -46,12 +55,14 @@ _SPANS = [(_SHOULDERS, _HIPS), ((11,), (12,)), ((2,), (5,))]
 
 @dataclass
 class Keypoints:
-    """2D targets: part -> (T, K, 3) pixels + confidence (0 = not detected)."""
+    """2D targets: part -> (T, K, 3) pixels + confidence (0 = not detected); and, when the
+    detector gave it, ``world``: its metric 3D pose, (T, 33, 4) (``world_bones.py``)."""
 
     parts: dict[str, np.ndarray]
     width: int
     height: int
     fps: float = 30.0
+    world: np.ndarray | None = None
 
     @property
     def frames(self) -> int:
@@ -78,6 +89,19 @@ class TrackerConfig:
     learned_hand_prior: float = 0.0
     shape_prior: float = 1e-4
     expression_prior: float = 1e-3
+    # Limb directions from the detector's metric 3D pose (``world_bones.py``), per frame, and
+    # the robust scale of their chord error (1.5: ~100 degrees, so a limb fitted the wrong way
+    # round is still pulled back); 0 turns the term off. Used when the keypoints carry
+    # ``world`` (results format 2 and later). Weight and scale by measurement on a held-out
+    # CMU clip with MediaPipe-like errors (docs/tracker.md).
+    world_bones: float = 1.0
+    world_sigma: float = 1.5
+    # Feet on the ground (``contact.py``): after the other stages, the ground and each foot's
+    # contacts are found from the fit, and this many more steps keep touching feet still and
+    # every foot above the ground, at this weight per squared metre; 0 turns it off
+    # (``--no-contact``).
+    contact: float = 30.0
+    contact_iterations: int = 100
     offsets_prior: float = 100.0
     focal: float | None = None  # pixels; None: start from the image size
     center: tuple[float, float] | None = None  # principal point, pixels; None: image centre
@@ -90,6 +114,8 @@ class TrackerConfig:
     initial: dict[str, np.ndarray] | None = None
     device: str | None = None  # None: CUDA when present
 
+
+CONTACT_STAGE = "feet on the ground"  # the stage after the three, when ``contact`` is on
 
 # Steps per stage when starting from a regressor's estimate instead of the rest pose: the
 # root and camera are already placed and the body nearly so (measured by `backend bench
@@ -106,6 +132,8 @@ class FitResult:
     reprojection_px: dict[str, float]  # mean pixel error per part where detected
     stage_losses: list[float]
     seconds: float
+    # (T, 4) each of ``contact.FOOT_JOINTS`` touching the ground, when the contact stage ran
+    contacts: np.ndarray | None = None
 
 
 Progress = Callable[[str, int, int], None]
@@ -176,6 +204,8 @@ class Tracker:
         with torch.no_grad():
             rest = model(model.default_params(1))
         self.rest_joints = rest.rest_joints[0].cpu()
+        self.model_to_camera = torch.tensor(MODEL_TO_CAMERA, dtype=torch.float32,
+                                            device=device)
         self.rest_landmarks = {k: v[0].cpu() for k, v in rest.landmarks.items()}
         # Joint limits on the joints a pose parameter drives (the others stay at rest), in the
         # order of their parameters: ``local`` is then a concatenation, not a scatter.
@@ -185,6 +215,7 @@ class Tracker:
         self.hinges = {order.index(j): a.to(device) for j, a in hinge_axes(
             self.rest_joints, model.joint_names).items() if j in order}
         self.learned = self._learned_prior_weights(model.asset_id)
+        self.feet = [model.joint_names.index(name) for name in FOOT_JOINTS]
 
     def _learned_prior_weights(self, asset_id: str) -> dict[str, tuple[float, MixtureDensity]]:
         """Part -> (weight, density) of the learned pose prior; empty without one."""
@@ -283,10 +314,9 @@ class Tracker:
         return {name: v[name].expand(frames, *v[name].shape[1:]) for name in self.model.spec
                 if name in v}
 
-    def _data_term(self, v, targets, heights, parts, sigma: float) -> torch.Tensor:
-        """``targets``: part -> (T, K, 3), (pixels - principal point) / height and confidence."""
-        frames = heights.shape[0]
-        landmarks = self._landmarks(v, parts, frames)
+    def _data_term(self, v, landmarks, targets, heights, parts, sigma: float) -> torch.Tensor:
+        """``targets``: part -> (T, K, 3), (pixels - principal point) / height and confidence;
+        ``landmarks``: the fitted body's landmark sets (``_landmarks``)."""
         # Pixels from the principal point in units of the person's height: focal / height * x / z.
         scale = v["log_focal"].exp() / heights[:, None]
         total = 0.0
@@ -309,11 +339,41 @@ class Tracker:
             total = total + weight * (target[..., 2] * robust).sum()
         return total
 
-    def _landmarks(self, v, parts, frames: int) -> dict[str, torch.Tensor]:
+    def _world_term(self, v, landmarks, world: tuple[torch.Tensor, torch.Tensor]
+                    ) -> torch.Tensor:
+        """The fitted limbs' directions against the detector's metric pose (``world``: its
+        ``world_targets``)."""
+        points = landmarks[PART_LANDMARKS["pose"]] @ self.model_to_camera.T
+        points = points + v["cam_t"][:, None]
+        cost = world_bone_cost(points, *world, self.config.world_sigma)
+        return self.config.world_bones * cost.sum()
+
+    def _feet(self, joints: torch.Tensor, v) -> torch.Tensor:
+        """(T, 4, 3) the ``FOOT_JOINTS`` in the camera frame, from model-frame joints."""
+        return joints[:, self.feet] @ self.model_to_camera.T + v["cam_t"][:, None]
+
+    @torch.no_grad()
+    def _ground_and_contacts(self, v, frames: int, fps: float):
+        """The ground under the fit so far and each foot point's contacts with it."""
+        from ..body.rotations import axis_angle_to_matrix
+
+        _, joints = self.body_landmarks(self._params(v, frames))
+        feet = self._feet(joints, v).cpu().double().numpy()
+        up_model = axis_angle_to_matrix(v["global_orient"].reshape(frames, 3))[:, :, 1]
+        up = (up_model @ self.model_to_camera.T).mean(0).cpu().double().numpy()
+        ground = estimate_ground(feet, up, fps, FOOT_PAIRS)
+        contacts = detect_contacts(feet, ground, fps)
+        return ground, torch.as_tensor(contacts, device=self.device)
+
+    def _posed(self, v, parts, frames: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The landmark sets ``parts`` need and the joints, model frame."""
         needed = {PART_LANDMARKS[part] for part in parts}
         landmark_model = (self.body_landmarks if needed <= set(self.body_landmarks._names)
                           else self.all_landmarks)
-        return landmark_model(self._params(v, frames))[0]
+        return landmark_model(self._params(v, frames))
+
+    def _landmarks(self, v, parts, frames: int) -> dict[str, torch.Tensor]:
+        return self._posed(v, parts, frames)[0]
 
     @torch.no_grad()
     def _errors(self, v, keypoints: Keypoints, center) -> dict[str, float]:
@@ -363,6 +423,9 @@ class Tracker:
         focal = c.focal or float(max(keypoints.width, keypoints.height))
         center = np.array(principal_point(keypoints.width, keypoints.height, c.center))
         targets, heights = self._targets(keypoints, center)
+        world = (world_targets(torch.as_tensor(keypoints.world, dtype=torch.float32,
+                                               device=self.device))
+                 if keypoints.world is not None and c.world_bones else None)
         v = self._initial(keypoints, focal, center)
         v.update(self._given_start(c.initial or {}, keypoints.frames))
         v.update({name: torch.as_tensor(value, device=self.device) for name, value in
@@ -381,17 +444,34 @@ class Tracker:
                                 *per_clip_face] + (["log_focal"] if c.optimize_focal else []),
              {part: None for part in targets}),
         ]
+        schedule = list(zip(stages, c.iterations, c.robust_sigma, strict=True))
+        if c.contact and c.contact_iterations and frames >= MIN_FRAMES:
+            # The body's shape stays as fitted: the feet move, not the legs' length.
+            moving = [n for n in stages[-1][1] if self.model.spec.get(n) is None
+                      or self.model.spec[n].per == "frame"]
+            schedule.append(((CONTACT_STAGE, moving, stages[-1][2]),
+                             c.contact_iterations, c.robust_sigma[-1]))
         stage_losses = []
         fixed = set(c.subject or ())
-        for (label, names, parts), iterations, sigma in zip(stages, c.iterations,
-                                                             c.robust_sigma, strict=True):
+        contacts = None
+        for (label, names, parts), iterations, sigma in schedule:
             trainable = [v[name].requires_grad_(True) for name in names if name not in fixed]
             optimizer = torch.optim.Adam(trainable, lr=c.learning_rate)
             for step in range(iterations):
+                # Found twice: once the first pins have stilled the feet, contacts that the
+                # fit's own noise cut short are found whole.
+                if label == CONTACT_STAGE and step in (0, iterations // 2):
+                    ground, contacts = self._ground_and_contacts(v, frames, keypoints.fps)
                 for group in optimizer.param_groups:
                     group["lr"] = c.learning_rate * c.final_lr_fraction ** (step / iterations)
                 optimizer.zero_grad()
-                data = self._data_term(v, targets, heights, parts, sigma)
+                landmarks, joints = self._posed(v, parts, frames)
+                data = self._data_term(v, landmarks, targets, heights, parts, sigma)
+                if world is not None:
+                    data = data + self._world_term(v, landmarks, world)
+                if contacts is not None:
+                    data = data + c.contact * contact_cost(self._feet(joints, v), contacts,
+                                                           ground)
                 loss = (data + self._prior_term(v, frames)
                         + self._temporal_term(v, keypoints.fps))
                 loss.backward()
@@ -408,4 +488,5 @@ class Tracker:
                          reprojection_px=self._errors(v, keypoints, torch.tensor(
                              center, dtype=torch.float32, device=self.device)),
                          stage_losses=stage_losses,
-                         seconds=time.perf_counter() - start)
+                         seconds=time.perf_counter() - start,
+                         contacts=None if contacts is None else contacts.cpu().numpy())
