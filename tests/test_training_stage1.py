@@ -202,6 +202,9 @@ def test_evaluation_scores_a_perfect_network_zero_and_the_baseline_not(smplx_ass
     assert network["expression_l1"] < 1e-5
     assert baseline["mpjpe_mm"] > 20 and baseline["kp2d_px"] > 1
     assert ratio["mpjpe_mm"] < 0.01
+    # the perfect network's poses vary as the truth's do; the baseline's are one constant
+    assert network["body_pose_spread"] == pytest.approx(1.0, abs=1e-3)
+    assert baseline["body_pose_spread"] == 0.0
 
 
 def test_the_baselines_camera_fits_the_2d_joints(float_model, joints_only):

@@ -160,12 +160,26 @@ def evaluate(network: torch.nn.Module | None, asset: Asset, source: SampleSource
              prepare: Prepare | None = None, batch_size: int = 16,
              limit: int | None = None, seed: int = 0) -> dict[str, float]:
     """Metrics of ``network`` (None: the mean-parameter baseline) on the first ``limit``
-    samples of ``source`` (``predictions``)."""
+    samples of ``source`` (``predictions``). ``body_pose_spread``: how much the predicted body
+    pose varies between samples, as a fraction of how much the truth does (1 for a perfect
+    network, 0 for one that answers every image alike: a check that a low error comes from
+    the images and not from a well-chosen constant)."""
     tally = _Tally()
+    predicted, truth = [], []
     for _, batch, prediction in predictions(network, asset, source, prepare, batch_size,
                                             limit, seed):
         _measure(tally, prediction, batch)
-    return tally.result()
+        if "body_pose" in batch.params:
+            has = batch.has_params["body_pose"] > 0
+            predicted.append(prediction.params["body_pose"][has].reshape(int(has.sum()), -1))
+            truth.append(batch.params["body_pose"][has].reshape(int(has.sum()), -1))
+    result = tally.result()
+    if sum(len(t) for t in truth) >= 2:
+        spread = torch.cat(truth).std(0).mean()
+        if spread > 0:
+            result["body_pose_spread"] = round(float(torch.cat(predicted).std(0).mean()
+                                                     / spread), 4)
+    return result
 
 
 def compare(network: torch.nn.Module, asset: Asset, source: SampleSource,
