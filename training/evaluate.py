@@ -171,8 +171,8 @@ def evaluate(network: torch.nn.Module | None, asset: Asset, source: SampleSource
         _measure(tally, prediction, batch)
         if "body_pose" in batch.params:
             has = batch.has_params["body_pose"] > 0
-            predicted.append(prediction.params["body_pose"][has].reshape(int(has.sum()), -1))
-            truth.append(batch.params["body_pose"][has].reshape(int(has.sum()), -1))
+            predicted.append(prediction.params["body_pose"][has].flatten(1))
+            truth.append(batch.params["body_pose"][has].flatten(1))
     result = tally.result()
     if sum(len(t) for t in truth) >= 2:
         spread = torch.cat(truth).std(0).mean()
