@@ -26,6 +26,7 @@ import torch
 
 from ..body import registry
 from ..body.model import BodyModel
+from ..camera import to_camera
 from ..conventions import MODEL_TO_CAMERA
 from ..mocap.poses import held_out_motion
 from ..perception.holistic import person_box
@@ -170,10 +171,10 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
         return round(pa_error_mm(posed(params).joints.numpy()[:, :22], clip.joints[:, :22]), 2)
 
     def in_camera(params, cam_t) -> np.ndarray:
-        joints = posed(params).joints.numpy()
-        return joints @ np.array(MODEL_TO_CAMERA).T + np.asarray(cam_t)[:, None]
+        return to_camera(posed(params).joints, torch.as_tensor(cam_t, dtype=torch.float64)
+                         ).numpy()
 
-    truth = clip.joints @ np.array(MODEL_TO_CAMERA).T + clip.cam_t.numpy()[:, None]
+    truth = to_camera(torch.as_tensor(clip.joints), clip.cam_t).numpy()
     motion_fields = feet_and_jitter(truth, {"": result, "_no_contact": without_contact},
                                     in_camera, BodyModel(asset).joint_names,
                                     clip.keypoints.fps)

@@ -11,6 +11,7 @@ import torch
 from ..body.model import BodyModel
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..errors import InputError
+from .contact import FOOT_JOINTS
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
 from .world_bones import HIPS, crop_view
@@ -59,8 +60,7 @@ def walking_motion(model: BodyModel, frames: int, fps: float = 30.0, stride: flo
     params["global_orient"] = torch.tensor([[0.0, heading, 0.0]]).expand(frames, 1, 3)
     with torch.no_grad():
         joints = model(params).joints.numpy()
-    feet = joints[:, [names.index(n) for n in ("left_ankle", "right_ankle", "left_foot",
-                                               "right_foot")]]
+    feet = joints[:, [names.index(n) for n in FOOT_JOINTS]]
     transl = np.zeros((frames, 3))
     for t in range(1, frames):
         planted = np.argmin(feet[t, :, 1])  # the lowest foot point carries the body

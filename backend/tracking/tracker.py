@@ -204,8 +204,6 @@ class Tracker:
         with torch.no_grad():
             rest = model(model.default_params(1))
         self.rest_joints = rest.rest_joints[0].cpu()
-        self.model_to_camera = torch.tensor(MODEL_TO_CAMERA, dtype=torch.float32,
-                                            device=device)
         self.rest_landmarks = {k: v[0].cpu() for k, v in rest.landmarks.items()}
         # Joint limits on the joints a pose parameter drives (the others stay at rest), in the
         # order of their parameters: ``local`` is then a concatenation, not a scatter.
@@ -343,14 +341,13 @@ class Tracker:
                     ) -> torch.Tensor:
         """The fitted limbs' directions against the detector's metric pose (``world``: its
         ``world_targets``)."""
-        points = landmarks[PART_LANDMARKS["pose"]] @ self.model_to_camera.T
-        points = points + v["cam_t"][:, None]
+        points = to_camera(landmarks[PART_LANDMARKS["pose"]], v["cam_t"])
         cost = world_bone_cost(points, *world, self.config.world_sigma)
         return self.config.world_bones * cost.sum()
 
     def _feet(self, joints: torch.Tensor, v) -> torch.Tensor:
         """(T, 4, 3) the ``FOOT_JOINTS`` in the camera frame, from model-frame joints."""
-        return joints[:, self.feet] @ self.model_to_camera.T + v["cam_t"][:, None]
+        return to_camera(joints[:, self.feet], v["cam_t"])
 
     @torch.no_grad()
     def _ground_and_contacts(self, v, frames: int, fps: float):
@@ -360,7 +357,7 @@ class Tracker:
         _, joints = self.body_landmarks(self._params(v, frames))
         feet = self._feet(joints, v).cpu().double().numpy()
         up_model = axis_angle_to_matrix(v["global_orient"].reshape(frames, 3))[:, :, 1]
-        up = (up_model @ self.model_to_camera.T).mean(0).cpu().double().numpy()
+        up = (up_model.mean(0).cpu().double().numpy() @ np.array(MODEL_TO_CAMERA).T)
         ground = estimate_ground(feet, up, fps, FOOT_PAIRS)
         contacts = detect_contacts(feet, ground, fps)
         return ground, torch.as_tensor(contacts, device=self.device)
