@@ -12,6 +12,9 @@ MODEL_TO_CAMERA = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, -1.0))
 
 # The body model used when none is named: the free one built from anny.
 DEFAULT_ASSET_ID = "open"
+# The free model's build recipe: an installed copy from an older recipe is rebuilt on load.
+# 2: face landmarks on the skin (eyelids, inner lips), so they move with blinks and the jaw.
+OPEN_BUILD_VERSION = 2
 
 # The most people numbered in a frame (``--person``, the protocol's ``person``).
 MAX_PEOPLE = 8

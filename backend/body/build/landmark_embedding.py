@@ -26,6 +26,9 @@ class View:
     yaw: float = 0.0  # degrees, turning the body about its up axis
     pitch: float = 0.0  # degrees, nodding
     params: dict | None = None  # body-model parameters (default: rest)
+    # Landmarks this view cannot place: e.g. the inner lips when the mouth is closed, where a
+    # detection cannot tell the upper lip from the lower.
+    skip: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -81,9 +84,14 @@ def _screen_bary(screen: np.ndarray, point: np.ndarray) -> np.ndarray:
 
 
 def embed(model: BodyModel, colors: torch.Tensor, focus: torch.Tensor, views: list[View],
-          detect: Detector, num_landmarks: int, size: int = 512, min_facing: float = 0.25
-          ) -> Embedding:
-    """Back-project ``detect``'s landmarks from every view onto the template and average them."""
+          detect: Detector, num_landmarks: int, size: int = 512, min_facing: float = 0.25,
+          surfaces: list[np.ndarray] | None = None) -> Embedding:
+    """Back-project ``detect``'s landmarks from every view onto the template and average them.
+
+    ``surfaces``: per landmark, (F,) bool, the triangles it may lie on (default: all). A
+    detector draws the eyelids' and lips' edges where it sees them, often on the eyeball or
+    inside the mouth just past the edge; such points are kept and then placed on the nearest
+    allowed triangle (the lid or lip itself), which moves as the face does."""
     faces = model.faces
     template = model.v_template.double()
     outward = _outward_sign(template.numpy(), faces.numpy())
@@ -102,6 +110,8 @@ def embed(model: BodyModel, colors: torch.Tensor, focus: torch.Tensor, views: li
             screen = project(camera, focal, (size / 2, size / 2)).numpy()
             face_image = fragments.face.numpy()
             for k, (u, v) in enumerate(points[:num_landmarks]):
+                if k in view.skip:
+                    continue
                 x, y = int(u), int(v)
                 if not (0 <= x < size and 0 <= y < size) or face_image[y, x] < 0:
                     continue
@@ -110,11 +120,13 @@ def embed(model: BodyModel, colors: torch.Tensor, focus: torch.Tensor, views: li
                     continue
                 bary = _screen_bary(screen[faces[triangle].numpy()], np.array([u, v]))
                 samples[k].append(bary @ template[faces[triangle]].numpy())
-    return _aggregate(samples, template.numpy(), faces.numpy(), detected, len(views))
+    everywhere = np.ones(len(faces), bool)
+    return _aggregate(samples, template.numpy(), faces.numpy(),
+                      surfaces or [everywhere] * num_landmarks, detected, len(views))
 
 
 def _aggregate(samples: list[list[np.ndarray]], template: np.ndarray, faces: np.ndarray,
-               detected: int, total: int) -> Embedding:
+               surfaces: list[np.ndarray], detected: int, total: int) -> Embedding:
     count = len(samples)
     triangles = np.zeros(count, dtype=np.int64)
     bary = np.zeros((count, 3))
@@ -128,7 +140,9 @@ def _aggregate(samples: list[list[np.ndarray]], template: np.ndarray, faces: np.
     for k, points in enumerate(samples):
         points = np.asarray(points)
         centre = geometric_median(points)
-        nearby = np.argsort(np.linalg.norm(centroids - centre, axis=1))[:64]
+        candidates = np.flatnonzero(surfaces[k])
+        distance = np.linalg.norm(centroids[candidates] - centre, axis=1)
+        nearby = candidates[np.argsort(distance)[:64]]
         closest, weights = closest_points_on_triangles(centre, template[faces[nearby]])
         best = np.argmin(np.linalg.norm(closest - centre, axis=1))
         triangles[k], bary[k] = nearby[best], weights[best]

