@@ -241,3 +241,40 @@ def test_crop_pass_finds_a_small_face(open_asset):
     face_size = np.ptp(truth["face"][0, :, 1])
     assert face_size < 60  # small in the frame
     assert np.median(error) < 0.15 * face_size
+
+
+def test_regions_tried_start_where_the_part_was_and_skip_what_is_out_of_view():
+    from backend.perception.crops import REGION_SCALES, regions
+
+    before = np.array([[100.0, 100.0], [140.0, 120.0]])  # a hand's box in the frame before
+    predicted = (np.array([300.0, 200.0]), 80.0)  # where the pose puts it
+    tried = regions(before, predicted, "hand", 640, 480)
+    np.testing.assert_allclose(tried[0][0], [120.0, 110.0])
+    assert tried[0][1] == 80.0  # twice the box's longer side
+    assert [side for _, side in tried[1:]] == [80.0 * s for s in REGION_SCALES]
+    assert len(regions(None, predicted, "hand", 640, 480)) == len(REGION_SCALES)
+    # A hand below the frame (a close-up): nothing to try.
+    assert regions(None, (np.array([300.0, 520.0]), 80.0), "hand", 640, 480) == []
+
+
+def test_a_face_found_in_the_frame_before_is_found_again(open_asset):
+    """The pose gives no face region (its face points unseen), but the face's landmarks from
+    the frame before seed the crop: Face Mesh finds it there."""
+    from backend.perception.crops import CropDetector
+
+    model = BodyModel(open_asset)
+    clip = make_clip(model, frames=2, seed=7, size=(720, 1280), focal=550.0)
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    image = render_frames(model, clip.params, clip.cam_t, clip.focal, (720, 1280), colors)[1]
+    truth = clip.keypoints.parts
+    pose = truth["pose"][1].copy()
+    pose[:11, 2] = 0.0
+    detector = CropDetector()
+    try:
+        assert detector.face(image, pose) is None
+        face = detector.face(image, pose, previous=truth["face"][0, :, :2])
+    finally:
+        detector.close()
+    assert face is not None
+    error = np.linalg.norm(face - truth["face"][1, :, :2], axis=1)
+    assert np.median(error) < 0.15 * np.ptp(truth["face"][1, :, 1])

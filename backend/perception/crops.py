@@ -1,6 +1,10 @@
-"""Second chance for small faces and hands: where Holistic found the body but not the face or a
-hand, predict the region from the pose landmarks, crop it, upscale it and run the dedicated
-Face Mesh / Hands model on the crop, then map the landmarks back to the frame."""
+"""Second chances for small faces and hands: where Holistic found the body but not the face or
+a hand, crop a region where it should be, upscale it, run the dedicated Face Mesh / Hands model
+on the crop and map the landmarks back to the frame. The regions tried, in order: around
+where the part was found in the frame before (parts move little between frames: the region
+tracking MediaPipe's own pipelines do), then where the pose landmarks put it, at two scales
+(the pose's guess at a hand's or face's size is rough). Regions whose middle is outside the
+image are not tried: a hand out of view costs nothing."""
 
 from __future__ import annotations
 
@@ -12,6 +16,14 @@ from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 _FACE_POINTS = list(range(11))
 _ARM = {"left": (13, 15, (17, 19, 21)), "right": (14, 16, (18, 20, 22))}
 CROP_SIZE = 256
+# The pose's region and one this much larger: a face or hand the pose region cuts off or
+# shows too small is found in the wider one (measured: scripts/measure_detection_rates.py).
+REGION_SCALES = (1.0, 1.5)
+# A region around a part's landmarks from the frame before: its box's longer side times this
+# (the face fills ~60% of the crop, as Face Mesh expects; a hand ~50%, with room to move).
+AROUND_FOUND = {"face": 1.6, "hand": 2.0}
+
+Region = tuple[np.ndarray, float]  # centre (2,), side (pixels)
 
 
 def face_region(pose: np.ndarray, min_size: float = 24.0) -> tuple[np.ndarray, float] | None:
@@ -36,6 +48,23 @@ def hand_region(pose: np.ndarray, side: str, min_size: float = 24.0
     centre = tips.mean(0) if len(tips) else pose[wrist, :2] + 0.4 * forearm
     centre = 0.5 * (centre + pose[wrist, :2]) + 0.15 * forearm
     return centre, max(1.6 * np.linalg.norm(forearm), min_size)
+
+
+def around(points: np.ndarray, kind: str) -> Region:
+    """The region around a part's landmarks (K, 2) found in the frame before."""
+    low, high = points.min(0), points.max(0)
+    return (low + high) / 2, max(AROUND_FOUND[kind] * float((high - low).max()), 24.0)
+
+
+def regions(previous: np.ndarray | None, predicted: Region | None, kind: str,
+            width: int, height: int) -> list[Region]:
+    """The regions to try for one part, in order (module docstring), those centred outside
+    the ``width`` x ``height`` image left out."""
+    tried = [] if previous is None else [around(previous, kind)]
+    if predicted is not None:
+        tried += [(predicted[0], predicted[1] * scale) for scale in REGION_SCALES]
+    return [(centre, side) for centre, side in tried
+            if 0 <= centre[0] < width and 0 <= centre[1] < height]
 
 
 def crop(image: np.ndarray, centre: np.ndarray, side: float, size: int = CROP_SIZE
@@ -69,25 +98,29 @@ class CropDetector:
         self._hands = QuietSolution(lambda: mp.solutions.hands.Hands(
             static_image_mode=True, max_num_hands=1, model_complexity=1))
 
-    def face(self, image: np.ndarray, pose: np.ndarray) -> np.ndarray | None:
-        region = face_region(pose)
-        if region is None:
-            return None
-        patch, transform = crop(image, *region)
-        points = self._face(patch)
-        return None if points is None else to_frame(points, transform)
+    def face(self, image: np.ndarray, pose: np.ndarray, previous: np.ndarray | None = None
+             ) -> np.ndarray | None:
+        """The face's landmarks, or None; ``previous``: its landmarks in the frame before."""
+        height, width = image.shape[:2]
+        for region in regions(previous, face_region(pose), "face", width, height):
+            patch, transform = crop(image, *region)
+            points = self._face(patch)
+            if points is not None:
+                return to_frame(points, transform)
+        return None
 
-    def hand(self, image: np.ndarray, pose: np.ndarray, side: str) -> np.ndarray | None:
-        region = hand_region(pose, side)
-        if region is None:
-            return None
-        patch, transform = crop(image, *region)
-        result = self._hands.process(patch)
-        if not result.multi_hand_landmarks:
-            return None
-        points = np.array([[p.x * CROP_SIZE, p.y * CROP_SIZE]
-                           for p in result.multi_hand_landmarks[0].landmark])
-        return to_frame(points, transform)
+    def hand(self, image: np.ndarray, pose: np.ndarray, side: str,
+             previous: np.ndarray | None = None) -> np.ndarray | None:
+        """One hand's landmarks, or None; ``previous``: its landmarks in the frame before."""
+        height, width = image.shape[:2]
+        for region in regions(previous, hand_region(pose, side), "hand", width, height):
+            patch, transform = crop(image, *region)
+            result = self._hands.process(patch)
+            if result.multi_hand_landmarks:
+                points = np.array([[p.x * CROP_SIZE, p.y * CROP_SIZE]
+                                   for p in result.multi_hand_landmarks[0].landmark])
+                return to_frame(points, transform)
+        return None
 
     def close(self) -> None:
         self._face.close()

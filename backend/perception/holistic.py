@@ -140,7 +140,8 @@ def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
 
 class Holistic:
     """Video-mode Holistic (tracking between frames); one instance per clip. With ``crops``,
-    a face or hand Holistic misses gets a second try on an upscaled crop (``crops.py``)."""
+    a face or hand Holistic misses gets second tries on upscaled crops (``crops.py``), first
+    around where it was in the frame before."""
 
     def __init__(self, static: bool = False, crops: bool = True):
         mp = import_mediapipe()
@@ -153,6 +154,8 @@ class Holistic:
 
             self._crops = CropDetector()
         self.first_pass_found = {part: 0 for part in ("face", "left_hand", "right_hand")}
+        self._static = static
+        self._last_found: dict[str, np.ndarray] = {}
 
     def detect(self, image: np.ndarray) -> FrameLandmarks:
         """The landmarks of one RGB image."""
@@ -167,12 +170,21 @@ class Holistic:
         for part, points in (("face", face), ("left_hand", left), ("right_hand", right)):
             self.first_pass_found[part] += bool(points[:, 2].any())
         if self._crops is not None and pose[:, 2].max() > KEYPOINT_CONFIDENT:
+            last = self._last_found
             if not face[:, 2].any():
-                face = _with_confidence(self._crops.face(image, pose), FACE, face)
+                face = _with_confidence(self._crops.face(image, pose, last.get("face")),
+                                        FACE, face)
             if not left[:, 2].any():
-                left = _with_confidence(self._crops.hand(image, pose, "left"), HAND, left)
+                left = _with_confidence(self._crops.hand(image, pose, "left",
+                                                         last.get("left_hand")), HAND, left)
             if not right[:, 2].any():
-                right = _with_confidence(self._crops.hand(image, pose, "right"), HAND, right)
+                right = _with_confidence(self._crops.hand(image, pose, "right",
+                                                          last.get("right_hand")), HAND, right)
+        # Where each part was found, for the next frame's second chance (video mode only).
+        self._last_found = {} if self._static else {
+            part: points[:, :2] for part, points in (("face", face), ("left_hand", left),
+                                                     ("right_hand", right))
+            if points[:, 2].any()}
         return FrameLandmarks(pose, face, left, right, world)
 
     def close(self) -> None:
