@@ -117,13 +117,18 @@ def test_a_session_keyframes_the_backends_motion_exactly(bpy_module, scene, back
             stored = np.array([curve.evaluate(f) for f in range(1, FRAMES + 1)])
             assert np.abs(stored - keys.rotations[:, j, axis]).max() < 1e-5
     # ... and Blender's armature poses them where the model does: joints to 0.1 mm, which is
-    # what float32 allows 4 m from the origin through a 20-bone chain (measured: 4e-5 m).
+    # what float32 allows 4 m from the origin through a 20-bone chain (measured: 4e-5 m). The
+    # jaw's joint, which the model's expressions move (up to 2.8 mm: tongueOut) and a bone's
+    # rest cannot, is left out.
+    moved = np.einsum("jv,vce->jce", open_asset.arrays["J_regressor"],
+                      open_asset.arrays["exprdirs"])
+    rigid = np.abs(moved).max(axis=(1, 2)) < 1e-7
     for t in (0, FRAMES // 2, FRAMES - 1):
         bpy_module.context.scene.frame_set(t + 1)
         depsgraph = bpy_module.context.evaluated_depsgraph_get()
         pose = armature.evaluated_get(depsgraph).pose
         heads = np.array([pose.bones[n].head for n in open_asset.joint_names])
-        assert np.abs(heads - joints[t]).max() < 1e-4
+        assert np.abs(heads - joints[t])[rigid].max() < 1e-4
         mesh = body.evaluated_get(depsgraph).data
         blender_vertices = np.empty(len(mesh.vertices) * 3, np.float32)
         mesh.vertices.foreach_get("co", blender_vertices)

@@ -78,3 +78,21 @@ def test_twist_moves_to_the_elbow_and_keeps_the_hand(open_model):
     before_twist = np.minimum(before_twist, 2 * np.pi - before_twist)
     expected = np.maximum(before_twist - np.pi / 2, 0)
     np.testing.assert_allclose(twist, expected, atol=1e-6)
+
+
+def test_the_smoother_holds_facial_actions_back_less_than_limbs(open_model):
+    """A blink (closed ~4 frames) keeps nearly all of its closure; the same pulse on a joint
+    angle is flattened more."""
+    from backend.temporal.postprocess import postprocess
+
+    frames = 60
+    pulse = np.exp(-((np.arange(frames) - 30) / 2.0) ** 2)
+    params = {k: v.numpy().repeat(frames, 0) if v.shape[0] == 1 else v.numpy()
+              for k, v in open_model.default_params(frames).items()}
+    params["expression"][:, 0] = pulse
+    params["body_pose"][:, 0, 0] = pulse
+    rest = open_model(open_model.default_params(1)).rest_joints[0].numpy()
+    out, _ = postprocess(params, np.zeros((frames, 3)), open_model.spec, rest,
+                         open_model.joint_names, strength=1.0)
+    assert out["expression"][:, 0].max() > 0.93
+    assert out["body_pose"][:, 0, 0].max() < 0.85

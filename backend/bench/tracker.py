@@ -13,6 +13,12 @@ without the learned pose prior.
   names one): the clip rendered with the asset's painted look, the regressor on each frame's
   person box, its accuracy alone and as the start of the short schedule
   (``regressor+tracker``), with both stages' time per frame.
+- ``expr_r``, ``expr_r_by_name``, ``face_px`` (``face_fields``): a 60-frame rendered close-up
+  performing known facial actions (``synthetic.face_clip``), detected by MediaPipe and
+  fitted: the correlation of each action's fitted weights with the truth, their mean, and
+  the face's reprojection error (against the detections; ``face_px_truth`` against the true
+  landmarks); ``*_keypoints``: the same fitted to the true landmarks (1 px noise) instead
+  of the detections, the fit alone without the detector's errors.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 
 from ..body import registry
 from ..body.model import BodyModel
-from ..camera import to_camera
+from ..camera import project, to_camera
 from ..conventions import MODEL_TO_CAMERA
 from ..mocap.poses import held_out_motion
 from ..perception.holistic import person_box
@@ -40,13 +46,20 @@ from ..tracking.contact import (
     foot_skate_mm,
     jitter_mm_s2,
 )
-from ..tracking.metrics import pa_error_mm
+from ..tracking.metrics import action_correlations, pa_error_mm
 from ..tracking.render_clip import render_frames
-from ..tracking.synthetic import SyntheticClip, make_clip, rough_start
+from ..tracking.synthetic import (
+    FACIAL_ACTIONS,
+    SyntheticClip,
+    face_clip,
+    make_clip,
+    rough_start,
+)
 from ..tracking.tracker import (
     PART_LANDMARKS,
     REFINE_ITERATIONS,
     FitResult,
+    Keypoints,
     Tracker,
     TrackerConfig,
 )
@@ -103,6 +116,58 @@ def regressor_fields(asset, clip: SyntheticClip, regressor, pa_error) -> dict:
         "regressor_tracker_s_per_frame": round((regressions.seconds + refined.seconds)
                                                / frames, 4),
     }
+
+
+FACE_FRAMES = 60
+
+
+def face_fields(asset, frames: int = FACE_FRAMES) -> dict:
+    """The face clip (``synthetic.face_clip``) fitted from its true landmarks and from
+    MediaPipe on its rendering: expression correlations and face reprojection errors."""
+    from ..perception.frames import Frame
+    from ..perception.holistic import detect_clip
+
+    names = asset.meta.get("expression_names", [])
+    clip = face_clip(BodyModel(asset), names, frames=frames)
+    size = (clip.keypoints.width, clip.keypoints.height)
+    model = BodyModel(asset).double()
+    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
+    images = render_frames(model, clip.params, clip.cam_t, clip.focal, size, colors)
+    detections = detect_clip((Frame(t, t / 30.0, image) for t, image in enumerate(images)),
+                             *size)
+    detected = Keypoints(detections.parts, *size, world=detections.pose_world)
+    center = (size[0] / 2, size[1] / 2)
+    true_pixels = face_pixels(model, clip.params, clip.cam_t, clip.focal, center)
+    fields = {"face_frames": frames, "face_detected_frac": round(
+        float(detections.rates().get("face", 0.0)), 3)}
+    for suffix, keypoints in (("", detected), ("_keypoints", clip.keypoints)):
+        fit = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal)).fit(keypoints)
+        by_name = action_correlations(fit.params["expression"], clip.actions, names,
+                                      FACIAL_ACTIONS)
+        others = [k for k, name in enumerate(names)
+                  if not any(name in shapes for shapes in FACIAL_ACTIONS.values())]
+        fields.update({
+            f"expr_r{suffix}": round(float(np.mean(list(by_name.values()))), 3),
+            f"expr_r{suffix}_by_name": {k: round(v, 3) for k, v in by_name.items()},
+            f"expr_other_mean{suffix}": round(float(np.abs(
+                fit.params["expression"][:, others]).mean()), 3),
+            f"face_px{suffix}": round(fit.reprojection_px.get("face", float("nan")), 2),
+        })
+        if suffix == "":
+            fitted = face_pixels(model, fit.params, fit.cam_t, fit.focal, fit.center)
+            fields["face_px_truth"] = round(float(np.linalg.norm(
+                fitted - true_pixels, axis=-1).mean()), 2)
+    return fields
+
+
+def face_pixels(model: BodyModel, params, cam_t, focal: float, center) -> np.ndarray:
+    """(T, 478, 2) the face landmarks of ``params`` seen through the camera."""
+    params = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
+    with torch.no_grad():
+        points = model(params).landmarks[PART_LANDMARKS["face"]]
+    return project(to_camera(points, torch.as_tensor(cam_t, dtype=torch.float64)),
+                   torch.tensor(focal, dtype=torch.float64),
+                   torch.tensor(center, dtype=torch.float64)).numpy()
 
 
 def feet_and_jitter(truth: np.ndarray, fits: dict[str, FitResult], in_camera,
@@ -185,6 +250,8 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
     with_regressor = ({"regressor": "none installed (pear-train stage1 --install)"}
                       if regressor is None else regressor_fields(asset, clip, regressor,
                                                                  body_pa_mm))
+    faces = (face_fields(asset) if asset.meta.get("expression_names")
+             else {"expr_r": "the body model's expressions have no ARKit names"})
     return {
         "frames": frames,
         "s_per_frame": round(per_frame, 4),
@@ -205,6 +272,7 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
         "refine_pa_mpjpe_mm": body_pa_mm(refine.params),
         **with_regressor,
         "reprojection_px": {k: round(v, 2) for k, v in result.reprojection_px.items()},
+        **faces,
         "noise_px": 1.0,
         "device": str(tracker.device),
         "threads": torch.get_num_threads(),

@@ -85,6 +85,11 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isinf(value) else value
 
 
+# Per-frame parameters that carry facial actions: faster than limbs (a blink closes and opens
+# in ~4 frames), so the tracker and the smoother hold them back less.
+FACE_ACTION_PARAMS = ("expression", "jaw_pose", "eyelids")
+
+
 def standard_spec(
     *,
     num_joints: int,

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..body.params import ParamSpec
+from ..body.params import FACE_ACTION_PARAMS, ParamSpec
 from .filters import rts_smooth, smooth_rotations
 from .twist import compensate_elbow_twist
+
+# The smoother's strength on facial actions, a share of the body's: at 0.3 a blink keeps 95%
+# of its closure (at the body's strength, 80%).
+FACE_STRENGTH = 0.3
 
 
 def postprocess(params: dict[str, np.ndarray], cam_t: np.ndarray, spec: dict[str, ParamSpec],
@@ -22,5 +26,6 @@ def postprocess(params: dict[str, np.ndarray], cam_t: np.ndarray, spec: dict[str
         if entry.kind == "axis_angle":
             out[name] = smooth_rotations(value, strength).astype(value.dtype)
         else:
-            out[name] = rts_smooth(value, strength).astype(value.dtype)
+            share = FACE_STRENGTH if name in FACE_ACTION_PARAMS else 1.0
+            out[name] = rts_smooth(value, share * strength).astype(value.dtype)
     return out, rts_smooth(cam_t, strength).astype(cam_t.dtype)

@@ -22,3 +22,17 @@ def pa_error_mm(predicted: np.ndarray, target: np.ndarray) -> float:
     errors = [np.linalg.norm(procrustes_align(p, t) - t, axis=1).mean()
               for p, t in zip(predicted, target, strict=True)]
     return 1000.0 * float(np.mean(errors))
+
+
+def action_correlations(fitted: np.ndarray, truth: dict[str, np.ndarray], names: list[str],
+                        actions: dict[str, tuple[str, ...]]) -> dict[str, float]:
+    """Pearson correlation over frames between each facial action's true track (``truth``:
+    action -> (T,)) and the mean of the fitted weights (``fitted``: (T, E), columns named by
+    ``names``) of the blend shapes it drives (``actions``: action -> shape names). A fitted
+    track that never moves correlates 0."""
+    out = {}
+    for action, shapes in actions.items():
+        track = fitted[:, [names.index(shape) for shape in shapes]].mean(1)
+        moving = track.std() > 1e-9 and truth[action].std() > 1e-9
+        out[action] = float(np.corrcoef(track, truth[action])[0, 1]) if moving else 0.0
+    return out

@@ -25,6 +25,19 @@ class SyntheticClip:
     focal: float
     joints: np.ndarray  # (T, J, 3) true posed joints, model frame
     vertices: np.ndarray  # (T, V, 3) true posed vertices, model frame
+    # facial action -> its true track (T,) in [0, 1], for clips made with facial actions
+    actions: dict[str, np.ndarray] | None = None
+
+
+# Facial actions a face clip performs, each driving these ARKit blend shapes (both sides alike).
+FACIAL_ACTIONS = {
+    "jawOpen": ("jawOpen",),
+    "smile": ("mouthSmileLeft", "mouthSmileRight"),
+    "blink": ("eyeBlinkLeft", "eyeBlinkRight"),
+    "browInnerUp": ("browInnerUp",),
+    "browDown": ("browDownLeft", "browDownRight"),
+    "mouthPucker": ("mouthPucker",),
+}
 
 
 def _smooth_noise(rng: np.random.Generator, frames: int, shape: tuple, scale: float
@@ -36,6 +49,18 @@ def _smooth_noise(rng: np.random.Generator, frames: int, shape: tuple, scale: fl
     smooth = np.apply_along_axis(lambda x: np.convolve(x, kernel, mode="valid"), 0, steps)
     smooth = smooth[:frames] * np.sqrt(1.0 / (kernel**2).sum())  # back to unit variance
     return scale * smooth
+
+
+def _seen_landmarks(output, cam_t: torch.Tensor, focal: float, center: torch.Tensor,
+                    noise_px: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Detector part -> (T, K, 2) pixels of the posed model's landmarks through the camera,
+    with ``noise_px`` of Gaussian noise."""
+    seen = {}
+    for part, landmark_set in PART_LANDMARKS.items():
+        pixels = project(to_camera(output.landmarks[landmark_set], cam_t), torch.tensor(focal),
+                         center).numpy()
+        seen[part] = pixels + rng.normal(0, noise_px, pixels.shape) if noise_px else pixels
+    return seen
 
 
 def walking_motion(model: BodyModel, frames: int, fps: float = 30.0, stride: float = 0.25,
@@ -125,10 +150,7 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
     width, height = size
     center = torch.tensor(principal_point(width, height, center), dtype=torch.float64)
     parts = {}
-    for part, landmark_set in PART_LANDMARKS.items():
-        pixels = project(to_camera(output.landmarks[landmark_set], cam_t), torch.tensor(focal),
-                         center).numpy()
-        pixels = pixels + rng.normal(0, noise_px, pixels.shape) if noise_px else pixels
+    for part, pixels in _seen_landmarks(output, cam_t, focal, center, noise_px, rng).items():
         confidence = np.ones(pixels.shape[:2])
         if drop_rate and part != "pose":  # whole hands / faces go missing, as detectors do
             confidence[rng.uniform(size=frames) < drop_rate] = 0.0
@@ -142,6 +164,86 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         world = np.concatenate([points, np.ones((*points.shape[:2], 1))], axis=-1)
     return SyntheticClip(Keypoints(parts, width, height, world=world), params, cam_t, focal,
                          output.joints.numpy(), output.vertices.numpy())
+
+
+def _swells(rng: np.random.Generator, time: np.ndarray, kinds: tuple[str, ...]
+            ) -> dict[str, np.ndarray]:
+    """Expressions that swell and fade one after another (each 0.5-1.2 s, peaking at 0.4-0.9,
+    0.1-0.3 s apart, the first starting in the first 0.3 s), of each of ``kinds`` in turn:
+    antagonists (brows raised, brows lowered) given together never overlap, and a clip of 2 s
+    or more has at least two swells."""
+    tracks = {kind: np.zeros(len(time)) for kind in kinds}
+    start, turn = rng.uniform(-0.3, 0.3), rng.integers(len(kinds))
+    while start < time[-1]:
+        length = rng.uniform(0.5, 1.2)
+        phase = np.clip((time - start) / length, 0.0, 1.0)
+        swell = rng.uniform(0.4, 0.9) * 0.5 * (1 - np.cos(2 * np.pi * phase))
+        kind = kinds[turn % len(kinds)]
+        tracks[kind] = np.maximum(tracks[kind], swell)
+        start, turn = start + length + rng.uniform(0.1, 0.3), turn + 1
+    return tracks
+
+
+def _action_tracks(rng: np.random.Generator, frames: int, fps: float) -> dict[str, np.ndarray]:
+    """Each of ``FACIAL_ACTIONS`` over time, in [0, 1]: swells (``_swells``; the brows either
+    raised or lowered at a time) and quick blinks (~130 ms) about every 0.7 s."""
+    time = np.arange(frames) / fps
+    tracks = _swells(rng, time, ("browInnerUp", "browDown"))
+    for action in FACIAL_ACTIONS:
+        if action == "blink":
+            closure = np.zeros(frames)
+            for moment in rng.uniform(0, time[-1], max(1, round(time[-1] / 0.7))):
+                closure += np.exp(-((time - moment) / 0.067) ** 2)
+            tracks[action] = np.clip(closure, 0.0, 1.0)
+        elif action not in tracks:
+            tracks.update(_swells(rng, time, (action,)))
+    return tracks
+
+
+def face_clip(model: BodyModel, expression_names: list[str], frames: int = 60, seed: int = 3,
+              noise_px: float = 1.0, size: tuple[int, int] = (1280, 720),
+              focal: float = 1100.0, distance: float = 0.7) -> SyntheticClip:
+    """A head-and-shoulders close-up (the face ``distance`` metres from the camera, arms down,
+    head and neck turning) performing ``FACIAL_ACTIONS`` with known tracks, the rest of the
+    face neutral; keypoints projected with ``noise_px`` noise, points outside the image
+    unseen. Needs an asset whose expressions carry ARKit names."""
+    missing = sorted({shape for shapes in FACIAL_ACTIONS.values() for shape in shapes}
+                     - set(expression_names))
+    if missing:
+        raise InputError(f"the body model's expressions have no ARKit shapes {missing}: a face "
+                         "clip needs an asset with named ARKit expressions (the open one)")
+    rng = np.random.default_rng(seed)
+    model = model.converted(torch.float64)
+    params = model.default_params(frames)
+    names = model.joint_names
+    body = params["body_pose"]
+    for joint, scale in (("neck", 0.15), ("head", 0.2)):
+        body[:, names.index(joint) - 1] = torch.as_tensor(_smooth_noise(rng, frames, (3,), scale))
+    for side, sign in (("left", -1.0), ("right", 1.0)):  # arms down from the T-pose
+        body[:, names.index(f"{side}_shoulder") - 1, 2] = sign * 1.2
+    params["eye_pose"] = torch.as_tensor(_smooth_noise(rng, frames, (2, 3), 0.05))
+    params["betas"] = torch.as_tensor(rng.normal(0, 0.8, params["betas"].shape[1:]))[None]
+    actions = _action_tracks(rng, frames, 30.0)
+    expression = np.zeros((frames, len(expression_names)))
+    for action, shapes in FACIAL_ACTIONS.items():
+        for shape in shapes:
+            expression[:, expression_names.index(shape)] = actions[action]
+    params["expression"] = torch.as_tensor(expression)
+    with torch.no_grad():
+        output = model(params)
+    # The face's middle a little above the image centre, ``distance`` in front of the camera.
+    face = output.landmarks[PART_LANDMARKS["face"]].mean((0, 1))
+    rotation = torch.tensor(MODEL_TO_CAMERA, dtype=torch.float64)
+    cam_t = (torch.tensor([0.0, -0.03, distance], dtype=torch.float64)
+             - rotation @ face).expand(frames, 3).clone()
+    width, height = size
+    center = torch.tensor(principal_point(width, height, None), dtype=torch.float64)
+    parts = {}
+    for part, pixels in _seen_landmarks(output, cam_t, focal, center, noise_px, rng).items():
+        inside = ((pixels >= 0) & (pixels < [width, height])).all(-1)
+        parts[part] = np.concatenate([pixels, inside[..., None].astype(float)], axis=-1)
+    return SyntheticClip(Keypoints(parts, width, height), params, cam_t, focal,
+                         output.joints.numpy(), output.vertices.numpy(), actions)
 
 
 def rough_start(clip: SyntheticClip, seed: int = 0, rotation_noise: float = 0.15,

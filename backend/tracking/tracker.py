@@ -4,10 +4,10 @@ Per frame: global orientation, body and hand poses, expression, jaw, eyes, eyeli
 translation. Per clip: body shape, head shape, joint offsets, head scale and, optionally, focal
 length. Staged like GUAVA's tracker: camera and root first, then the body, then hands and face,
 each stage adding parameters and keypoints. The data term is a confidence-weighted robust
-(Geman-McClure) reprojection error, in units of the person's height in the image so that it does
-not depend on resolution; priors (``priors.py``: joint limits; ``backend.priors``: the pose
-prior learned from motion capture) keep poses human and parts that were not seen at rest or
-following their neighbours in time.
+(Geman-McClure) reprojection error, in units of the person's height in the image (the face: of
+its own size) so that it depends on neither resolution nor framing; priors (``priors.py``:
+joint limits; ``backend.priors``: the pose prior learned from motion capture) keep poses human
+and parts that were not seen at rest or following their neighbours in time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from ..body.errors import MissingLandmarkSets
 from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
-from ..body.params import subject_values
+from ..body.params import FACE_ACTION_PARAMS, subject_values
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from ..priors.mixture import MixtureDensity
@@ -47,6 +47,12 @@ PART_LANDMARKS = {
 }
 # BlazePose points that carry the root and camera: nose, shoulders, hips.
 _TORSO = [0, 11, 12, 23, 24]
+# BlazePose's face points (nose, eyes, ears, mouth): coarse beside the face mesh's 478 (on
+# close-ups 11-39 px off where the mesh is within 3 px), so the face stage drops them in
+# frames where the mesh was found and lets the mesh place the head.
+_POSE_FACE = list(range(11))
+_MIN_FACE_POINTS = 10  # a face mesh with fewer points found counts as not found
+_FACE_MIN_SHARE = 0.4  # the face's unit is at least this share of the person's height
 _SHOULDERS, _HIPS = (11, 12), (23, 24)
 # Body spans whose length in the image gives the distance, longest (most reliable) first:
 # shoulders-to-hips, shoulder to shoulder, eye to eye.
@@ -74,11 +80,17 @@ class TrackerConfig:
     iterations: tuple[int, int, int] = (80, 500, 200)
     learning_rate: float = 0.02
     final_lr_fraction: float = 0.05
-    # Robust scale per stage, as a fraction of the person's height in the image.
+    # Robust scale per stage, as a fraction of each part's unit (``part_scales``).
     robust_sigma: tuple[float, float, float] = (0.5, 0.3, 0.1)
     part_weights: dict[str, float] = field(default_factory=lambda: {
         "pose": 1.0, "face": 0.5, "left_hand": 0.5, "right_hand": 0.5})
     smoothness: float = 1.0  # at 30 fps; scaled so the same motion costs the same at any rate
+    # Facial actions (expression, jaw, eyelids) are faster than limbs (a blink closes and
+    # opens in ~4 frames): their share of ``smoothness``.
+    face_smoothness: float = 0.03
+    # Their step size, a multiple of ``learning_rate``: weights run 0-1 in a few frames,
+    # and the face stage is short.
+    face_learning_rate: float = 3.0
     pose_prior: float = 1e-4
     hand_prior: float = 5e-3
     # The learned pose prior (``backend.priors``: Gaussian mixtures fitted to motion capture),
@@ -88,7 +100,15 @@ class TrackerConfig:
     learned_pose_prior: float = 1e-3
     learned_hand_prior: float = 0.0
     shape_prior: float = 1e-4
-    expression_prior: float = 1e-3
+    # Expressions: a weak pull toward neutral (squared) and toward few actions at once
+    # (absolute values: ARKit-style weights are mostly zero, and 2D landmarks alone let a
+    # puffed cheek or a rolled lip stand in for detector noise). By measurement on a rendered
+    # close-up with known facial actions (docs/tracker.md, "The face").
+    expression_prior: float = 1e-4
+    expression_sparsity: float = 3e-4
+    # Both, this many times stronger in frames without the face mesh: BlazePose's two mouth
+    # corners are no evidence for a facial action (1 px of noise on them moved a smile 0.2).
+    unseen_face_prior: float = 10.0
     # Limb directions from the detector's metric 3D pose (``world_bones.py``), per frame, and
     # the robust scale of their chord error (1.5: ~100 degrees, so a limb fitted the wrong way
     # round is still pulled back); 0 turns the term off. Used when the keypoints carry
@@ -191,6 +211,33 @@ def check_landmark_sets(asset_id: str, sets: Iterable[str]) -> None:
             "'open'")
 
 
+def part_scales(parts: dict[str, np.ndarray], image_height: float) -> dict[str, np.ndarray]:
+    """The unit each part's reprojection error is measured in, per frame (T,), pixels: the
+    person's height in the image (the extent of the pose points found; fallback 0.8 of the
+    image) for the body and hands; for the face its own extent where found, but at least
+    ``_FACE_MIN_SHARE`` of the person's. A smile or a blink moves the face's points by a share
+    of the face's size, so on close-ups the face's evidence now balances the expression and
+    head priors as it does nearer the camera (in the person's height it was 2-10x weaker);
+    the floor keeps a full-body shot's small face from outweighing the body and pulling its
+    shape (docs/tracker.md, "The face")."""
+    pose = parts["pose"]
+    heights = np.full(len(pose), image_height * 0.8)
+    for t, points in enumerate(pose):
+        seen = points[points[:, 2] > KEYPOINT_SEEN, :2]
+        if len(seen) >= 4:
+            heights[t] = max(np.ptp(seen[:, 1]), np.ptp(seen[:, 0]), 20.0)
+    scales = {name: heights for name in parts}
+    if "face" in parts:
+        face = heights.copy()
+        for t, points in enumerate(parts["face"]):
+            seen = points[points[:, 2] > KEYPOINT_SEEN, :2]
+            if len(seen) >= _MIN_FACE_POINTS:
+                face[t] = max(np.ptp(seen[:, 1]), np.ptp(seen[:, 0]),
+                              _FACE_MIN_SHARE * heights[t])
+        scales["face"] = face
+    return scales
+
+
 class Tracker:
     def __init__(self, model: BodyModel, config: TrackerConfig | None = None):
         self.config = config or TrackerConfig()
@@ -229,21 +276,39 @@ class Tracker:
     # -- setup --------------------------------------------------------------------------------
 
     def _targets(self, keypoints: Keypoints, center: np.ndarray
-                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Per part (T, K, 3): (pixels - principal point ``center``) / the person's height,
-        confidence; and the heights (T,)."""
-        # The person's height in pixels, per frame, from whatever was found (fallback: image).
-        pose = keypoints.parts["pose"]
-        heights = np.full(len(pose), float(keypoints.height) * 0.8)
-        for t, points in enumerate(pose):
-            seen = points[points[:, 2] > KEYPOINT_SEEN, :2]
-            if len(seen) >= 4:
-                heights[t] = max(np.ptp(seen[:, 1]), np.ptp(seen[:, 0]), 20.0)
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per part (T, K, 3): (pixels - principal point ``center``) / the part's scale,
+        confidence; and those scales (T,) per part: the person's height in the image for the
+        body and hands, the face's own size for the face (``part_scales``)."""
+        scales = part_scales(keypoints.parts, float(keypoints.height))
+        # A point the detector gives at or below KEYPOINT_SEEN is its guess at something it
+        # did not see (on close-ups, elbows and wrists below the frame 150-400 px off at
+        # 0.03-0.17): not evidence.
         parts = {name: torch.as_tensor(np.concatenate(
-            [(points[..., :2] - center) / heights[:, None, None], points[..., 2:]], axis=-1),
-            dtype=torch.float32, device=self.device)
+            [(points[..., :2] - center) / scales[name][:, None, None],
+             np.where(points[..., 2:] > KEYPOINT_SEEN, points[..., 2:], 0.0)],
+            axis=-1), dtype=torch.float32, device=self.device)
             for name, points in keypoints.parts.items() if name in PART_LANDMARKS}
-        return parts, torch.as_tensor(heights, dtype=torch.float32, device=self.device)
+        return parts, {name: torch.as_tensor(scale, dtype=torch.float32, device=self.device)
+                       for name, scale in scales.items()}
+
+    @staticmethod
+    def _face_found(targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(T,) bool: frames where the face mesh was found."""
+        if "face" not in targets:
+            return torch.zeros(len(targets["pose"]), dtype=torch.bool,
+                               device=targets["pose"].device)
+        return (targets["face"][..., 2] > KEYPOINT_SEEN).sum(1) >= _MIN_FACE_POINTS
+
+    @staticmethod
+    def _face_over_pose(targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``targets`` with the pose's face points unweighted where the face mesh was found."""
+        if "face" not in targets:
+            return targets
+        found = Tracker._face_found(targets)
+        pose = targets["pose"].clone()
+        pose[:, _POSE_FACE, 2] *= (~found).float()[:, None]
+        return {**targets, "pose": pose}
 
     def _initial(self, keypoints: Keypoints, focal: float, center: np.ndarray
                  ) -> dict[str, torch.Tensor]:
@@ -312,13 +377,13 @@ class Tracker:
         return {name: v[name].expand(frames, *v[name].shape[1:]) for name in self.model.spec
                 if name in v}
 
-    def _data_term(self, v, landmarks, targets, heights, parts, sigma: float) -> torch.Tensor:
-        """``targets``: part -> (T, K, 3), (pixels - principal point) / height and confidence;
-        ``landmarks``: the fitted body's landmark sets (``_landmarks``)."""
-        # Pixels from the principal point in units of the person's height: focal / height * x / z.
-        scale = v["log_focal"].exp() / heights[:, None]
+    def _data_term(self, v, landmarks, targets, scales, parts, sigma: float) -> torch.Tensor:
+        """``targets``: part -> (T, K, 3), (pixels - principal point) / the part's scale and
+        confidence; ``landmarks``: the fitted body's landmark sets (``_landmarks``)."""
         total = 0.0
         for part, indices in parts.items():
+            # Pixels from the principal point in the part's units: focal / scale * x / z.
+            scale = v["log_focal"].exp() / scales[part][:, None]
             target = targets[part] if indices is None else targets[part][:, indices]
             points = landmarks[PART_LANDMARKS[part]]
             if indices is not None:
@@ -378,7 +443,9 @@ class Tracker:
         return reprojection_errors(landmarks, v["cam_t"], v["log_focal"].exp(), center,
                                    keypoints.parts)
 
-    def _prior_term(self, v: dict[str, torch.Tensor], frames: int) -> torch.Tensor:
+    def _prior_term(self, v: dict[str, torch.Tensor], frames: int,
+                    expression_weight: torch.Tensor) -> torch.Tensor:
+        """``expression_weight``: (T,) the expression priors' factor per frame."""
         c = self.config
         spec = self.model.spec
         local = torch.cat([v[name].reshape(frames, -1, 3) for name in self.limited], dim=1)
@@ -392,7 +459,10 @@ class Tracker:
         if "shape" in spec:
             loss = loss + c.shape_prior * frames * v["shape"].square().sum()
         if "expression" in spec:
-            loss = loss + c.expression_prior * v["expression"].square().sum()
+            expression = v["expression"].reshape(frames, -1)
+            loss = loss + (expression_weight[:, None] * (
+                c.expression_prior * expression.square()
+                + c.expression_sparsity * expression.abs())).sum()
             loss = loss + range_loss(v["expression"], *spec["expression"].range)
         loss = loss + c.offsets_prior * frames * v["joints_offset"].square().sum()
         if "head_scale" in spec:
@@ -406,7 +476,8 @@ class Tracker:
             if value is None or value.shape[0] < 3:
                 continue
             flat = value.reshape(value.shape[0], -1)
-            scale = 10.0 if name == "cam_t" else 1.0
+            scale = (10.0 if name == "cam_t" else self.config.face_smoothness
+                     if name in FACE_ACTION_PARAMS else 1.0)
             loss = loss + scale * (flat[2:] - 2 * flat[1:-1] + flat[:-2]).square().sum()
         # A second difference is acceleration x dt^2: weigh it by (fps/30)^4 so a given motion
         # is penalised alike at 12 or 60 fps.
@@ -419,7 +490,7 @@ class Tracker:
         c = self.config
         focal = c.focal or float(max(keypoints.width, keypoints.height))
         center = np.array(principal_point(keypoints.width, keypoints.height, c.center))
-        targets, heights = self._targets(keypoints, center)
+        targets, scales = self._targets(keypoints, center)
         world = (world_targets(torch.as_tensor(keypoints.world, dtype=torch.float32,
                                                device=self.device))
                  if keypoints.world is not None and c.world_bones else None)
@@ -442,6 +513,9 @@ class Tracker:
              {part: None for part in targets}),
         ]
         schedule = list(zip(stages, c.iterations, c.robust_sigma, strict=True))
+        early = {label for label, _, _ in stages[:2]}
+        fine = self._face_over_pose(targets)
+        expression_weight = torch.where(self._face_found(targets), 1.0, c.unseen_face_prior)
         if c.contact and c.contact_iterations and frames >= MIN_FRAMES:
             # The body's shape stays as fitted: the feet move, not the legs' length.
             moving = [n for n in stages[-1][1] if self.model.spec.get(n) is None
@@ -453,23 +527,28 @@ class Tracker:
         contacts = None
         for (label, names, parts), iterations, sigma in schedule:
             trainable = [v[name].requires_grad_(True) for name in names if name not in fixed]
-            optimizer = torch.optim.Adam(trainable, lr=c.learning_rate)
+            optimizer = torch.optim.Adam([
+                {"params": [v[name]], "lr_scale": c.face_learning_rate
+                 if name in FACE_ACTION_PARAMS else 1.0}
+                for name in names if name not in fixed], lr=c.learning_rate)
             for step in range(iterations):
                 # Found twice: once the first pins have stilled the feet, contacts that the
                 # fit's own noise cut short are found whole.
                 if label == CONTACT_STAGE and step in (0, iterations // 2):
                     ground, contacts = self._ground_and_contacts(v, frames, keypoints.fps)
                 for group in optimizer.param_groups:
-                    group["lr"] = c.learning_rate * c.final_lr_fraction ** (step / iterations)
+                    group["lr"] = (group["lr_scale"] * c.learning_rate
+                                   * c.final_lr_fraction ** (step / iterations))
                 optimizer.zero_grad()
                 landmarks, joints = self._posed(v, parts, frames)
-                data = self._data_term(v, landmarks, targets, heights, parts, sigma)
+                data = self._data_term(v, landmarks, targets if label in early else fine,
+                                       scales, parts, sigma)
                 if world is not None:
                     data = data + self._world_term(v, landmarks, world)
                 if contacts is not None:
                     data = data + c.contact * contact_cost(self._feet(joints, v), contacts,
                                                            ground)
-                loss = (data + self._prior_term(v, frames)
+                loss = (data + self._prior_term(v, frames, expression_weight)
                         + self._temporal_term(v, keypoints.fps))
                 loss.backward()
                 optimizer.step()
