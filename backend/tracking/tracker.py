@@ -301,11 +301,12 @@ class Tracker:
         return (targets["face"][..., 2] > KEYPOINT_SEEN).sum(1) >= _MIN_FACE_POINTS
 
     @staticmethod
-    def _face_over_pose(targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``targets`` with the pose's face points unweighted where the face mesh was found."""
-        if "face" not in targets:
+    def _face_over_pose(targets: dict[str, torch.Tensor], found: torch.Tensor
+                        ) -> dict[str, torch.Tensor]:
+        """``targets`` with the pose's face points unweighted in the frames where the face mesh
+        was ``found`` ((T,) bool, ``_face_found``)."""
+        if not found.any():
             return targets
-        found = Tracker._face_found(targets)
         pose = targets["pose"].clone()
         pose[:, _POSE_FACE, 2] *= (~found).float()[:, None]
         return {**targets, "pose": pose}
@@ -514,8 +515,9 @@ class Tracker:
         ]
         schedule = list(zip(stages, c.iterations, c.robust_sigma, strict=True))
         early = {label for label, _, _ in stages[:2]}
-        fine = self._face_over_pose(targets)
-        expression_weight = torch.where(self._face_found(targets), 1.0, c.unseen_face_prior)
+        face_found = self._face_found(targets)
+        fine = self._face_over_pose(targets, face_found)
+        expression_weight = torch.where(face_found, 1.0, c.unseen_face_prior)
         if c.contact and c.contact_iterations and frames >= MIN_FRAMES:
             # The body's shape stays as fitted: the feet move, not the legs' length.
             moving = [n for n in stages[-1][1] if self.model.spec.get(n) is None
@@ -526,11 +528,12 @@ class Tracker:
         fixed = set(c.subject or ())
         contacts = None
         for (label, names, parts), iterations, sigma in schedule:
-            trainable = [v[name].requires_grad_(True) for name in names if name not in fixed]
+            trainable = {name: v[name].requires_grad_(True) for name in names
+                         if name not in fixed}
             optimizer = torch.optim.Adam([
-                {"params": [v[name]], "lr_scale": c.face_learning_rate
+                {"params": [tensor], "lr_scale": c.face_learning_rate
                  if name in FACE_ACTION_PARAMS else 1.0}
-                for name in names if name not in fixed], lr=c.learning_rate)
+                for name, tensor in trainable.items()], lr=c.learning_rate)
             for step in range(iterations):
                 # Found twice: once the first pins have stilled the feet, contacts that the
                 # fit's own noise cut short are found whole.
@@ -554,7 +557,7 @@ class Tracker:
                 optimizer.step()
                 if progress and (step % 10 == 0 or step == iterations - 1):
                     progress(label, step + 1, iterations)
-            for tensor in trainable:
+            for tensor in trainable.values():
                 tensor.requires_grad_(False)
             stage_losses.append(float(loss.detach()))
         params = {name: v[name].detach().cpu().numpy() for name in self.model.spec if name in v}
