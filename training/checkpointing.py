@@ -30,14 +30,16 @@ class RunState:
 
 def save_run_checkpoint(folder: Path, model: PearRegressor, asset: Asset,
                         optimizer: torch.optim.Optimizer, schedule, step: int,
-                        config: dict) -> Path:
+                        config: dict, auxiliary: torch.nn.Module | None = None) -> Path:
+    """``auxiliary``: training-only modules (the heatmap head), kept for resuming only."""
     partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name
                                                                               + ".old")
     shutil.rmtree(partial, ignore_errors=True)
     save_checkpoint(model, asset, partial)
     torch.save({"step": step, "config": config, "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate()},
+                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                "auxiliary": auxiliary.state_dict() if auxiliary is not None else None},
                partial / STATE)
     if folder.exists():
         folder.rename(old)
@@ -47,9 +49,9 @@ def save_run_checkpoint(folder: Path, model: PearRegressor, asset: Asset,
 
 
 def restore_run(folder: Path, model: PearRegressor, optimizer: torch.optim.Optimizer,
-                schedule) -> RunState:
-    """Load a run checkpoint into the network, optimizer and schedule; the random states
-    too."""
+                schedule, auxiliary: torch.nn.Module | None = None) -> RunState:
+    """Load a run checkpoint into the network, the training-only ``auxiliary`` modules,
+    optimizer and schedule; the random states too."""
     from safetensors.torch import load_file
 
     from backend.regressor.checkpoint import WEIGHTS
@@ -60,6 +62,12 @@ def restore_run(folder: Path, model: PearRegressor, optimizer: torch.optim.Optim
                                 "of this run's out directory); start without --resume")
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(load_file(str(folder / WEIGHTS)))
+    if (auxiliary is None) != (state.get("auxiliary") is None):
+        raise TrainingDataError(f"{folder}: the checkpoint was written "
+                                f"{'without' if auxiliary is not None else 'with'} the heatmap "
+                                "head; resume with the run's own loss.heatmaps setting")
+    if auxiliary is not None:
+        auxiliary.load_state_dict(state["auxiliary"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     torch.set_rng_state(state["torch_rng"])

@@ -75,6 +75,10 @@ class LossConfig:
     head_shape: float = 0.001
     expression: float = 0.001
     eyelids: float = 0.001
+    # Heatmaps of the asset's joints drawn from the backbone's tokens (``heatmaps.py``): what a
+    # ViTPose-pretrained backbone (PEAR's) already knows, for training from scratch; 0 = off.
+    heatmaps: float = 0.0
+    heatmap_sigma: float = 4.0  # the Gaussians' width in heatmap cells (4 crop pixels each)
     kp2d_sets: dict[str, float] = field(default_factory=lambda: {
         "joints": 1.0, "mediapipe_pose33": 1.0, "mediapipe_hand_left": 1.0,
         "mediapipe_hand_right": 1.0, "mediapipe_face478": 0.1})

@@ -5,6 +5,8 @@
 - Eq. 2, head: L1 on the head's pose (jaw, eyes; as matrices), shape, expression and eyelids.
 - Eq. 3, keypoints: L1 on pelvis-centred 3D joints, and confidence-weighted L1 on every 2D
   keypoint set in normalized crop units.
+- Not PEAR's: when training from scratch, the joints' heatmaps drawn from the backbone's
+  tokens (``heatmaps.py``), in place of its ViTPose-pretrained backbone.
 
 Each term is computed per sample (summed over its joints, keypoints and coefficients, as HMR2
 sums) and masked where the sample has no such label; the batch's loss is the mean over samples
@@ -19,7 +21,8 @@ import torch
 
 from .config import LossConfig
 from .data.batch import Batch
-from .forward import Prediction
+from .forward import JOINTS, Prediction
+from .heatmaps import heatmap_loss
 
 # parameter name -> (LossConfig weight, compared as rotation matrices, squared (L2) or L1)
 PARAM_TERMS = {
@@ -56,7 +59,9 @@ def _per_sample(difference: torch.Tensor, kind: str) -> torch.Tensor:
     return values.flatten(1).sum(1)
 
 
-def compute_loss(prediction: Prediction, batch: Batch, weights: LossConfig) -> Losses:
+def compute_loss(prediction: Prediction, batch: Batch, weights: LossConfig,
+                 heatmaps: torch.Tensor | None = None) -> Losses:
+    """The weighted terms; ``heatmaps``: the heatmap head's logits, when it is trained."""
     from backend.body.rotations import axis_angle_to_matrix
 
     terms: dict[str, torch.Tensor] = {}
@@ -85,4 +90,8 @@ def compute_loss(prediction: Prediction, batch: Batch, weights: LossConfig) -> L
         target = batch.keypoints2d[name]
         error = (prediction.keypoints2d[name] - target[..., :2]).abs() * target[..., 2:]
         add("kp2d", weights.kp2d * set_weight * error.flatten(1).sum(1))
+
+    if heatmaps is not None:
+        add("heatmaps", weights.heatmaps * heatmap_loss(heatmaps, batch.keypoints2d[JOINTS],
+                                                        weights.heatmap_sigma))
     return Losses(terms)

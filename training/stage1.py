@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from backend.body.asset import Asset
@@ -33,6 +34,7 @@ from .data.batch import Batch
 from .data.loader import Prepare, SampleSource, batches, keypoint_sizes
 from .errors import TrainingDataError, TrainingDiverged
 from .forward import JOINTS, predict
+from .heatmaps import HeatmapHead
 from .logs import RunLog
 from .losses import compute_loss
 from .optim import build_optimizer
@@ -66,6 +68,30 @@ def build_network(config: TrainConfig, asset: Asset) -> PearRegressor:
     return network
 
 
+class TrainedModules(nn.Module):
+    """What the optimizer trains: the regressor and, when the heatmap term is on
+    (``loss.heatmaps``), the heatmap head on its backbone's tokens (dropped after training)."""
+
+    def __init__(self, regressor: PearRegressor, heatmaps: HeatmapHead | None):
+        super().__init__()
+        self.regressor, self.heatmaps = regressor, heatmaps
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> the output vector, and the heatmap logits (None without the head)."""
+        tokens = self.regressor.backbone(images)
+        heatmaps = self.heatmaps(tokens) if self.heatmaps is not None else None
+        return self.regressor.head(tokens), heatmaps
+
+
+def build_trained_modules(config: TrainConfig, asset: Asset) -> TrainedModules:
+    network = build_network(config, asset)
+    heatmaps = None
+    if config.loss.heatmaps > 0:
+        backbone = network.backbone.config
+        heatmaps = HeatmapHead(backbone.dim, len(asset.joint_names), backbone.grid)
+    return TrainedModules(network, heatmaps)
+
+
 class _StopRequest:
     """SIGTERM/SIGINT set a flag; the loop saves a checkpoint after the step in progress."""
 
@@ -96,19 +122,19 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
     world = distributed.join()
     torch.manual_seed(config.run.seed)
     out = Path(config.run.out)
-    network = build_network(config, asset).to(world.device)
-    layout = network.layout
+    modules = build_trained_modules(config, asset).to(world.device)
+    network, layout = modules.regressor, modules.regressor.layout
     sets = [name for name in keypoint_sizes(asset) if name in config.loss.kp2d_sets]
     body = LandmarkModel(BodyModel(asset), [name for name in sets if name != JOINTS]
                          ).to(world.device)
-    optimizer, schedule = build_optimizer(network, config.optim, world.size)
+    optimizer, schedule = build_optimizer(modules, config.optim, world.size)
     start = 0
     checkpoint = latest_checkpoint(out) if resume else None
     if checkpoint is not None:
-        start = restore_run(checkpoint, network, optimizer, schedule).step
-    trained = (DistributedDataParallel(network, device_ids=[world.device.index]
+        start = restore_run(checkpoint, network, optimizer, schedule, modules.heatmaps).step
+    trained = (DistributedDataParallel(modules, device_ids=[world.device.index]
                                        if world.device.type == "cuda" else None)
-               if world.size > 1 else network)
+               if world.size > 1 else modules)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if world.device.type == "cuda" and config.optim.bf16_on_cuda else nullcontext())
     log = RunLog(out, config.optim.steps, start) if world.main else None
@@ -122,15 +148,15 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
             batch = batch.to(world.device)
             compute_start = time.perf_counter()
             with autocast:
-                vector = trained(batch.images)
+                vector, heatmaps = trained(batch.images)
             losses = compute_loss(predict(vector.float(), batch, layout, body, sets), batch,
-                                  config.loss)
+                                  config.loss, heatmaps)
             loss = losses.total
             if not torch.isfinite(loss):
                 _diverged(step, losses, batch, saved)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.optim.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(modules.parameters(), config.optim.grad_clip)
             if not torch.isfinite(norm):  # stop before the step spreads it into the weights
                 _diverged(step, losses, batch, saved, "gradient")
             optimizer.step()
@@ -154,7 +180,8 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
                     or stop.asked):
                 if world.main:
                     saved = save_run_checkpoint(out / "checkpoint", network, asset, optimizer,
-                                                schedule, step, config.to_dict())
+                                                schedule, step, config.to_dict(),
+                                                modules.heatmaps)
                 distributed.barrier(world)
             if stop.asked:
                 break
