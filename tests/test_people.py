@@ -3,7 +3,9 @@ footage of two people, numbered from the left, followed through the clip."""
 
 import numpy as np
 import pytest
+import torch
 
+from backend.body.model import BodyModel
 from backend.perception.frames import Frame
 from backend.perception.holistic import PersonFinder, detect_clip
 from backend.perception.people import (
@@ -12,6 +14,7 @@ from backend.perception.people import (
     PersonNotFound,
     find_people,
     paint_out,
+    paint_out_others,
     window,
 )
 
@@ -31,6 +34,39 @@ def test_paint_out_inside_and_outside_a_box():
     assert (outside[2:6, 5:9] == 0).all() and (outside == FILL).sum() == (200 - 16) * 3
     assert image.sum() == 0  # the caller's image is left alone
     np.testing.assert_allclose(window(box, 0.5), [3.0, 0.0, 11.0, 8.0])
+
+
+def test_others_are_painted_out_except_where_the_person_is():
+    image = np.zeros((10, 20, 3), np.uint8)
+    view = paint_out(image, np.array([0.0, 0, 16, 10]), inside=False)  # the window
+    others = [np.array([0.0, 0, 6, 10]), np.array([12.0, 0, 20, 10])]
+    out = paint_out_others(view, image, others, keep=np.array([5.0, 0, 13, 10]))
+    assert (out[:, :5] == FILL).all() and (out[:, 13:] == FILL).all()  # others; outside
+    assert (out[:, 5:13] == 0).all()  # the person's own box, overlaps included, as it was
+
+
+@pytest.fixture(scope="module")
+def three_people_frames(open_asset):
+    """Two 420x480 frames of three people standing close, arms down, the middle one farther
+    (smaller): the window around the middle one takes in both neighbours."""
+    from backend.tracking.render_clip import render_frames
+
+    model = BodyModel(open_asset).double()
+    params = model.default_params(2)
+    for joint, angle in (("left_shoulder", -1.1), ("right_shoulder", 1.1)):
+        params["body_pose"][:, model.joint_names.index(joint) - 1, 2] = angle
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    strips = [render_frames(model, params, torch.tensor([[0.0, 0.15, depth]]).expand(2, 3)
+                            .double(), 1000.0, (140, 480), colors) for depth in (4.2, 5.0, 4.2)]
+    return [np.concatenate(images, axis=1) for images in zip(*strips, strict=True)]
+
+
+@pytest.mark.parametrize("person", [1, 2, 3])
+def test_a_person_between_close_neighbours_is_the_one_followed(three_people_frames, person):
+    detections = detect_clip(_frames(three_people_frames), 420, 480, person=person)
+    centres = (detections.boxes[:, 0] + detections.boxes[:, 2]) / 2
+    # each person stands in their own 140-pixel strip
+    assert ((centres >= 140 * (person - 1)) & (centres < 140 * person)).all(), centres
 
 
 def test_people_are_found_and_numbered_from_the_left(two_people_frames):

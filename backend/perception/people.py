@@ -4,8 +4,11 @@ Holistic follows one person: whoever its pose detector finds most prominent. To 
 the people in a frame are found by asking Holistic repeatedly, painting out each person it
 finds before asking again, and numbered from the left (person 1 is the leftmost). The chosen
 person is then followed through the clip: every frame is shown to Holistic with everything
-outside a window around that person's last box painted out, so nobody else can take over.
-The frame keeps its size, so landmarks need no mapping back and video-mode tracking holds.
+outside a window around that person's last box painted out, and the other people found beside
+them painted out too (all but where they overlap the person), so nobody else can take over:
+the window alone, grown for a frame's motion, takes in the neighbours of people standing close
+together, and Holistic then picks whoever is most prominent in it. The frame keeps its size,
+so landmarks need no mapping back and video-mode tracking holds.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from ..errors import ClipError, InputError
 FILL = 128  # a flat grey: no edges for a detector to find
 WINDOW_MARGIN = 0.35  # of the box's longer side, on every side: room for a frame's motion
 LOST_GROWTH = 0.15  # the window grows by this much of the box per frame the person is missed
+# Around the person's last box, others are never painted: room for a frame's motion.
+KEEP_MARGIN = 0.05
 
 # Landmarks of one image -> its person box (x0, y0, x1, y1), NaN when nobody was found.
 FindOne = Callable[[np.ndarray], np.ndarray]
@@ -40,6 +45,20 @@ def paint_out(image: np.ndarray, box: np.ndarray, inside: bool = True) -> np.nda
     out = np.full_like(image, FILL)
     out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
     return out
+
+
+def paint_out_others(view: np.ndarray, image: np.ndarray, others: list[np.ndarray],
+                     keep: np.ndarray) -> np.ndarray:
+    """``view`` with the ``others`` boxes painted out, except inside ``keep`` (where the
+    followed person is), which shows ``image`` as it is."""
+    if not others:
+        return view
+    for box in others:
+        view = paint_out(view, box)
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in np.clip(keep, 0, [width, height, width, height]))
+    view[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    return view
 
 
 def find_people(image: np.ndarray, find_one: FindOne, max_people: int = MAX_PEOPLE
@@ -88,6 +107,7 @@ class PersonFollower:
         self.person = person
         self._find_one = find_one
         self._box = None if box is None else np.asarray(box, dtype=float)
+        self._others: list[np.ndarray] = []  # the other people where the choice was made
         self._missed = 0
 
     @property
@@ -108,8 +128,10 @@ class PersonFollower:
                     f"numbered 1 to {len(people)} from the left; `backend people FOOTAGE` "
                     "draws them")
             self._box = people[self.person - 1]
+            self._others = people[:self.person - 1] + people[self.person:]
         margin = WINDOW_MARGIN + LOST_GROWTH * self._missed
-        return paint_out(image, window(self._box, margin), inside=False)
+        view = paint_out(image, window(self._box, margin), inside=False)
+        return paint_out_others(view, image, self._others, window(self._box, KEEP_MARGIN))
 
     def update(self, box: np.ndarray) -> None:
         """The person's box as found in the view just given (NaN: missed in that frame)."""
