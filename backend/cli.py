@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -500,6 +501,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     except PearError as error:  # what the user can fix: one line, no traceback
         print(describe(error), file=sys.stderr)
         return exit_code(error)
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
     except Exception as error:  # a bug: the traceback helps whoever fixes it
         traceback.print_exc()
         print(describe_bug(error), file=sys.stderr)

@@ -52,6 +52,18 @@ def test_help_lists_the_subcommands(tmp_path):
             assert action in COMMANDS[command], (command, action)
 
 
+def test_output_piped_into_a_reader_that_stops_early_is_no_bug(tmp_path):
+    """``backend models list | head -1``: the reader closes the pipe before the command has
+    written; the command ends quietly with exit 0, not with a bug report."""
+    env = dict(os.environ, PEAR_HOME=str(tmp_path))
+    process = subprocess.Popen([sys.executable, "-m", "backend.cli", "models", "list"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # long before the interpreter has started and written anything
+    _, errors = process.communicate(timeout=300)
+    assert process.returncode == 0, errors.decode()[-2000:]
+    assert b"bug in PEAR" not in errors and b"Traceback" not in errors
+
+
 def test_install_then_list(model_files, open_asset, tmp_path):
     from backend.body.asset import save_asset
 
