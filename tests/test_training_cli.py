@@ -123,6 +123,31 @@ def test_two_processes_under_torchrun_match_one_with_the_whole_batch(home, shard
         assert two[step] == pytest.approx(one[step], rel=2e-3), step
 
 
+def test_sigterm_to_the_whole_process_group_stops_with_a_checkpoint(home, shards, tmp_path):
+    """As a cluster scheduler (or Ctrl-C) does: the signal reaches the loader's workers too;
+    the run still ends cleanly after the step in progress, with a checkpoint."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PEAR_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", *_run_args(
+            shards, out, "--set", "optim.steps=10000", "--set", "data.workers=1",
+            "--set", "run.checkpoint_every=2")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    state = out / "checkpoint" / "training_state.pt"
+    deadline = time.monotonic() + 300
+    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert state.is_file(), "no checkpoint appeared"
+    os.killpg(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    import torch
+
+    assert 2 <= torch.load(state, weights_only=False)["step"] < 10000
+    assert "stopped at step" in err and "bug" not in err
+
+
 def test_a_run_killed_with_sigkill_resumes_onto_the_same_curve(home, shards, tmp_path):
     settings = ["--set", "optim.steps=8", "--set", "run.checkpoint_every=2"]
     _finish(_pear_train(_run_args(shards, tmp_path / "whole", *settings), home))

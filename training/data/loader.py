@@ -6,6 +6,7 @@ index, not by the worker)."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Protocol
@@ -97,10 +98,15 @@ def batches(source: SampleSource, asset: Asset, batch_size: int, seed: int, star
                                            num_joints=len(asset.joint_names),
                                            keypoint_sizes=keypoint_sizes(asset)),
                         persistent_workers=workers > 0,
-                        worker_init_fn=_one_thread if workers > 0 else None)
+                        worker_init_fn=_start_worker if workers > 0 else None)
     return iter(loader)
 
 
-def _one_thread(_: int) -> None:
+def _start_worker(_: int) -> None:
     # Workers decode and warp images; the training process keeps the cores for the network.
     torch.set_num_threads(1)
+    # A scheduler's SIGTERM or a terminal's Ctrl-C reaches the whole process group: the
+    # training process alone decides when to stop (after a checkpoint) and then ends its
+    # workers; a worker dying first would crash it before that checkpoint.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
