@@ -94,7 +94,8 @@ def test_stage1_without_data_says_what_to_give(home, monkeypatch, capsys):
     assert "data.train" in capsys.readouterr().err
 
 
-def _pear_train(args: list[str], home: Path, nproc: int = 1) -> subprocess.Popen:
+def _pear_train(args: list[str], home: Path, nproc: int = 1, new_session: bool = False
+                ) -> subprocess.Popen:
     env = {**os.environ, "PEAR_HOME": str(home), "OMP_NUM_THREADS": "1"}
     if nproc == 1:
         command = [sys.executable, "-m", "training.cli", *args]
@@ -102,7 +103,15 @@ def _pear_train(args: list[str], home: Path, nproc: int = 1) -> subprocess.Popen
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={nproc}", "-m", "training.cli", *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=new_session)
+
+
+def _wait_for(state: Path, process: subprocess.Popen) -> None:
+    """Until the run has written its first checkpoint."""
+    deadline = time.monotonic() + 300
+    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert state.is_file(), "no checkpoint appeared"
 
 
 def _finish(process: subprocess.Popen) -> None:
@@ -127,18 +136,11 @@ def test_sigterm_to_the_whole_process_group_stops_with_a_checkpoint(home, shards
     """As a cluster scheduler (or Ctrl-C) does: the signal reaches the loader's workers too;
     the run still ends cleanly after the step in progress, with a checkpoint."""
     out = tmp_path / "run"
-    env = {**os.environ, "PEAR_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", *_run_args(
-            shards, out, "--set", "optim.steps=10000", "--set", "data.workers=1",
-            "--set", "run.checkpoint_every=2")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+    process = _pear_train(_run_args(shards, out, "--set", "optim.steps=10000", "--set",
+                                    "data.workers=1", "--set", "run.checkpoint_every=2"),
+                          home, new_session=True)
     state = out / "checkpoint" / "training_state.pt"
-    deadline = time.monotonic() + 300
-    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert state.is_file(), "no checkpoint appeared"
+    _wait_for(state, process)
     os.killpg(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
@@ -154,10 +156,7 @@ def test_a_run_killed_with_sigkill_resumes_onto_the_same_curve(home, shards, tmp
     parts = tmp_path / "parts"
     process = _pear_train(_run_args(shards, parts, *settings), home)
     state = parts / "checkpoint" / "training_state.pt"
-    deadline = time.monotonic() + 300
-    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert state.is_file(), "no checkpoint appeared"
+    _wait_for(state, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     import torch
