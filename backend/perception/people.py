@@ -34,16 +34,22 @@ class PersonNotFound(ClipError, ValueError):
     """The footage does not show the person asked for."""
 
 
-def paint_out(image: np.ndarray, box: np.ndarray, inside: bool = True) -> np.ndarray:
-    """A copy of ``image`` with the box (``inside``) or everything but the box painted grey."""
+def _region(image: np.ndarray, box: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns of ``image`` inside ``box`` (x0, y0, x1, y1; clipped to it)."""
     height, width = image.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in np.clip(box, 0, [width, height, width, height]))
+    return slice(y0, y1), slice(x0, x1)
+
+
+def paint_out(image: np.ndarray, box: np.ndarray, inside: bool = True) -> np.ndarray:
+    """A copy of ``image`` with the box (``inside``) or everything but the box painted grey."""
+    region = _region(image, box)
     if inside:
         out = image.copy()
-        out[y0:y1, x0:x1] = FILL
+        out[region] = FILL
         return out
     out = np.full_like(image, FILL)
-    out[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    out[region] = image[region]
     return out
 
 
@@ -51,13 +57,10 @@ def paint_out_others(view: np.ndarray, image: np.ndarray, others: list[np.ndarra
                      keep: np.ndarray) -> np.ndarray:
     """``view`` with the ``others`` boxes painted out, except inside ``keep`` (where the
     followed person is), which shows ``image`` as it is."""
-    if not others:
-        return view
     for box in others:
         view = paint_out(view, box)
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = (int(round(v)) for v in np.clip(keep, 0, [width, height, width, height]))
-    view[y0:y1, x0:x1] = image[y0:y1, x0:x1]
+    region = _region(image, keep)
+    view[region] = image[region]
     return view
 
 
