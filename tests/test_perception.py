@@ -7,7 +7,13 @@ import torch
 from backend.archive import load_archive, save_archive
 from backend.body.model import BodyModel
 from backend.perception.frames import FootageError, open_footage
-from backend.perception.holistic import HAND, assign_hands, detect_clip, person_box
+from backend.perception.holistic import (
+    HAND,
+    assign_hands,
+    detect_clip,
+    face_agrees_with_pose,
+    person_box,
+)
 from backend.results import FORMAT_VERSION, ClipResults, ResultsError, load_results, save_results
 from backend.tracking.render_clip import render_frames
 from backend.tracking.synthetic import make_clip
@@ -102,6 +108,28 @@ def test_hands_go_to_the_nearest_pose_wrist():
     pose[15, 2] = 0  # no usable wrist: the detector's labels stand
     left, right = assign_hands(pose, near_right, near_left)
     assert left[0, 0] == 95
+
+
+def test_a_face_mesh_on_another_face_is_not_the_persons(open_asset):
+    """The model's own landmarks agree; the same mesh moved onto a neighbour below the head,
+    or shrunk onto a hat above it (what Holistic did on COCO-WholeBody people), does not."""
+    clip = make_clip(BodyModel(open_asset), frames=1, seed=3, size=(480, 640), focal=550.0)
+    pose, face = clip.keypoints.parts["pose"][0], clip.keypoints.parts["face"][0]
+    assert face_agrees_with_pose(pose, face)
+    size = np.linalg.norm(np.ptp(face[:, :2], axis=0))
+    rough = face.copy()
+    rough[:, 0] += 0.3 * size  # BlazePose's face points are rough: this much is the same face
+    assert face_agrees_with_pose(pose, rough)
+    neighbour = face.copy()
+    neighbour[:, 1] += 0.8 * size
+    assert not face_agrees_with_pose(pose, neighbour)
+    hat = face.copy()
+    top = face[:, :2].min(0)
+    hat[:, :2] = top + 0.3 * (face[:, :2] - top) - (0, 0.3 * size)
+    assert not face_agrees_with_pose(pose, hat)
+    unseen = pose.copy()
+    unseen[:11, 2] = 0.0  # no face points to vote: the mesh stands
+    assert face_agrees_with_pose(unseen, neighbour)
 
 
 def test_person_box_covers_found_points():

@@ -22,6 +22,14 @@ from .people import PersonFollower
 POSE, FACE, HAND = 33, 478, 21
 # BlazePose indices of the person's wrists.
 POSE_LEFT_WRIST, POSE_RIGHT_WRIST = 15, 16
+# The same five face points in BlazePose's 33 and Face Mesh's 478: nose tip, the eyes (iris
+# centres), the mouth corners, each on the person's left then right.
+POSE_FACE_POINTS = [0, 2, 5, 9, 10]
+MESH_FACE_POINTS = [4, 473, 468, 291, 61]
+# A face mesh whose points lie further than this times its own size (box diagonal) from
+# BlazePose's is another face or none (measured on COCO-WholeBody people: a mesh on the right
+# face lies within 0.1-0.35, one on a neighbour's face or a hat 0.65-1.0; docs/tracker.md).
+FACE_MESH_MAX_OFFSET = 0.5
 
 
 IMAGE_PARTS = ("pose", "face", "left_hand", "right_hand")
@@ -128,6 +136,22 @@ def assign_hands(pose: np.ndarray, first: np.ndarray, second: np.ndarray
     return left, right
 
 
+def face_agrees_with_pose(pose: np.ndarray, face: np.ndarray) -> bool:
+    """Whether a found face mesh is the face of the person the pose is on.
+
+    Holistic's face model can settle on a neighbour's face or a patterned hat, and the fit
+    would then put the head there. BlazePose's face points are rough (tens of pixels on a
+    close-up) but on the right person, so they vote; with fewer than three seen, the mesh
+    stands.
+    """
+    seen = pose[POSE_FACE_POINTS, 2] > KEYPOINT_SEEN
+    if seen.sum() < 3:
+        return True
+    offsets = pose[POSE_FACE_POINTS, :2][seen] - face[MESH_FACE_POINTS, :2][seen]
+    size = float(np.linalg.norm(np.ptp(face[:, :2], axis=0)))
+    return float(np.median(np.linalg.norm(offsets, axis=1))) <= FACE_MESH_MAX_OFFSET * size
+
+
 def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
     """Box around every found landmark, grown by ``margin`` of its size; NaN if none."""
     points = np.concatenate([p[p[:, 2] > KEYPOINT_SEEN, :2] for p in parts])
@@ -167,13 +191,14 @@ class Holistic:
         first = _points(result.left_hand_landmarks, HAND, width, height, use_visibility=False)
         second = _points(result.right_hand_landmarks, HAND, width, height, use_visibility=False)
         left, right = assign_hands(pose, first, second)
+        face = _own_face(pose, face)  # if another face: the crop pass below looks again
         for part, points in (("face", face), ("left_hand", left), ("right_hand", right)):
             self.first_pass_found[part] += bool(points[:, 2].any())
         if self._crops is not None and pose[:, 2].max() > KEYPOINT_CONFIDENT:
             last = self._last_found
             if not face[:, 2].any():
-                face = _with_confidence(self._crops.face(image, pose, last.get("face")),
-                                        FACE, face)
+                face = _own_face(pose, _with_confidence(
+                    self._crops.face(image, pose, last.get("face")), FACE, face))
             if not left[:, 2].any():
                 left = _with_confidence(self._crops.hand(image, pose, "left",
                                                          last.get("left_hand")), HAND, left)
@@ -201,6 +226,13 @@ class Holistic:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+def _own_face(pose: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """``face``, or nothing found where it is not the face the pose is on."""
+    if face[:, 2].any() and not face_agrees_with_pose(pose, face):
+        return np.zeros_like(face)
+    return face
 
 
 def _with_confidence(points: np.ndarray | None, count: int, missing: np.ndarray) -> np.ndarray:
