@@ -6,14 +6,14 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from backend.renderer.gaussians import rasterize
-from backend.renderer.gaussians.composite import composite
-from backend.renderer.gaussians.projection import (
-    EPS2D,
-    covariances,
-    project_gaussians,
+from backend.body.rotations import (
+    matrix_to_quaternion,
+    quaternion_multiply,
     quaternion_to_matrix,
 )
+from backend.renderer.gaussians import rasterize
+from backend.renderer.gaussians.composite import composite
+from backend.renderer.gaussians.projection import EPS2D, covariances, project_gaussians
 from backend.renderer.gaussians.reference import composite_reference
 
 WIDTH, HEIGHT = 24, 20
@@ -55,6 +55,18 @@ def test_quaternions_are_rotations_as_scipy_has_them():
     cov = covariances(quats, scales)
     np.testing.assert_allclose(torch.linalg.eigvalsh(cov).numpy(),
                                np.sort(scales.numpy() ** 2, axis=1), atol=1e-12)
+    # Back to quaternions (w >= 0), half turns included, with finite gradients.
+    quats = torch.cat([quats, torch.eye(4, dtype=torch.float64)])
+    unit = torch.nn.functional.normalize(quats, dim=-1)
+    unit = unit * torch.where(unit[:, :1] < 0, -1.0, 1.0)
+    matrices = quaternion_to_matrix(quats).requires_grad_(True)
+    back = matrix_to_quaternion(matrices)
+    np.testing.assert_allclose(back.detach(), unit, atol=1e-12)
+    back.sum().backward()
+    assert matrices.grad.isfinite().all()
+    a, b = quats[:20], quats[20:40]
+    np.testing.assert_allclose(quaternion_to_matrix(quaternion_multiply(a, b)),
+                               quaternion_to_matrix(a) @ quaternion_to_matrix(b), atol=1e-12)
 
 
 def test_projection_is_the_local_linearisation_of_the_camera():

@@ -1,4 +1,5 @@
-"""Rotation conversions used by the body model (torch, batched, differentiable)."""
+"""Rotation conversions for the body model and the Gaussian renderer (torch, batched,
+differentiable). Quaternions are (w, x, y, z), as gsplat has them."""
 
 from __future__ import annotations
 
@@ -73,3 +74,52 @@ def rotation_6d_to_matrix(six: torch.Tensor) -> torch.Tensor:
 def matrix_to_rotation_6d(matrix: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotation matrices to their (..., 6) first two columns."""
     return torch.cat([matrix[..., :, 0], matrix[..., :, 1]], dim=-1)
+
+
+def quaternion_to_matrix(quats: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) of quaternions (..., 4) (normalised here)."""
+    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
+    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
+    return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
+
+
+def matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions (..., 4), w >= 0, of rotation matrices (..., 3, 3).
+
+    Each of w, x, y, z can be read off the diagonal; the largest is computed from it (it is at
+    least 1/2, so dividing by it is safe) and the other three from the off-diagonal terms. The
+    square roots are clamped, so branches ``torch.where`` does not pick pass finite gradients.
+    """
+    m = matrix
+    trace_terms = torch.stack([1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
+                               1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                               1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                               1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    magnitude = 0.5 * torch.sqrt(trace_terms.clamp_min(1e-12))  # |w|, |x|, |y|, |z|
+    # 4wx, 4wy, 4wz from the antisymmetric part; 4xy, 4xz, 4yz from the symmetric part.
+    wx, wy, wz = (m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                  m[..., 1, 0] - m[..., 0, 1])
+    xy, xz, yz = (m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0],
+                  m[..., 1, 2] + m[..., 2, 1])
+    squares = 4 * magnitude**2
+    # Row i: 4 q_i times the quaternion, from the formulas that hold when q_i is the largest.
+    candidates = torch.stack([torch.stack([squares[..., 0], wx, wy, wz], -1),
+                              torch.stack([wx, squares[..., 1], xy, xz], -1),
+                              torch.stack([wy, xy, squares[..., 2], yz], -1),
+                              torch.stack([wz, xz, yz, squares[..., 3]], -1)], -2)
+    candidates = candidates / (4 * magnitude.clamp_min(0.1))[..., None]
+    best = magnitude.argmax(-1)
+    quats = torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 4))[..., 0, :]
+    return quats * torch.where(quats[..., :1] < 0, -1.0, 1.0)
+
+
+def quaternion_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The Hamilton product a ⊗ b (..., 4): the rotation b, then a."""
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack([aw * bw - ax * bx - ay * by - az * bz,
+                        aw * bx + ax * bw + ay * bz - az * by,
+                        aw * by - ax * bz + ay * bw + az * bx,
+                        aw * bz + ax * by - ay * bx + az * bw], -1)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ...body.rotations import quaternion_to_matrix
+
 # Screen-space low-pass filter added to every projected covariance (pixels²).
 EPS2D = 0.3
 # A splat's footprint reaches this many standard deviations along each screen axis: beyond it
@@ -34,15 +36,6 @@ class Splats:
     depths: torch.Tensor  # (B, N) camera z
     radii: torch.Tensor  # (B, N, 2) footprint half-sizes in whole pixels (x, y), int
     opacities: torch.Tensor  # (B, N)
-
-
-def quaternion_to_matrix(quats: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices (..., 3, 3) of quaternions (..., 4) (w, x, y, z; normalised here)."""
-    w, x, y, z = torch.nn.functional.normalize(quats, dim=-1).unbind(-1)
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
-    return torch.stack(rows, dim=-1).reshape(*quats.shape[:-1], 3, 3)
 
 
 def covariances(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
