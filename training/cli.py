@@ -46,14 +46,18 @@ def _synth(args: argparse.Namespace) -> int:
     from backend.mocap.poses import pose_source
     from backend.status_line import StatusLine
 
+    from .data.pairs import PairGenerator
     from .data.shards import Manifest, write_shards
     from .data.synth import GENERATOR_VERSION, SynthGenerator
 
     asset = load(args.asset)
     poses = pose_source(BodyModel(asset).double(), args.mocap, args.split)
     described = f"mocap:{Path(args.mocap).resolve()}" if args.mocap else poses.kind
-    manifest = Manifest(asset.asset_id, asset.spec_hash, args.seed, args.split, args.count,
-                        args.shard_size, described, GENERATOR_VERSION, args.facing)
+    # Pairs are two records each, a pair never split over shards.
+    records, shard_size = (2 * args.count, 2 * args.shard_size) if args.pairs else (
+        args.count, args.shard_size)
+    manifest = Manifest(asset.asset_id, asset.spec_hash, args.seed, args.split, records,
+                        shard_size, described, GENERATOR_VERSION, args.facing, args.pairs)
     started = time.perf_counter()
     status = StatusLine()
 
@@ -61,12 +65,16 @@ def _synth(args: argparse.Namespace) -> int:
         rate = done / max(time.perf_counter() - started, 1e-9)
         status.show(f"synth: {done}/{todo} samples, {rate:.2f}/s", final=done >= todo)
 
-    rendered = write_shards(args.out, manifest, partial(SynthGenerator, asset, poses, args.seed,
+    generator = PairGenerator if args.pairs else SynthGenerator
+    rendered = write_shards(args.out, manifest, partial(generator, asset, poses, args.seed,
                                                         args.split, args.facing),
                             args.workers, progress)
     elapsed = time.perf_counter() - started
-    kept = f", {args.count - rendered} kept from an earlier run" if rendered < args.count else ""
-    print(f"{rendered} samples rendered in {elapsed:.1f} s: {rendered / elapsed:.2f} samples/s "
+    kept = f", {records - rendered} kept from an earlier run" if rendered < records else ""
+    unit = "records" if args.pairs else "samples"
+    per_pair = " (2 per pair)" if args.pairs else ""
+    print(f"{rendered} {unit}{per_pair} rendered in {elapsed:.1f} s: {rendered / elapsed:.2f} "
+          f"{unit}/s "
           f"with {args.workers} worker(s){kept}; {args.split} split, seed {args.seed}, poses "
           f"from {described} -> {args.out}")
     return 0
@@ -183,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how far a body may turn away from facing the camera, either way "
                             "(default 180: any way; e.g. 60 for front views only)")
     synth.add_argument("--shard-size", type=_positive, default=500, help="samples per shard")
+    synth.add_argument("--pairs", action="store_true",
+                       help="avatar training pairs: --count people, each rendered twice (two "
+                            "poses, expressions and shots; the first facing the camera more)")
     synth.set_defaults(handler=_synth)
 
     stage1 = commands.add_parser("stage1", help="train the regressor on parameters and "

@@ -65,6 +65,7 @@ class Manifest:
     pose_source: str
     generator_version: int
     facing: float = 180.0  # degrees a body may turn away from the camera (synth --facing)
+    pairs: bool = False  # records 2i and 2i + 1 show one person twice (synth --pairs)
     finished: bool = False
     format: str = FORMAT
 
@@ -259,7 +260,7 @@ def _shard_paths(folder: Path) -> list[Path]:
     return paths
 
 
-def _as_folders(folders: str | Path | Sequence[str | Path]) -> list[Path]:
+def as_folders(folders: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(folders, str | Path):
         return [Path(folders)]
     return [Path(f) for f in folders]
@@ -272,7 +273,7 @@ class ShardSamples:
     def __init__(self, folders: str | Path | Sequence[str | Path]):
         # Per sample: its shard and each member's (offset, size) there.
         self._entries: list[tuple[Path, str, dict[str, tuple[int, int]]]] = []
-        for folder in _as_folders(folders):
+        for folder in as_folders(folders):
             for path in _shard_paths(folder):
                 self._entries.extend(_index_shard(path))
 
@@ -330,7 +331,7 @@ def stream_records(folders: str | Path | Sequence[str | Path], rank: int = 0,
     share of those."""
     import webdataset
 
-    urls = [str(path) for folder in _as_folders(folders) for path in _shard_paths(folder)]
+    urls = [str(path) for folder in as_folders(folders) for path in _shard_paths(folder)]
     dataset = webdataset.WebDataset(
         urls, nodesplitter=partial(_rank_shards, rank, world_size),
         workersplitter=webdataset.split_by_worker, shardshuffle=False, empty_check=False,
