@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.model import AvatarConfig, GaussianAvatar, _seen
+from backend.avatar.config import AvatarConfig
+from backend.avatar.model import GaussianAvatar, seen_by_camera
 from backend.body.model import BodyModel
 from backend.camera import to_camera
 from backend.renderer.mesh_raster import vertex_normals
@@ -65,7 +66,7 @@ def test_the_source_sees_only_surfaces_facing_it(open_asset, body):
     faces = torch.as_tensor(np.asarray(open_asset.arrays["faces"]))
     big = K.clone()
     big[:, :2] *= 4  # the regressor's crop size, 256 x 192
-    seen = _seen(body, body, faces, big, HEIGHT * 4, WIDTH * 4)[0].bool()
+    seen = seen_by_camera(body, body, faces, big, HEIGHT * 4, WIDTH * 4)[0].bool()
     normals = vertex_normals(body[0], faces)
     facing = (normals * -body[0]).sum(-1) / body[0].norm(dim=-1)  # cos to the camera ray
     assert 0.25 < seen.float().mean() < 0.75

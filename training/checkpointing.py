@@ -1,21 +1,19 @@
 """A run's checkpoint: the network in the backend's own checkpoint format (so
-``backend fit --estimator regressor --checkpoint RUN/checkpoint`` loads it as it is) plus what
-resuming needs (optimizer, schedule, step, random states, the resolved config). Written to a
-side folder and swapped in, so a kill at any moment leaves the last complete checkpoint."""
+``backend fit --estimator regressor --checkpoint RUN/checkpoint`` loads a stage-1 run's as it
+is; the renderer's is ``backend.avatar.checkpoint``'s) plus what resuming needs (optimizer,
+schedule, step, random states, the resolved config). Written to a side folder and swapped in,
+so a kill at any moment leaves the last complete checkpoint."""
 
 from __future__ import annotations
 
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-
-from backend.body.asset import Asset
-from backend.regressor.checkpoint import save_checkpoint
-from backend.regressor.model import PearRegressor
 
 from .errors import TrainingDataError
 
@@ -28,14 +26,16 @@ class RunState:
     config: dict
 
 
-def save_run_checkpoint(folder: Path, model: PearRegressor, asset: Asset,
+def save_run_checkpoint(folder: Path, write_network: Callable[[Path], object],
                         optimizer: torch.optim.Optimizer, schedule, step: int,
                         config: dict, auxiliary: torch.nn.Module | None = None) -> Path:
-    """``auxiliary``: training-only modules (the heatmap head), kept for resuming only."""
+    """``write_network(folder)`` writes the network's checkpoint files (``weights.safetensors``
+    and its config); ``auxiliary``: training-only modules (the heatmap head), kept for
+    resuming only."""
     partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name
                                                                               + ".old")
     shutil.rmtree(partial, ignore_errors=True)
-    save_checkpoint(model, asset, partial)
+    write_network(partial)
     torch.save({"step": step, "config": config, "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
                 "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
@@ -48,7 +48,7 @@ def save_run_checkpoint(folder: Path, model: PearRegressor, asset: Asset,
     return folder
 
 
-def restore_run(folder: Path, model: PearRegressor, optimizer: torch.optim.Optimizer,
+def restore_run(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 schedule, auxiliary: torch.nn.Module | None = None) -> RunState:
     """Load a run checkpoint into the network, the training-only ``auxiliary`` modules,
     optimizer and schedule; the random states too."""

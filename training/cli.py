@@ -95,6 +95,42 @@ def _stage1(args: argparse.Namespace) -> int:
     return 0
 
 
+def _renderer(args: argparse.Namespace) -> int:
+    from .avatar.config import RendererTrainConfig
+    from .avatar.train import run_renderer
+
+    summary = run_renderer(load_config(args.config, args.set, RendererTrainConfig),
+                           resume=args.resume)
+    state = "stopped by a signal" if summary.stopped_early else "done"
+    print(f"{state} at step {summary.steps}; loss {summary.last_loss:.4f}; "
+          f"{summary.images / summary.seconds:.2f} pairs/s on this process; checkpoint "
+          f"{summary.checkpoint}")
+    return 0
+
+
+def _renderer_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from backend.avatar.checkpoint import load_avatar
+    from backend.body import registry
+
+    from .avatar.evaluate import contact_sheet, evaluate_renderer
+    from .data.pairs import ShardPairs
+
+    asset = registry.load(args.asset)
+    avatar = load_avatar(args.checkpoint, asset)
+    sheet: list | None = [] if args.sheet else None
+    result = evaluate_renderer(avatar, asset, ShardPairs(args.data), args.limit, sheet=sheet)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
+    if args.sheet:
+        from PIL import Image
+
+        Image.fromarray(contact_sheet(sheet)).save(args.sheet)
+        print(f"wrote {args.sheet} (source | truth | avatar | projected colours)",
+              file=sys.stderr)
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     import json
 
@@ -205,6 +241,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="then put the weights where `backend fit --estimator regressor` "
                         "looks ($PEAR_HOME/checkpoints/<asset>)")
     stage1.set_defaults(handler=_stage1)
+
+    renderer = commands.add_parser(
+        "renderer", help="train the Gaussian avatar renderer on pairs from `synth --pairs` "
+        "(GUAVA's losses; SSIM stands in for LPIPS without local weights); under torchrun for "
+        "many GPUs")
+    _add_config_arguments(renderer)
+    renderer.add_argument("--resume", action="store_true",
+                          help="continue from the last checkpoint in run.out")
+    renderer.set_defaults(handler=_renderer)
+
+    renderer_eval = commands.add_parser(
+        "renderer-eval", help="a renderer checkpoint's self-reenactment on held-out pairs "
+        "(PSNR, SSIM) beside the projected-colours and mean-image baselines (JSON)")
+    renderer_eval.add_argument("--checkpoint", type=Path, required=True,
+                               help="a renderer checkpoint folder (RUN/checkpoint)")
+    renderer_eval.add_argument("--data", nargs="+", required=True,
+                               help="pair folders made by `pear-train synth --pairs`")
+    renderer_eval.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                               help=f"body model (default: {DEFAULT_ASSET_ID})")
+    renderer_eval.add_argument("--limit", type=_positive, default=64,
+                               help="the first N pairs (default: %(default)s)")
+    renderer_eval.add_argument("--json", action="store_true", help="one JSON line")
+    renderer_eval.add_argument("--sheet", type=Path, metavar="PNG",
+                               help="also write a contact sheet of the first 8 pairs")
+    renderer_eval.set_defaults(handler=_renderer_eval)
 
     evaluation = commands.add_parser("eval", help="a checkpoint's accuracy on labelled "
                                      "samples, beside the mean-parameter baseline (JSON)")

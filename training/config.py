@@ -55,6 +55,7 @@ class OptimConfig:
     lr: float = 1e-5  # at reference_batch; scaled linearly with the global batch
     reference_batch: int = 320
     weight_decay: float = 1e-4
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     warmup_steps: int = 500
     final_lr_fraction: float = 0.01  # cosine decay down to lr * this
     grad_clip: float = 1.0
@@ -178,9 +179,11 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return key.split("."), value
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()
-                ) -> TrainConfig:
-    """The schema's defaults, then the file's values, then the ``--set`` overrides."""
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = (),
+                schema: type = None) -> typing.Any:
+    """The schema's defaults (``TrainConfig``, stage 1's, unless another schema of sections
+    is given), then the file's values, then the ``--set`` overrides."""
+    schema = schema or TrainConfig
     data = _read(Path(path)) if path is not None else {}
     source = str(path) if path is not None else "defaults"
     for text in overrides:
@@ -191,16 +194,16 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         if not isinstance(data[keys[0]], dict):
             raise ConfigError(f"{source}: section {keys[0]!r} is not a table")
         data[keys[0]][keys[1]] = value
-    hints = typing.get_type_hints(TrainConfig)
+    hints = typing.get_type_hints(schema)
     unknown = sorted(set(data) - set(hints))
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {unknown}; sections are "
                           f"{sorted(hints)}")
-    return TrainConfig(**{name: _section(hints[name], values, source, name)
+    return schema(**{name: _section(hints[name], values, source, name)
                           for name, values in data.items()})
 
 
-def as_json(config: TrainConfig) -> str:
+def as_json(config) -> str:
     """The resolved configuration as JSON, for logs and ``pear-train config``."""
     return json.dumps(config.to_dict(), indent=1)
 

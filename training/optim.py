@@ -39,6 +39,7 @@ def build_optimizer(model: torch.nn.Module, config: OptimConfig, world_size: int
         (no_decay if plain else decay).append(parameter)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=scaled_lr(config, world_size))
+         {"params": no_decay, "weight_decay": 0.0}], lr=scaled_lr(config, world_size),
+        betas=tuple(config.adam_betas))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     return optimizer, schedule

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from backend.body.asset import Asset
 from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
+from backend.regressor.checkpoint import save_checkpoint
 from backend.regressor.layout import ParamLayout
 from backend.regressor.model import PearRegressor, RegressorConfig
 
@@ -92,14 +94,14 @@ def build_trained_modules(config: TrainConfig, asset: Asset) -> TrainedModules:
     return TrainedModules(network, heatmaps)
 
 
-class _StopRequest:
+class StopRequest:
     """SIGTERM/SIGINT set a flag; the loop saves a checkpoint after the step in progress."""
 
     def __init__(self):
         self.asked = False
         self._previous = {}
 
-    def __enter__(self) -> _StopRequest:
+    def __enter__(self) -> StopRequest:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._ask)
         return self
@@ -142,7 +144,7 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
                      config.optim.steps, world.size, world.rank, prepare, config.data.workers)
     began, compute_s, images, loss_value = time.perf_counter(), 0.0, 0, float("nan")
     step, saved = start, checkpoint
-    with _StopRequest() as stop:
+    with StopRequest() as stop:
         window_start, window_images = time.perf_counter(), 0
         for batch in stream:
             batch = batch.to(world.device)
@@ -179,9 +181,9 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
             if (step % config.run.checkpoint_every == 0 or step == config.optim.steps
                     or stop.asked):
                 if world.main:
-                    saved = save_run_checkpoint(out / "checkpoint", network, asset, optimizer,
-                                                schedule, step, config.to_dict(),
-                                                modules.heatmaps)
+                    saved = save_run_checkpoint(
+                        out / "checkpoint", partial(save_checkpoint, network, asset), optimizer,
+                        schedule, step, config.to_dict(), modules.heatmaps)
                 distributed.barrier(world)
             if stop.asked:
                 break

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..renderer import mesh_raster
 from ..renderer.gaussians import rasterize
+from .config import AvatarConfig
 from .networks import AppearanceEncoder, UNet, mlp
 from .rigging import rig, surface_points, vertex_anchors
 from .uv import uv_texels
@@ -34,17 +35,6 @@ MAX_SCALE = 3.0
 # A texel's surface point counts as seen from the source camera within this depth of the
 # nearest surface there (metres).
 SEEN_TOLERANCE = 0.01
-
-
-@dataclass(frozen=True)
-class AvatarConfig:
-    latent: int = 16  # colour channels per Gaussian; the first 3 are RGB
-    features: int = 32  # the encoder's feature map
-    identity: int = 128  # the global identity code
-    vertex_features: int = 16  # learned per template Gaussian
-    uv_size: int = 128  # the UV map's side (texels)
-    width: int = 32  # the U-Nets' first width
-    depth: int = 3  # the U-Nets' halvings
 
 
 @dataclass
@@ -94,12 +84,19 @@ class GaussianAvatar(nn.Module):
             nn.init.normal_(head.weight, std=1e-3)
             nn.init.zeros_(head.bias)
 
+    def forward(self, image: torch.Tensor, source_vertices: torch.Tensor,
+                source_K: torch.Tensor, target_vertices: torch.Tensor, target_K: torch.Tensor
+                ) -> tuple[Rendering, Avatar]:
+        """Build from the source and render the target in one call (what training runs)."""
+        avatar = self.build(image, source_vertices, source_K)
+        return self.render(avatar, target_vertices, target_K, *image.shape[-2:]), avatar
+
     def build(self, image: torch.Tensor, vertices: torch.Tensor, K: torch.Tensor) -> Avatar:
         """The avatar of sources ``image`` (B, 3, H, W) in [0, 1], background black, whose
         bodies are ``vertices`` (B, V, 3) in their cameras' frames, intrinsics K (B, 3, 3)."""
         features, identity = self.encoder(image)
         height, width = image.shape[-2:]
-        at_vertices = _sample(features, vertices, K, height, width)
+        at_vertices = sample_at(features, vertices, K, height, width)
         batch = image.shape[0]
         template = self.template_head(torch.cat([
             at_vertices, self.vertex_features.expand(batch, -1, -1),
@@ -127,8 +124,8 @@ class GaussianAvatar(nn.Module):
         size, batch = self.config.uv_size, image.shape[0]
         points = surface_points(vertices, self.faces, self.anchor_faces[self.vertex_count:],
                                 self.anchor_bary[self.vertex_count:].to(vertices.dtype))
-        seen = _seen(points, vertices, self.faces, K, *image.shape[-2:])
-        sampled = _sample(torch.cat([image, features], 1), points, K, *image.shape[-2:])
+        seen = seen_by_camera(points, vertices, self.faces, K, *image.shape[-2:])
+        sampled = sample_at(torch.cat([image, features], 1), points, K, *image.shape[-2:])
         sampled = torch.cat([sampled, torch.ones_like(sampled[..., :1])], -1) * seen[..., None]
         texture = sampled.new_zeros(batch, size * size, sampled.shape[-1])
         texture = texture.index_copy(1, self.texel_index, sampled)
@@ -144,7 +141,7 @@ def _project(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
     return (points[..., :2] / z) * K[:, None, [0, 1], [0, 1]] + K[:, None, :2, 2]
 
 
-def _sample(maps: torch.Tensor, points: torch.Tensor, K: torch.Tensor, height: int,
+def sample_at(maps: torch.Tensor, points: torch.Tensor, K: torch.Tensor, height: int,
             width: int) -> torch.Tensor:
     """Bilinear samples (B, N, C) of maps (B, C, H, W) where points project."""
     pixels = _project(points, K)
@@ -155,8 +152,8 @@ def _sample(maps: torch.Tensor, points: torch.Tensor, K: torch.Tensor, height: i
 
 
 @torch.no_grad()
-def _seen(points: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
-          height: int, width: int) -> torch.Tensor:
+def seen_by_camera(points: torch.Tensor, vertices: torch.Tensor, faces: torch.Tensor,
+                   K: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(B, N) whether each surface point is the nearest surface where it projects."""
     seen = []
     for b in range(len(points)):

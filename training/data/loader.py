@@ -88,15 +88,24 @@ def batches(source: SampleSource, asset: Asset, batch_size: int, seed: int, star
             steps: int, world_size: int = 1, rank: int = 0, prepare: Prepare | None = None,
             workers: int = 0) -> Iterator[Batch]:
     """The run's batches for this rank from ``start_step`` on."""
+    return ordered_batches(source, batch_size, seed, start_step, steps,
+                           partial(collate, spec=asset.param_spec,
+                                   num_joints=len(asset.joint_names),
+                                   keypoint_sizes=keypoint_sizes(asset)),
+                           world_size, rank, prepare, workers)
+
+
+def ordered_batches(source, batch_size: int, seed: int, start_step: int, steps: int,
+                    collate_fn: Callable, world_size: int = 1, rank: int = 0,
+                    prepare: Prepare | None = None, workers: int = 0) -> Iterator:
+    """Batches of any random-access source (``len`` and ``[index]``) in the run's order,
+    collated by ``collate_fn``."""
     if len(source) == 0:
         raise TrainingDataError("the training data holds no samples: point data.train at "
                                 "folders made by `pear-train synth` (or another source)")
     order = RunOrder(len(source), batch_size, world_size, rank, seed, start_step, steps)
     loader = DataLoader(PreparedSamples(source, prepare, seed), batch_size=batch_size,
-                        sampler=order, num_workers=workers,
-                        collate_fn=partial(collate, spec=asset.param_spec,
-                                           num_joints=len(asset.joint_names),
-                                           keypoint_sizes=keypoint_sizes(asset)),
+                        sampler=order, num_workers=workers, collate_fn=collate_fn,
                         persistent_workers=workers > 0,
                         worker_init_fn=_start_worker if workers > 0 else None)
     return iter(loader)

@@ -1,0 +1,1 @@
+"""Training the Gaussian avatar renderer on synthetic pairs (``pear-train renderer``)."""
