@@ -8,15 +8,14 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from training.cli import main as pear_train
 from training.config import CONFIG_DIR
+
+from .run_support import finish, logged_losses, run_pear_train, wait_for_checkpoint
 
 SMOKE = str(CONFIG_DIR / "smoke.toml")
 
@@ -44,12 +43,6 @@ def shards(home, tmp_path_factory) -> dict[str, Path]:
 def _run_args(shards: dict[str, Path], out: Path, *more: str) -> list[str]:
     return ["stage1", "--config", SMOKE, "--set", f"data.train=['{shards['train']}']",
             "--set", f"run.out='{out}'", *more]
-
-
-def _losses(out: Path) -> dict[int, float]:
-    with open(out / "log.csv") as handle:
-        return {int(row["step"]): float(row["loss"]) for row in csv.DictReader(handle)
-                if row.get("loss")}
 
 
 def test_stage1_trains_validates_installs_and_eval_compares(home, shards, tmp_path,
@@ -94,39 +87,14 @@ def test_stage1_without_data_says_what_to_give(home, monkeypatch, capsys):
     assert "data.train" in capsys.readouterr().err
 
 
-def _pear_train(args: list[str], home: Path, nproc: int = 1, new_session: bool = False
-                ) -> subprocess.Popen:
-    env = {**os.environ, "PEAR_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    if nproc == 1:
-        command = [sys.executable, "-m", "training.cli", *args]
-    else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={nproc}", "-m", "training.cli", *args]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=new_session)
-
-
-def _wait_for(state: Path, process: subprocess.Popen) -> None:
-    """Until the run has written its first checkpoint."""
-    deadline = time.monotonic() + 300
-    while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert state.is_file(), "no checkpoint appeared"
-
-
-def _finish(process: subprocess.Popen) -> None:
-    out, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err[-3000:]
-
-
 def test_two_processes_under_torchrun_match_one_with_the_whole_batch(home, shards, tmp_path):
     steps = ["--set", "optim.steps=6", "--set", "data.augment=false"]
-    single = _pear_train(_run_args(shards, tmp_path / "one", *steps), home)
-    _finish(single)
-    double = _pear_train(_run_args(shards, tmp_path / "two", *steps, "--set",
+    single = run_pear_train(_run_args(shards, tmp_path / "one", *steps), home)
+    finish(single)
+    double = run_pear_train(_run_args(shards, tmp_path / "two", *steps, "--set",
                                    "optim.batch_size=2"), home, nproc=2)
-    _finish(double)
-    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    finish(double)
+    one, two = logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")
     assert sorted(one) == sorted(two) == list(range(1, 7))
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=2e-3), step
@@ -136,11 +104,11 @@ def test_sigterm_to_the_whole_process_group_stops_with_a_checkpoint(home, shards
     """As a cluster scheduler (or Ctrl-C) does: the signal reaches the loader's workers too;
     the run still ends cleanly after the step in progress, with a checkpoint."""
     out = tmp_path / "run"
-    process = _pear_train(_run_args(shards, out, "--set", "optim.steps=10000", "--set",
+    process = run_pear_train(_run_args(shards, out, "--set", "optim.steps=10000", "--set",
                                     "data.workers=1", "--set", "run.checkpoint_every=2"),
                           home, new_session=True)
     state = out / "checkpoint" / "training_state.pt"
-    _wait_for(state, process)
+    wait_for_checkpoint(state, process)
     os.killpg(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
@@ -152,18 +120,18 @@ def test_sigterm_to_the_whole_process_group_stops_with_a_checkpoint(home, shards
 
 def test_a_run_killed_with_sigkill_resumes_onto_the_same_curve(home, shards, tmp_path):
     settings = ["--set", "optim.steps=8", "--set", "run.checkpoint_every=2"]
-    _finish(_pear_train(_run_args(shards, tmp_path / "whole", *settings), home))
+    finish(run_pear_train(_run_args(shards, tmp_path / "whole", *settings), home))
     parts = tmp_path / "parts"
-    process = _pear_train(_run_args(shards, parts, *settings), home)
+    process = run_pear_train(_run_args(shards, parts, *settings), home)
     state = parts / "checkpoint" / "training_state.pt"
-    _wait_for(state, process)
+    wait_for_checkpoint(state, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     import torch
 
     assert torch.load(state, weights_only=False)["step"] < 8  # killed mid-run
-    _finish(_pear_train(_run_args(shards, parts, *settings, "--resume"), home))
-    whole, resumed = _losses(tmp_path / "whole"), _losses(parts)
+    finish(run_pear_train(_run_args(shards, parts, *settings, "--resume"), home))
+    whole, resumed = logged_losses(tmp_path / "whole"), logged_losses(parts)
     assert sorted(resumed) == list(range(1, 9))
     with open(parts / "log.csv") as handle:  # the steps redone after the checkpoint: once
         logged = [int(row["step"]) for row in csv.DictReader(handle) if row.get("loss")]

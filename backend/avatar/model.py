@@ -9,7 +9,8 @@ Two kinds of Gaussians, all rigged to triangles (``rigging.py``):
   U-Net that fills in the unseen texels, and a per-texel head that also moves the Gaussian off
   the surface.
 Splatted with the target body (``renderer.gaussians``) they give a latent image whose first
-three channels are colour; a U-Net refiner turns it into the final image.
+three channels are colour; a U-Net refiner corrects those colours from the whole latent image
+(GUAVA's refiner paints the image from the latent alone; a correction trains faster).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ class GaussianAvatar(nn.Module):
         self.uv_head = nn.Sequential(nn.Conv2d(64 + 16, 64, 1), nn.SiLU(),
                                      nn.Conv2d(64, ATTRIBUTES + c.latent, 1))
         self.refiner = UNet(c.latent + 1, 3, c.width, c.depth)
-        for head in (self.template_head[-1], self.uv_head[-1]):  # start near the biases
+        # Start near the biases: grey, half-opaque Gaussians, and a refiner that passes the
+        # splatted colours through.
+        for head in (self.template_head[-1], self.uv_head[-1], self.refiner.out):
             nn.init.normal_(head.weight, std=1e-3)
             nn.init.zeros_(head.bias)
 
@@ -116,8 +119,11 @@ class GaussianAvatar(nn.Module):
         latent, alpha = rasterize(means, quats, scales, avatar.opacities, avatar.colors,
                                   viewmats, K.to(means.dtype), width, height)
         latent, alpha = latent.permute(0, 3, 1, 2), alpha.permute(0, 3, 1, 2)
-        refined = torch.sigmoid(self.refiner(torch.cat([latent, alpha], 1)))
-        return Rendering(refined, latent[:, :3], alpha)
+        # The refiner corrects the splatted colours (in logits), rather than painting anew.
+        raw = latent[:, :3]
+        correction = self.refiner(torch.cat([latent, alpha], 1))
+        refined = torch.sigmoid(torch.logit(raw.clamp(1e-3, 1 - 1e-3)) + correction)
+        return Rendering(refined, raw, alpha)
 
     def _uv_gaussians(self, image, features, identity, vertices, K) -> torch.Tensor:
         """(B, T, attributes) of the texels: what the source shows of each, inpainted."""

@@ -1,5 +1,6 @@
 """Self-reenactment on held-out pairs: the avatar built from each source renders its target,
-scored by PSNR and SSIM against the truth, beside two baselines on the same pairs: the target
+scored by PSNR and SSIM against the truth (the refined image, and the splatted colours
+before the refiner: ``avatar_raw``), beside two baselines on the same pairs: the target
 mesh painted with the colours the source image shows at each vertex (unseen vertices take the
 mean seen colour), and the mean target image. LPIPS is not reported: its weights are not
 available here."""
@@ -18,8 +19,6 @@ from backend.renderer import mesh_raster
 from .batch import collate_pairs
 from .train import posed_vertices
 
-METHODS = ("avatar", "projected_colours", "mean_image")
-
 
 @torch.no_grad()
 def evaluate_renderer(avatar: GaussianAvatar, asset: Asset, pairs, count: int = 64,
@@ -29,7 +28,7 @@ def evaluate_renderer(avatar: GaussianAvatar, asset: Asset, pairs, count: int = 
     body = BodyModel(asset)
     faces = avatar.faces
     count = min(count, len(pairs))
-    truths, renders = [], {"avatar": [], "projected_colours": []}
+    truths, renders = [], {"avatar": [], "avatar_raw": [], "projected_colours": []}
     for first in range(0, count, batch_size):
         batch = collate_pairs([pairs[i] for i in range(first, min(first + batch_size, count))])
         source = posed_vertices(body, batch.source)
@@ -41,6 +40,7 @@ def evaluate_renderer(avatar: GaussianAvatar, asset: Asset, pairs, count: int = 
                                       batch.target.K, faces, height, width)
         truths.append(batch.target.image)
         renders["avatar"].append(rendering.image.clamp(0, 1))
+        renders["avatar_raw"].append(rendering.raw.clamp(0, 1))
         renders["projected_colours"].append(projected)
         if sheet is not None:
             for k in range(len(batch)):

@@ -1,0 +1,138 @@
+"""Training the avatar renderer: the losses, an overfit on one pair, the command line (run,
+resume onto the same curve, evaluation beside the baselines), and bad input named."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from backend.avatar.checkpoint import build_avatar, load_avatar
+from backend.avatar.model import Avatar, Rendering
+from backend.body.model import BodyModel
+from backend.mocap.poses import RangePoses
+from training.avatar.batch import PARTS, collate_pairs
+from training.avatar.config import AvatarLossConfig, RendererTrainConfig
+from training.avatar.evaluate import evaluate_renderer
+from training.avatar.losses import avatar_loss, crop, perceptual_loss
+from training.avatar.train import train_renderer
+from training.config import CONFIG_DIR, load_config
+from training.data.pairs import PairGenerator, ShardPairs
+from training.data.shards import Manifest, write_shards
+from training.data.synth import GENERATOR_VERSION
+
+from .run_support import finish, logged_losses, run_pear_train, wait_for_checkpoint
+
+SMOKE = CONFIG_DIR / "renderer_smoke.toml"
+
+
+@pytest.fixture(scope="module")
+def pairs_folder(open_asset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pairs")
+    manifest = Manifest(open_asset.asset_id, open_asset.spec_hash, 2, "train", 4, 4, "ranges",
+                        GENERATOR_VERSION, 90.0, pairs=True)
+    write_shards(folder, manifest, partial(PairGenerator, open_asset,
+                                           RangePoses(BodyModel(open_asset).double()), 2,
+                                           "train", 90.0))
+    return folder
+
+
+def test_losses_vanish_at_the_truth_and_limits_hold(pairs_folder):
+    batch = collate_pairs([ShardPairs(pairs_folder)[0]])
+    assert batch.has_box.any()  # the target shows a face or a hand
+    truth = batch.target.image
+    count = 10
+    inside = Avatar(torch.ones(1, count, 3), torch.tensor([[1.0, 0, 0, 0]]).repeat(1, count, 1),
+                    torch.full((1, count, 3), 0.5), torch.ones(1, count),
+                    torch.zeros(1, count, 8))
+    perfect = Rendering(truth, truth, batch.target.alpha)
+    losses = avatar_loss(perfect, inside, batch, AvatarLossConfig(), perceptual_loss())
+    assert float(losses.total) == pytest.approx(0.0, abs=1e-5)
+    assert {f"refined_{part}_l1" for part, has in zip(PARTS, batch.has_box[0], strict=True)
+            if has} <= set(losses.terms)
+    outside = Avatar(torch.full((1, count, 3), 4.0), inside.quats, torch.full((1, count, 3), 2.0),
+                     inside.opacities, inside.colors)
+    far = avatar_loss(perfect, outside, batch, AvatarLossConfig(), perceptual_loss())
+    assert far.terms["position"] > 0 and far.terms["scale"] > 0
+    blurred = Rendering(torch.zeros_like(truth), truth, batch.target.alpha)
+    assert avatar_loss(blurred, inside, batch, AvatarLossConfig(), perceptual_loss()).total > 0.1
+
+
+def test_crop_resamples_a_box():
+    image = torch.arange(64.0).reshape(1, 1, 8, 8)
+    whole = crop(image, torch.tensor([[0.0, 0.0, 8.0, 8.0]]), 8)
+    torch.testing.assert_close(whole, image)
+    # Each output pixel samples the centre of its quarter: the mean of a 2x2 block of pixels.
+    corner = crop(image, torch.tensor([[0.0, 0.0, 4.0, 4.0]]), 2)
+    torch.testing.assert_close(corner[0, 0], torch.tensor([[4.5, 6.5], [20.5, 22.5]]))
+
+
+def test_the_renderer_learns_one_pair(open_asset, pairs_folder, tmp_path):
+    """An overfit: PSNR on the pair rises by at least 10 dB."""
+    pairs = ShardPairs(pairs_folder)
+    one = [pairs[0]]
+    config = load_config(SMOKE, ["optim.steps=100", "optim.lr=3e-3", f"run.out='{tmp_path}'",
+                                 "run.log_every=100", "run.checkpoint_every=100"],
+                         RendererTrainConfig)
+    torch.manual_seed(0)
+    before = evaluate_renderer(build_avatar(config.model, open_asset), open_asset, one, 1)
+    summary = train_renderer(config, open_asset, one)
+    after = evaluate_renderer(load_avatar(summary.checkpoint, open_asset), open_asset, one, 1)
+    assert after["avatar"]["psnr"] >= before["avatar"]["psnr"] + 10, (before, after)
+    assert after["avatar"]["psnr"] > after["projected_colours"]["psnr"]
+
+
+def _renderer_args(pairs_folder, out, *extra):
+    return ["renderer", "--config", str(SMOKE), "--set", f"data.train=['{pairs_folder}']",
+            "--set", f"run.out='{out}'", *extra]
+
+
+def test_a_renderer_run_killed_with_sigkill_resumes_onto_the_same_curve(
+        server_home, pairs_folder, tmp_path):
+    settings = ["--set", "optim.steps=6", "--set", "run.checkpoint_every=2"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    finish(run_pear_train(_renderer_args(pairs_folder, whole, *settings), server_home))
+    header = (whole / "log.csv").read_text().splitlines()[0]
+    assert "refined_ssim" in header and "lpips" not in header  # the stand-in, named
+    process = run_pear_train(_renderer_args(pairs_folder, parts, *settings), server_home)
+    state = parts / "checkpoint" / "training_state.pt"
+    wait_for_checkpoint(state, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert torch.load(state, weights_only=False)["step"] < 6  # killed mid-run
+    finish(run_pear_train(_renderer_args(pairs_folder, parts, *settings, "--resume"),
+                          server_home))
+    expected, resumed = logged_losses(whole), logged_losses(parts)
+    assert sorted(resumed) == list(range(1, 7))
+    for step in expected:
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-5), step
+
+
+def test_renderer_eval_command_and_bad_checkpoints(server_home, monkeypatch, pairs_folder,
+                                                   tmp_path, capsys):
+    from training.cli import main
+
+    monkeypatch.setenv("PEAR_HOME", str(server_home))
+    out = tmp_path / "run"
+    assert main(_renderer_args(pairs_folder, out, "--set", "optim.steps=2")) == 0
+    capsys.readouterr()
+    sheet = tmp_path / "sheet.png"
+    assert main(["renderer-eval", "--checkpoint", str(out / "checkpoint"), "--data",
+                 str(pairs_folder), "--json", "--sheet", str(sheet)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"avatar", "avatar_raw", "projected_colours", "mean_image"}
+    assert result["avatar"]["pairs"] == 2 and np.isfinite(result["avatar"]["psnr"])
+    assert sheet.stat().st_size > 1000
+    assert main(["renderer-eval", "--checkpoint", str(tmp_path / "none"), "--data",
+                 str(pairs_folder)]) == 3
+    assert "no renderer checkpoint" in capsys.readouterr().err
+    config = out / "checkpoint" / "config.json"
+    config.write_text(config.read_text().replace('"spec_hash": "', '"spec_hash": "x'))
+    assert main(["renderer-eval", "--checkpoint", str(out / "checkpoint"), "--data",
+                 str(pairs_folder)]) == 3
+    assert "was trained on body model" in capsys.readouterr().err
