@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,17 @@ def wait_for_checkpoint(state: Path, process: subprocess.Popen) -> None:
     while not state.is_file() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     assert state.is_file(), "no checkpoint appeared"
+
+
+def kill_after_first_checkpoint(out: Path, process: subprocess.Popen) -> int:
+    """SIGKILL the run once its first checkpoint is written; the step that checkpoint holds."""
+    import torch
+
+    state = out / "checkpoint" / "training_state.pt"
+    wait_for_checkpoint(state, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return torch.load(state, weights_only=False)["step"]
 
 
 def finish(process: subprocess.Popen) -> None:

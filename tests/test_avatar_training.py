@@ -4,8 +4,6 @@ resume onto the same curve, evaluation beside the baselines), and bad input name
 from __future__ import annotations
 
 import json
-import os
-import signal
 from functools import partial
 
 import numpy as np
@@ -26,7 +24,7 @@ from training.data.pairs import PairGenerator, ShardPairs
 from training.data.shards import Manifest, write_shards
 from training.data.synth import GENERATOR_VERSION
 
-from .run_support import finish, logged_losses, run_pear_train, wait_for_checkpoint
+from .run_support import finish, kill_after_first_checkpoint, logged_losses, run_pear_train
 
 SMOKE = CONFIG_DIR / "renderer_smoke.toml"
 
@@ -100,11 +98,7 @@ def test_a_renderer_run_killed_with_sigkill_resumes_onto_the_same_curve(
     header = (whole / "log.csv").read_text().splitlines()[0]
     assert "refined_ssim" in header and "lpips" not in header  # the stand-in, named
     process = run_pear_train(_renderer_args(pairs_folder, parts, *settings), server_home)
-    state = parts / "checkpoint" / "training_state.pt"
-    wait_for_checkpoint(state, process)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert torch.load(state, weights_only=False)["step"] < 6  # killed mid-run
+    assert kill_after_first_checkpoint(parts, process) < 6  # killed mid-run
     finish(run_pear_train(_renderer_args(pairs_folder, parts, *settings, "--resume"),
                           server_home))
     expected, resumed = logged_losses(whole), logged_losses(parts)

@@ -15,7 +15,13 @@ import pytest
 from training.cli import main as pear_train
 from training.config import CONFIG_DIR
 
-from .run_support import finish, logged_losses, run_pear_train, wait_for_checkpoint
+from .run_support import (
+    finish,
+    kill_after_first_checkpoint,
+    logged_losses,
+    run_pear_train,
+    wait_for_checkpoint,
+)
 
 SMOKE = str(CONFIG_DIR / "smoke.toml")
 
@@ -123,13 +129,7 @@ def test_a_run_killed_with_sigkill_resumes_onto_the_same_curve(home, shards, tmp
     finish(run_pear_train(_run_args(shards, tmp_path / "whole", *settings), home))
     parts = tmp_path / "parts"
     process = run_pear_train(_run_args(shards, parts, *settings), home)
-    state = parts / "checkpoint" / "training_state.pt"
-    wait_for_checkpoint(state, process)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    import torch
-
-    assert torch.load(state, weights_only=False)["step"] < 8  # killed mid-run
+    assert kill_after_first_checkpoint(parts, process) < 8  # killed mid-run
     finish(run_pear_train(_run_args(shards, parts, *settings, "--resume"), home))
     whole, resumed = logged_losses(tmp_path / "whole"), logged_losses(parts)
     assert sorted(resumed) == list(range(1, 9))
