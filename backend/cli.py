@@ -155,6 +155,8 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.server import run_server_bench as run
     elif args.target == "regressor":
         from .bench.regressor import run_regressor_bench as run
+    elif args.target == "renderer":
+        from .bench.renderer import run_renderer_bench as run
     else:
         from .bench.tracker import run_tracker_bench as run
 
@@ -359,13 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument("target", choices=["ehm", "open-model", "tracker", "server", "blender",
-                                          "regressor"],
+                                          "regressor", "renderer"],
                        help="ehm: body-model forward vs the smplx package; open-model: build, "
                        "load, speed and anny equivalence of the free default asset; tracker: "
                        "speed and accuracy on a 300-frame synthetic clip; server: served vs "
                        "in-process frames/s on the tracker path, and with 1, 4, 8 clients; "
                        "blender: keyframing 300 frames, and bake frames/s; regressor: PEAR "
-                       "network img/s (torch, ONNX Runtime) against the matmul roofline")
+                       "network img/s (torch, ONNX Runtime) against the matmul roofline; "
+                       "renderer: Gaussian rasterizer and avatar network ms, and the "
+                       "rasterizer over its brute-force reference")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
     bench.add_argument("--repeats", type=int,
                        help="timed runs per measurement (default: 20; the tracker: 1 fit)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def backend(*args: str, home) -> subprocess.CompletedProcess:
@@ -20,7 +21,7 @@ def backend(*args: str, home) -> subprocess.CompletedProcess:
 # than read from the parser, so a command missing from the help fails the test.
 COMMANDS = {
     "models": ("install", "build-open", "preview", "list"), "priors": ("train", "show"),
-    "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor"),
+    "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor", "renderer"),
     "fit": (), "bake": (), "people": (), "eval": ("coco-wholebody",), "serve": (),
     "keys": ("generate",), "demo": (),
 }
@@ -160,6 +161,19 @@ def test_build_open_then_list_and_preview(tmp_path):
     assert image.size == (6 * 320, 480)
     histogram = image.histogram()
     assert sum(histogram[:200]) > 0.05 * sum(histogram)  # a drawn body, not a blank sheet
+
+
+@pytest.mark.slow
+def test_bench_renderer_prints_one_json_object(tmp_path):
+    result = backend("bench", "renderer", "--json", "--repeats", "1", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["gaussians"] > 10_000 and set(data["raster_ms"]) == {"16", "32"}
+    assert data["raster_fwd_bwd_ms"] > data["raster_ms"]["32"] > 0
+    assert data["avatar_build_ms"] > 0 and data["render_ms"] > 0
+    assert data["reference_speedup"] > 1
+    if not torch.cuda.is_available():
+        assert data["cuda_raster_ms"] is None and data["cuda_gsplat_raster_ms"] is None
 
 
 @pytest.mark.slow
