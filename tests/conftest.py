@@ -137,3 +137,22 @@ def two_people_frames(open_asset) -> list:
                                torch.tensor([[0.0, 0.15, depth]]).expand(6, 3).double(),
                                DEMO_FOCAL, (360, 640), colors) for depth in (3.4, 4.6))
     return [np.concatenate([a, np.flip(b, 1)], axis=1) for a, b in zip(near, far, strict=True)]
+
+
+@pytest.fixture(scope="session")
+def pairs_folder(open_asset, tmp_path_factory):
+    """Two avatar training pairs (``pear-train synth --pairs``) of the test asset."""
+    from functools import partial
+
+    from backend.mocap.poses import RangePoses
+    from training.data.pairs import PairGenerator
+    from training.data.shards import Manifest, write_shards
+    from training.data.synth import GENERATOR_VERSION
+
+    folder = tmp_path_factory.mktemp("pairs")
+    manifest = Manifest(open_asset.asset_id, open_asset.spec_hash, 2, "train", 4, 4, "ranges",
+                        GENERATOR_VERSION, 90.0, pairs=True)
+    write_shards(folder, manifest, partial(PairGenerator, open_asset,
+                                           RangePoses(BodyModel(open_asset).double()), 2,
+                                           "train", 90.0))
+    return folder

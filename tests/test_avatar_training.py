@@ -4,7 +4,6 @@ resume onto the same curve, evaluation beside the baselines), and bad input name
 from __future__ import annotations
 
 import json
-from functools import partial
 
 import numpy as np
 import pytest
@@ -12,32 +11,17 @@ import torch
 
 from backend.avatar.checkpoint import build_avatar, load_avatar
 from backend.avatar.model import Avatar, Rendering
-from backend.body.model import BodyModel
-from backend.mocap.poses import RangePoses
 from training.avatar.batch import PARTS, collate_pairs
 from training.avatar.config import AvatarLossConfig, RendererTrainConfig
 from training.avatar.evaluate import evaluate_renderer
 from training.avatar.losses import avatar_loss, crop, perceptual_loss
 from training.avatar.train import train_renderer
 from training.config import CONFIG_DIR, load_config
-from training.data.pairs import PairGenerator, ShardPairs
-from training.data.shards import Manifest, write_shards
-from training.data.synth import GENERATOR_VERSION
+from training.data.pairs import ShardPairs
 
 from .run_support import finish, kill_after_first_checkpoint, logged_losses, run_pear_train
 
 SMOKE = CONFIG_DIR / "renderer_smoke.toml"
-
-
-@pytest.fixture(scope="module")
-def pairs_folder(open_asset, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pairs")
-    manifest = Manifest(open_asset.asset_id, open_asset.spec_hash, 2, "train", 4, 4, "ranges",
-                        GENERATOR_VERSION, 90.0, pairs=True)
-    write_shards(folder, manifest, partial(PairGenerator, open_asset,
-                                           RangePoses(BodyModel(open_asset).double()), 2,
-                                           "train", 90.0))
-    return folder
 
 
 def test_losses_vanish_at_the_truth_and_limits_hold(pairs_folder):

@@ -64,8 +64,9 @@ def restore_run(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Opt
     model.load_state_dict(load_file(str(folder / WEIGHTS)))
     if (auxiliary is None) != (state.get("auxiliary") is None):
         raise TrainingDataError(f"{folder}: the checkpoint was written "
-                                f"{'without' if auxiliary is not None else 'with'} the heatmap "
-                                "head; resume with the run's own loss.heatmaps setting")
+                                f"{'without' if auxiliary is not None else 'with'} training-only "
+                                "modules (stage 1's heatmap head); resume with the run's own "
+                                "loss.heatmaps setting")
     if auxiliary is not None:
         auxiliary.load_state_dict(state["auxiliary"])
     optimizer.load_state_dict(state["optimizer"])

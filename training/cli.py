@@ -25,6 +25,16 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one field, e.g. --set optim.lr=1e-4 (repeatable)")
 
 
+def _add_run_command(commands, name: str, handler, help_text: str) -> argparse.ArgumentParser:
+    """A training command: a config file, --set overrides, --resume."""
+    parser = commands.add_parser(name, help=help_text)
+    _add_config_arguments(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last checkpoint in run.out")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def _config(args: argparse.Namespace) -> int:
     print(as_json(load_config(args.config, args.set)))
     return 0
@@ -105,6 +115,18 @@ def _renderer(args: argparse.Namespace) -> int:
     print(f"{state} at step {summary.steps}; loss {summary.last_loss:.4f}; "
           f"{summary.images / summary.seconds:.2f} pairs/s on this process; checkpoint "
           f"{summary.checkpoint}")
+    return 0
+
+
+def _stage2(args: argparse.Namespace) -> int:
+    from .avatar.stage2 import run_stage2
+    from .avatar.stage2_config import Stage2Config
+
+    summary = run_stage2(load_config(args.config, args.set, Stage2Config), resume=args.resume)
+    state = "stopped by a signal" if summary.stopped_early else "done"
+    print(f"{state} at step {summary.steps}; loss {summary.last_loss:.4f}; "
+          f"{summary.images / summary.seconds:.2f} pairs/s on this process; checkpoint "
+          f"{summary.checkpoint} (the regressor; the renderer in its renderer/ folder)")
     return 0
 
 
@@ -232,24 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "poses, expressions and shots; the first facing the camera more)")
     synth.set_defaults(handler=_synth)
 
-    stage1 = commands.add_parser("stage1", help="train the regressor on parameters and "
-                                 "keypoints (PEAR Eq. 1-3); under torchrun for many GPUs")
-    _add_config_arguments(stage1)
-    stage1.add_argument("--resume", action="store_true",
-                        help="continue from the last checkpoint in run.out")
+    stage1 = _add_run_command(commands, "stage1", _stage1,
+                              "train the regressor on parameters and keypoints (PEAR Eq. 1-3); "
+                              "under torchrun for many GPUs")
     stage1.add_argument("--install", action="store_true",
                         help="then put the weights where `backend fit --estimator regressor` "
                         "looks ($PEAR_HOME/checkpoints/<asset>)")
-    stage1.set_defaults(handler=_stage1)
 
-    renderer = commands.add_parser(
-        "renderer", help="train the Gaussian avatar renderer on pairs from `synth --pairs` "
-        "(GUAVA's losses; SSIM stands in for LPIPS without local weights); under torchrun for "
-        "many GPUs")
-    _add_config_arguments(renderer)
-    renderer.add_argument("--resume", action="store_true",
-                          help="continue from the last checkpoint in run.out")
-    renderer.set_defaults(handler=_renderer)
+    _add_run_command(commands, "renderer", _renderer,
+                     "train the Gaussian avatar renderer on pairs from `synth --pairs` "
+                     "(GUAVA's losses; SSIM stands in for LPIPS without local weights); under "
+                     "torchrun for many GPUs")
+    _add_run_command(commands, "stage2", _stage2,
+                     "train the regressor and the renderer together on pairs (PEAR Eq. 5-7: the "
+                     "target rendered from the source's avatar, L1 + perceptual, stage 1's "
+                     "losses kept); starts from joint.stage1_checkpoint and "
+                     "joint.renderer_checkpoint")
 
     renderer_eval = commands.add_parser(
         "renderer-eval", help="a renderer checkpoint's self-reenactment on held-out pairs "

@@ -10,11 +10,9 @@ A loss that is not finite stops the run naming the step and the batch's samples.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -37,24 +35,9 @@ from .data.loader import Prepare, SampleSource, batches, keypoint_sizes
 from .errors import TrainingDataError, TrainingDiverged
 from .forward import JOINTS, predict
 from .heatmaps import HeatmapHead
-from .logs import RunLog
 from .losses import compute_loss
 from .optim import build_optimizer
-
-
-@dataclass
-class RunSummary:
-    steps: int  # steps done in all (including those before a resume)
-    stopped_early: bool  # a signal asked the run to stop
-    last_loss: float
-    checkpoint: Path | None
-    seconds: float
-    compute_s: float  # forward, backward and optimizer step; the rest is the trainer's
-    images: int  # images this process trained on in this call
-
-    @property
-    def overhead_fraction(self) -> float:
-        return 1 - self.compute_s / self.seconds if self.seconds else 0.0
+from .run_loop import RunLoop, RunSummary
 
 
 def build_network(config: TrainConfig, asset: Asset) -> PearRegressor:
@@ -94,26 +77,6 @@ def build_trained_modules(config: TrainConfig, asset: Asset) -> TrainedModules:
     return TrainedModules(network, heatmaps)
 
 
-class StopRequest:
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint after the step in progress."""
-
-    def __init__(self):
-        self.asked = False
-        self._previous = {}
-
-    def __enter__(self) -> StopRequest:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._ask)
-        return self
-
-    def _ask(self, *_) -> None:
-        self.asked = True
-
-    def __exit__(self, *_) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def train(config: TrainConfig, asset: Asset, source: SampleSource,
           prepare: Prepare | None = None, resume: bool = False,
           validate: Callable[[PearRegressor, int], dict[str, float]] | None = None
@@ -139,13 +102,9 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
                if world.size > 1 else modules)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                 if world.device.type == "cuda" and config.optim.bf16_on_cuda else nullcontext())
-    log = RunLog(out, config.optim.steps, start) if world.main else None
     stream = batches(source, asset, config.optim.batch_size, config.run.seed, start,
                      config.optim.steps, world.size, world.rank, prepare, config.data.workers)
-    began, compute_s, images, loss_value = time.perf_counter(), 0.0, 0, float("nan")
-    step, saved = start, checkpoint
-    with StopRequest() as stop:
-        window_start, window_images = time.perf_counter(), 0
+    with RunLoop(out, config.run, config.optim.steps, world, start, checkpoint) as loop:
         for batch in stream:
             batch = batch.to(world.device)
             compute_start = time.perf_counter()
@@ -155,49 +114,32 @@ def train(config: TrainConfig, asset: Asset, source: SampleSource,
                                   config.loss, heatmaps)
             loss = losses.total
             if not torch.isfinite(loss):
-                _diverged(step, losses, batch, saved)
+                _diverged(loop, losses, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(modules.parameters(), config.optim.grad_clip)
             if not torch.isfinite(norm):  # stop before the step spreads it into the weights
-                _diverged(step, losses, batch, saved, "gradient")
+                _diverged(loop, losses, batch, "gradient")
             optimizer.step()
             schedule.step()
-            compute_s += time.perf_counter() - compute_start
-            step += 1
-            images += len(batch)
-            window_images += len(batch)
-            loss_value = float(distributed.mean_over_ranks(loss.detach(), world))
-            if log is not None and (step % config.run.log_every == 0
-                                    or step == config.optim.steps):
-                rate = window_images * world.size / (time.perf_counter() - window_start)
-                log.step(step, {"loss": loss_value, **losses.terms(),
-                                "lr": schedule.get_last_lr()[0]}, rate)
-                window_start, window_images = time.perf_counter(), 0
-            if validate is not None and world.main and step % config.run.val_every == 0:
+            loop.stepped(len(batch), float(distributed.mean_over_ranks(loss.detach(), world)),
+                         losses.terms(), schedule.get_last_lr()[0],
+                         time.perf_counter() - compute_start)
+            if validate is not None and loop.validation_due():
                 network.eval()
-                log.validation(step, validate(network, step))
+                loop.validated(validate(network, loop.step))
                 network.train()
-            if (step % config.run.checkpoint_every == 0 or step == config.optim.steps
-                    or stop.asked):
-                if world.main:
-                    saved = save_run_checkpoint(
-                        out / "checkpoint", partial(save_checkpoint, network, asset), optimizer,
-                        schedule, step, config.to_dict(), modules.heatmaps)
-                distributed.barrier(world)
-            if stop.asked:
+            loop.save_if_due(lambda: save_run_checkpoint(
+                out / "checkpoint", partial(save_checkpoint, network, asset), optimizer,
+                schedule, loop.step, config.to_dict(), modules.heatmaps))
+            if loop.stopping:
                 break
-    if log is not None:
-        log.note(f"{'stopped' if stop.asked else 'finished'} at step {step}; checkpoint: "
-                 f"{saved}")
-        log.close()
+    summary = loop.finish()
     distributed.leave()
-    return RunSummary(step, stop.asked, loss_value, saved, time.perf_counter() - began,
-                      compute_s, images)
+    return summary
 
 
-def _diverged(step: int, losses, batch: Batch, saved: Path | None, what: str = "loss"
-              ) -> None:
+def _diverged(loop: RunLoop, losses, batch: Batch, what: str = "loss") -> None:
     """Stop the run naming the step, the loss terms and the samples that are not finite (a
     gradient that is not finite comes from a finite loss: then all the batch's samples)."""
     bad = {name: float(value.detach().mean()) for name, value in losses.per_sample.items()
@@ -205,9 +147,10 @@ def _diverged(step: int, losses, batch: Batch, saved: Path | None, what: str = "
     samples = [batch.ids[i] for i in range(len(batch))
                if not all(torch.isfinite(v[i]) for v in losses.per_sample.values())]
     raise TrainingDiverged(
-        f"the {what} is not finite at step {step + 1} (terms {sorted(bad) or 'all finite'}; "
-        f"samples {(samples or batch.ids)[:8]}); the last good checkpoint is "
-        f"{saved or 'none (none was written yet)'}: check those samples, lower optim.lr, then "
+        f"the {what} is not finite at step {loop.step + 1} (terms {sorted(bad) or 'all finite'}"
+        f"; samples {(samples or batch.ids)[:8]}); the last good checkpoint is "
+        f"{loop.checkpoint or 'none (none was written yet)'}: check those samples, lower "
+        "optim.lr, then "
         "resume with --resume")
 
 

@@ -23,10 +23,9 @@ from .. import distributed
 from ..checkpointing import latest_checkpoint, restore_run, save_run_checkpoint
 from ..data.loader import ordered_batches
 from ..errors import TrainingDataError, TrainingDiverged
-from ..logs import RunLog
 from ..optim import build_optimizer
-from ..stage1 import RunSummary, StopRequest
-from .batch import PairBatch, View, collate_pairs
+from ..run_loop import RunLoop, RunSummary
+from .batch import View, collate_pairs
 from .config import RendererTrainConfig
 from .losses import avatar_loss, perceptual_loss
 
@@ -55,18 +54,13 @@ def train_renderer(config: RendererTrainConfig, asset: Asset, source, resume: bo
     trained = (DistributedDataParallel(avatar, device_ids=[world.device.index]
                                        if world.device.type == "cuda" else None)
                if world.size > 1 else avatar)
-    log = RunLog(out, config.optim.steps, start) if world.main else None
-    if log is not None:
-        log.note(f"perceptual term: {perceptual.name}"
-                 + (" (standing in for LPIPS: no loss.lpips_weights)"
-                    if perceptual.name == "ssim" else ""))
     stream = ordered_batches(source, config.optim.batch_size, config.run.seed, start,
                              config.optim.steps, collate_pairs, world.size, world.rank,
                              workers=config.data.workers)
-    began, compute_s, images, loss_value = time.perf_counter(), 0.0, 0, float("nan")
-    step = start
-    with StopRequest() as stop:
-        window_start, window_images = time.perf_counter(), 0
+    with RunLoop(out, config.run, config.optim.steps, world, start, saved) as loop:
+        loop.note(f"perceptual term: {perceptual.name}" + (
+            " (standing in for LPIPS: no loss.lpips_weights)" if perceptual.name == "ssim"
+            else ""))
         for batch in stream:
             batch = batch.to(world.device)
             compute_start = time.perf_counter()
@@ -77,52 +71,37 @@ def train_renderer(config: RendererTrainConfig, asset: Asset, source, resume: bo
                                            target_vertices, batch.target.K)
             losses = avatar_loss(rendering, gaussians, batch, config.loss, perceptual)
             if not torch.isfinite(losses.total):
-                _diverged(step, "loss", batch, saved)
+                diverged(loop, "loss", batch.ids)
             optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
             norm = torch.nn.utils.clip_grad_norm_(avatar.parameters(), config.optim.grad_clip)
             if not torch.isfinite(norm):
-                _diverged(step, "gradient", batch, saved)
+                diverged(loop, "gradient", batch.ids)
             optimizer.step()
             schedule.step()
-            compute_s += time.perf_counter() - compute_start
-            step += 1
-            images += len(batch)
-            window_images += len(batch)
-            loss_value = float(distributed.mean_over_ranks(losses.total.detach(), world))
-            if log is not None and (step % config.run.log_every == 0
-                                    or step == config.optim.steps):
-                rate = window_images * world.size / (time.perf_counter() - window_start)
-                log.step(step, {"loss": loss_value, **losses.logged(),
-                                "lr": schedule.get_last_lr()[0]}, rate)
-                window_start, window_images = time.perf_counter(), 0
-            if validate is not None and world.main and step % config.run.val_every == 0:
+            loop.stepped(len(batch),
+                         float(distributed.mean_over_ranks(losses.total.detach(), world)),
+                         losses.logged(), schedule.get_last_lr()[0],
+                         time.perf_counter() - compute_start)
+            if validate is not None and loop.validation_due():
                 avatar.eval()
-                log.validation(step, validate(avatar, step))
+                loop.validated(validate(avatar, loop.step))
                 avatar.train()
-            if (step % config.run.checkpoint_every == 0 or step == config.optim.steps
-                    or stop.asked):
-                if world.main:
-                    saved = save_run_checkpoint(out / "checkpoint",
-                                                partial(save_avatar, avatar, asset), optimizer,
-                                                schedule, step, config.to_dict())
-                distributed.barrier(world)
-            if stop.asked:
+            loop.save_if_due(lambda: save_run_checkpoint(
+                out / "checkpoint", partial(save_avatar, avatar, asset), optimizer, schedule,
+                loop.step, config.to_dict()))
+            if loop.stopping:
                 break
-    if log is not None:
-        log.note(f"{'stopped' if stop.asked else 'finished'} at step {step}; checkpoint: "
-                 f"{saved}")
-        log.close()
+    summary = loop.finish()
     distributed.leave()
-    return RunSummary(step, stop.asked, loss_value, saved, time.perf_counter() - began,
-                      compute_s, images)
+    return summary
 
 
-def _diverged(step: int, what: str, batch: PairBatch, saved: Path | None) -> None:
+def diverged(loop: RunLoop, what: str, ids: list[str]) -> None:
     raise TrainingDiverged(
-        f"the {what} is not finite at step {step + 1} (pairs {batch.ids[:8]}); the last good "
-        f"checkpoint is {saved or 'none (none was written yet)'}: check those pairs, lower "
-        "optim.lr, then resume with --resume")
+        f"the {what} is not finite at step {loop.step + 1} (pairs {ids[:8]}); the last good "
+        f"checkpoint is {loop.checkpoint or 'none (none was written yet)'}: check those "
+        "pairs, lower optim.lr, then resume with --resume")
 
 
 def run_renderer(config: RendererTrainConfig, resume: bool = False) -> RunSummary:
