@@ -238,6 +238,15 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _avatar(args: argparse.Namespace) -> int:
+    from .pipeline.avatar_video import avatar_video
+
+    done = avatar_video(args.source, args.motion, args.out, _load_asset(args.asset),
+                        args.checkpoint, args.side_by_side, _progress_bar)
+    print(f"wrote {done['out']} ({done['frames']} frames)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .pipeline.demo import run_demo
 
@@ -487,6 +496,21 @@ def build_parser() -> argparse.ArgumentParser:
     generate = keys_commands.add_parser("generate", help="make server and client key pairs")
     generate.add_argument("directory", type=Path)
     generate.set_defaults(handler=_keys_generate)
+
+    avatar = commands.add_parser(
+        "avatar", help="the person in one image, animated by a recovered motion: a Gaussian "
+        "avatar rendered into a video (needs a trained renderer: docs/avatar.md)")
+    avatar.add_argument("source", metavar="SOURCE_IMAGE", help="an image showing the person")
+    avatar.add_argument("--motion", required=True, metavar="RESULT.npz",
+                        help="a `backend fit` result file whose motion drives the avatar")
+    avatar.add_argument("--out", required=True, metavar="OUT.mp4", help="the video to write")
+    avatar.add_argument("--checkpoint", metavar="DIR",
+                        help="the renderer (default: $PEAR_HOME/checkpoints/<asset>/renderer)")
+    avatar.add_argument("--side-by-side", action="store_true",
+                        help="put the motion's footage, cropped the same way, beside the avatar")
+    avatar.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                        help="body model (default: %(default)s)")
+    avatar.set_defaults(handler=_avatar)
 
     demo = commands.add_parser("demo", help="run the deepest end-to-end path on built-in data")
     demo.add_argument("--out", default="out/demo", help="output folder (default out/demo)")

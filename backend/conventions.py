@@ -28,3 +28,7 @@ DEFAULT_SERVER_ADDRESS = "tcp://127.0.0.1:5555"
 # facing, whether a person is in view).
 KEYPOINT_SEEN = 0.3
 KEYPOINT_CONFIDENT = 0.5
+
+# A person's own parameters, the same in every frame of them (the rest is the frame's pose,
+# expression and camera): what an avatar keeps from its source image (PEAR Eq. 6).
+PERSON_PARAMS = ("betas", "shape", "head_scale", "joints_offset")

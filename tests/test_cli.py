@@ -23,7 +23,7 @@ COMMANDS = {
     "models": ("install", "build-open", "preview", "list"), "priors": ("train", "show"),
     "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor", "renderer"),
     "fit": (), "bake": (), "people": (), "eval": ("coco-wholebody",), "serve": (),
-    "keys": ("generate",), "demo": (),
+    "keys": ("generate",), "demo": (), "avatar": (),
 }
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from backend.body.model import BodyModel
+from backend.conventions import PERSON_PARAMS
 from backend.mocap.poses import RangePoses
-from training.data.pairs import IDENTITY, SOURCE_FACING, PairGenerator, ShardPairs
+from training.data.pairs import SOURCE_FACING, PairGenerator, ShardPairs
 from training.data.shards import ShardError
 from training.data.synth import facing_yaw
 
@@ -18,7 +19,7 @@ def generator(open_asset):
 def test_a_pair_is_one_person_in_two_frames(generator, open_asset):
     source, target = generator.pair(0)
     assert (source.index, target.index) == (0, 1)
-    for name in IDENTITY:
+    for name in PERSON_PARAMS:
         if name in source.sample.params:
             np.testing.assert_array_equal(source.sample.params[name], target.sample.params[name])
     assert not np.array_equal(source.sample.params["body_pose"],

@@ -28,6 +28,7 @@ from backend.body.asset import Asset
 from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
 from backend.camera import to_camera
+from backend.conventions import PERSON_PARAMS
 from backend.regressor.checkpoint import load_checkpoint, save_checkpoint
 from backend.regressor.model import PearRegressor
 
@@ -36,7 +37,6 @@ from ..checkpointing import latest_checkpoint, restore_run, save_run_checkpoint
 from ..data.augment import AugmentConfig, Augmenter
 from ..data.batch import Batch, collate
 from ..data.loader import keypoint_sizes, ordered_batches
-from ..data.pairs import IDENTITY
 from ..data.shards import SynthRecord
 from ..errors import TrainingDataError
 from ..forward import JOINTS, Prediction, predict
@@ -82,7 +82,7 @@ class JointModules(nn.Module):
                          self.keypoint_body, self.keypoint_sets)
         source_vertices = self._vertices(source.params, source.cam_t)
         # Eq. 6: the target's pose, expression and camera on the source's shape.
-        shape = {name: source.params[name] for name in IDENTITY if name in source.params}
+        shape = {name: source.params[name] for name in PERSON_PARAMS if name in source.params}
         target_vertices = self._vertices({**target.params, **shape}, target.cam_t)
         rendering, gaussians = self.avatar(batch.pairs.source.image, source_vertices,
                                            batch.pairs.source.K, target_vertices,

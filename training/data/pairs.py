@@ -18,13 +18,12 @@ import torch
 
 from backend.body.asset import Asset
 from backend.camera import to_camera
+from backend.conventions import PERSON_PARAMS
 
 from .appearance import sample_appearance
 from .shards import ShardError, ShardSamples, SynthRecord, as_folders, read_manifest
 from .synth import SPLITS, PoseSource, SynthGenerator, sample_params, sample_shot
 
-# Parameters that are the person's, not the frame's: the target keeps the source's.
-IDENTITY = ("betas", "shape", "head_scale", "joints_offset")
 SOURCE_FACING = 45.0
 
 
@@ -56,7 +55,7 @@ class PairGenerator:
         identity: dict[str, np.ndarray] = {}
         for record, facing in enumerate((min(SOURCE_FACING, synth.facing), synth.facing)):
             params, source = sample_params(synth.model, synth.poses, rng, facing)
-            identity = identity or {k: params[k] for k in IDENTITY if k in params}
+            identity = identity or {k: params[k] for k in PERSON_PARAMS if k in params}
             params.update(identity)
             output = synth.pose(params)
             origin = torch.zeros(1, 3, dtype=torch.float64)
