@@ -57,6 +57,10 @@ class Rendering:
 
 
 class GaussianAvatar(nn.Module):
+    """The network: ``build`` once per source image, ``render`` per target body; ``forward``
+    does both (training). Its buffers are the asset's mesh, the Gaussians' anchors (vertices,
+    then texels) and where each texel sits in the UV map."""
+
     def __init__(self, config: AvatarConfig, faces: np.ndarray, uv_coords: np.ndarray,
                  uv_faces: np.ndarray, vertex_count: int):
         super().__init__()
