@@ -86,7 +86,9 @@ class ServerProcess:
     def events(self, name: str) -> list[dict]:
         """The log events called ``name`` so far; all of them once the process has exited."""
         if self.process.poll() is not None:
-            self._reader.join(timeout=5)  # its last lines may still be in the pipe
+            # Its last lines may still be in the pipe: on a loaded machine reading them has
+            # taken over 5 s (a CI run lost the final "stopped" event).
+            self._reader.join(timeout=30)
         return [entry for entry in self.logs if entry.get("event") == name]
 
 
