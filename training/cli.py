@@ -109,24 +109,26 @@ def _renderer(args: argparse.Namespace) -> int:
     from .avatar.config import RendererTrainConfig
     from .avatar.train import run_renderer
 
-    summary = run_renderer(load_config(args.config, args.set, RendererTrainConfig),
-                           resume=args.resume)
+    _say_pairs_run(run_renderer(load_config(args.config, args.set, RendererTrainConfig),
+                                resume=args.resume))
+    return 0
+
+
+def _say_pairs_run(summary, about_checkpoint: str = "") -> None:
+    """The last line of a run trained on pairs (the renderer, stage 2)."""
     state = "stopped by a signal" if summary.stopped_early else "done"
     print(f"{state} at step {summary.steps}; loss {summary.last_loss:.4f}; "
           f"{summary.images / summary.seconds:.2f} pairs/s on this process; checkpoint "
-          f"{summary.checkpoint}")
-    return 0
+          f"{summary.checkpoint}{about_checkpoint}")
 
 
 def _stage2(args: argparse.Namespace) -> int:
     from .avatar.stage2 import run_stage2
     from .avatar.stage2_config import Stage2Config
 
-    summary = run_stage2(load_config(args.config, args.set, Stage2Config), resume=args.resume)
-    state = "stopped by a signal" if summary.stopped_early else "done"
-    print(f"{state} at step {summary.steps}; loss {summary.last_loss:.4f}; "
-          f"{summary.images / summary.seconds:.2f} pairs/s on this process; checkpoint "
-          f"{summary.checkpoint} (the regressor; the renderer in its renderer/ folder)")
+    _say_pairs_run(run_stage2(load_config(args.config, args.set, Stage2Config),
+                              resume=args.resume),
+                   " (the regressor; the renderer in its renderer/ folder)")
     return 0
 
 
