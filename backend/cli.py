@@ -262,7 +262,7 @@ def _serve(args: argparse.Namespace) -> int:
                           session_timeout=args.session_timeout,
                           shutdown_grace=args.shutdown_grace)
     serve(config, gpu=args.gpu, estimators=args.estimator, checkpoint=args.checkpoint,
-          compile_regressor=args.compile)
+          compile_regressor=args.compile, renderer=args.renderer)
     return 0
 
 
@@ -469,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keys", type=Path, help="folder made by `backend keys generate`: "
                        "encrypt and admit only its authorized clients")
     serve.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (one folder for every asset)")
+    serve.add_argument("--renderer", help="the avatar ops' renderer checkpoint folder, one for "
+                       "every asset (default: $PEAR_HOME/checkpoints/<asset>/renderer; "
+                       "without one the avatar ops are unavailable)")
     serve.add_argument("--compile", action="store_true",
                        help="run the regressor through torch.compile: its first session waits "
                        "for the compilation (~40 s for ViT-S on 2 CPU cores), later frames run "

@@ -106,7 +106,7 @@ def results_from_message(message: dict) -> ClipResults:
             cam_t=np.asarray(message["cam_t"]), focal=float(message["focal"]),
             center=tuple(message["center"]), width=int(message["width"]),
             height=int(message["height"]),
-            detections={k: np.asarray(v) for k, v in message["detections"].items()},
+            detections={k: np.asarray(v) for k, v in message.get("detections", {}).items()},
             info=message.get("info", {}),
             contacts=None if message.get("contacts") is None
             else np.asarray(message["contacts"]))

@@ -156,3 +156,18 @@ def pairs_folder(open_asset, tmp_path_factory):
                                            RangePoses(BodyModel(open_asset).double()), 2,
                                            "train", 90.0))
     return folder
+
+
+@pytest.fixture(scope="session")
+def smoke_renderer(open_asset, pairs_folder, tmp_path_factory):
+    """A renderer checkpoint trained two steps of the smoke config (a real network in the
+    real format; what it draws is barely trained)."""
+    from training.avatar.config import RendererTrainConfig
+    from training.avatar.train import train_renderer
+    from training.config import CONFIG_DIR, load_config
+    from training.data.pairs import ShardPairs
+
+    folder = tmp_path_factory.mktemp("smoke_renderer")
+    config = load_config(CONFIG_DIR / "renderer_smoke.toml",
+                         ["optim.steps=2", f"run.out='{folder / 'run'}'"], RendererTrainConfig)
+    return train_renderer(config, open_asset, ShardPairs(pairs_folder)).checkpoint

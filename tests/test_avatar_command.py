@@ -9,18 +9,10 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from backend.body.model import BodyModel
-from backend.results import ClipResults, save_results
-from backend.tracking.render_clip import render_frames
-from backend.tracking.synthetic import make_clip
-from training.avatar.config import RendererTrainConfig
-from training.avatar.train import train_renderer
-from training.config import CONFIG_DIR, load_config
-from training.data.pairs import ShardPairs
+from backend.results import save_results
 
-SIZE = (480, 640)  # height, width
+from .avatar_scene import SIZE, avatar_scene
 
 
 def _backend(*args, home):
@@ -32,29 +24,15 @@ def _backend(*args, home):
 
 
 @pytest.fixture(scope="module")
-def scene(open_asset, pairs_folder, tmp_path_factory):
+def scene(open_asset, smoke_renderer, tmp_path_factory):
     """A renderer trained a few steps, a rendered source image, and a 3-frame motion whose
     footage (its rendered frames) is where its result file says."""
     folder = tmp_path_factory.mktemp("avatar_command")
-    config = load_config(CONFIG_DIR / "renderer_smoke.toml",
-                         ["optim.steps=2", f"run.out='{folder / 'run'}'"], RendererTrainConfig)
-    checkpoint = train_renderer(config, open_asset, ShardPairs(pairs_folder)).checkpoint
-    model = BodyModel(open_asset).double()
-    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
-    clip = make_clip(model, frames=3, seed=4, size=SIZE, focal=600.0, world_noise_m=0.0)
-    frames = render_frames(model, clip.params, clip.cam_t, clip.focal, SIZE, colors)
-    footage = folder / "footage"
-    footage.mkdir()
-    for index, frame in enumerate(frames):
-        cv2.imwrite(str(footage / f"{index:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    images, motion = avatar_scene(open_asset, folder)
     source = folder / "source.png"
-    cv2.imwrite(str(source), cv2.cvtColor(frames[0], cv2.COLOR_RGB2BGR))
-    motion = ClipResults(open_asset.asset_id, open_asset.spec_hash, np.arange(3),
-                         np.arange(3) / 30.0, {k: v.numpy() for k, v in clip.params.items()},
-                         clip.cam_t.numpy(), clip.focal, (SIZE[1] / 2, SIZE[0] / 2), SIZE[1],
-                         SIZE[0], info={"footage": str(footage)})
+    cv2.imwrite(str(source), cv2.cvtColor(images[0], cv2.COLOR_RGB2BGR))
     save_results(motion, folder / "motion.npz")
-    return folder, checkpoint, source
+    return folder, smoke_renderer, source
 
 
 def test_backend_avatar_renders_the_motion_beside_its_footage(server_home, scene):

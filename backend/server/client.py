@@ -10,6 +10,8 @@ sessions, since a session's frames must all reach the server that holds its stat
     for reply in session.stream(frames):    # (index, time, RGB image) in order, N in flight
         ...                                 # per-frame detections, as they come
     results = session.finish()              # ClipResults of the whole clip
+    avatar = client.build_avatar(image)     # the person in one image (a trained renderer)
+    rendered = avatar.render(results, frames=range(16))  # RGBA PNGs over the footage
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import zmq
 
 from ..conventions import DEFAULT_ASSET_ID
 from ..errors import ClipError, InputError, SetupError
-from ..results import ClipResults, results_from_message
+from ..results import ClipResults, results_from_message, results_to_message
 from .images import encode_image
 from .protocol import (
     MAX_MESSAGE_BYTES,
@@ -221,6 +224,22 @@ class Client:
         connection.sessions += 1
         return RemoteSession(connection, reply["session"], reply["window"])
 
+    def send_avatar_build(self, image: Any, asset: str = DEFAULT_ASSET_ID,
+                          intrinsics: dict | None = None, image_format: str = "jpeg"
+                          ) -> AvatarBuild:
+        """Ask for the avatar of the person in ``image`` (RGB array or an encoded image map)
+        without waiting: ``poll`` or ``wait`` the returned handle."""
+        connection = min(self._connections, key=lambda c: c.sessions)
+        encoded = image if isinstance(image, dict) else encode_image(image, image_format)
+        request_id = connection.send({"op": "avatar.build", "asset": asset, "image": encoded,
+                                      "intrinsics": intrinsics})
+        return AvatarBuild(connection, request_id)
+
+    def build_avatar(self, image: Any, asset: str = DEFAULT_ASSET_ID,
+                     intrinsics: dict | None = None, timeout: float = 600.0) -> RemoteAvatar:
+        """The avatar of the person in ``image``; the server fits the image first (seconds)."""
+        return self.send_avatar_build(image, asset, intrinsics).wait(timeout)
+
     def close(self) -> None:
         for connection in self._connections:
             connection.close()
@@ -323,6 +342,68 @@ class RemoteSession:
         if not self.done:
             self.done = True
             self.connection.sessions -= 1
+
+
+class AvatarBuild:
+    """A pending ``avatar.build``."""
+
+    def __init__(self, connection: _Connection, request_id: int):
+        self.connection, self.id = connection, request_id
+
+    def poll(self) -> RemoteAvatar | None:
+        """The avatar once built, else None; never blocks. BackendError if it failed."""
+        reply = self.connection.poll(self.id)
+        return None if reply is None else RemoteAvatar(self.connection, decode_arrays(reply))
+
+    def wait(self, timeout: float = 600.0) -> RemoteAvatar:
+        return RemoteAvatar(self.connection, decode_arrays(self.connection.receive(self.id,
+                                                                                    timeout)))
+
+
+@dataclass
+class AvatarImages:
+    """One ``avatar.render`` reply: per motion frame, an RGBA PNG of the whole frame (``size``
+    = width, height) transparent but for the avatar, and the avatar's box in footage pixels."""
+
+    frames: list[int]
+    images: list[bytes]
+    boxes: np.ndarray  # (N, 4) x0, y0, x1, y1
+    size: tuple[int, int]
+
+
+class RemoteAvatar:
+    """The client's handle on an avatar the server holds: one request at a time."""
+
+    def __init__(self, connection: _Connection, reply: dict):
+        self.connection, self.id = connection, reply["avatar"]
+        self.gaussians = int(reply["gaussians"])
+        self.source = results_from_message(reply["source"])  # the source image's fit
+
+    def send_render(self, motion: ClipResults | dict, frames: Iterable[int] | None = None,
+                    max_side: int = 512) -> int:
+        """Ask for frames (positions in ``motion``, at most 64; None: all) without waiting;
+        hand the reply (``connection.poll``/``receive``) to ``rendered``."""
+        message = results_to_message(motion) if isinstance(motion, ClipResults) else motion
+        message = {key: value for key, value in message.items() if key != "detections"}
+        return self.connection.send({
+            "op": "avatar.render", "avatar": self.id, "motion": message,
+            "frames": None if frames is None else [int(t) for t in frames],
+            "max_side": int(max_side)})
+
+    @staticmethod
+    def rendered(reply: dict) -> AvatarImages:
+        reply = decode_arrays(reply)
+        return AvatarImages(list(reply["frames"]), list(reply["images"]),
+                            np.asarray(reply["boxes"]), tuple(reply["size"]))
+
+    def render(self, motion: ClipResults | dict, frames: Iterable[int] | None = None,
+               max_side: int = 512, timeout: float = 600.0) -> AvatarImages:
+        return self.rendered(self.connection.receive(self.send_render(motion, frames, max_side),
+                                                     timeout))
+
+    def drop(self, timeout: float | None = None) -> None:
+        """Free the avatar on the server (it also goes after the session timeout)."""
+        self.connection.request({"op": "avatar.drop", "avatar": self.id}, timeout)
 
 
 def frames_of(images: Iterable[np.ndarray], fps: float = 30.0) -> Iterator[Frame]:

@@ -188,14 +188,17 @@ def _needs_regressor(name: str) -> bool:
 class Estimators:
     """The estimators this server offers, the body assets they use and the regressor
     checkpoints (``checkpoint``: one folder for every asset; default: each asset's own in
-    ``$PEAR_HOME/checkpoints``; ``compile_regressor``: through ``torch.compile``)."""
+    ``$PEAR_HOME/checkpoints``; ``compile_regressor``: through ``torch.compile``) and the
+    avatar ops' renderer."""
 
     DESCRIPTIONS = {**ESTIMATORS,
                     "detector": "MediaPipe Holistic 2D keypoints only (no 3D body)"}
 
     def __init__(self, device: str, names: list[str] | None = None,
                  progress: Callable[[str], None] = print, checkpoint: str | None = None,
-                 compile_regressor: bool = False):
+                 compile_regressor: bool = False, renderer: str | None = None):
+        from .avatars import AvatarMaker
+
         self.device = device
         self.names = list(names or self.DESCRIPTIONS)
         unknown = sorted(set(self.names) - set(self.DESCRIPTIONS))
@@ -206,6 +209,8 @@ class Estimators:
         self._assets: dict[str, Asset] = {}
         self._regressors: dict[str, object] = {}
         self._progress = progress
+        # The avatar ops' renderer (``renderer``: one checkpoint folder for every asset).
+        self.avatars = AvatarMaker(self.asset, device, renderer)
         default = self.asset(registry.DEFAULT_ASSET_ID)  # built on first use: better now
         # session.open runs on the I/O thread: load the regressor now, not while others wait.
         if any(map(_needs_regressor, self.names)) and not self._unavailable("regressor", default):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..conventions import DEFAULT_ASSET_ID, MAX_PEOPLE
 from ..errors import InputError
+from ..results import ClipResults, ResultsError, results_from_message
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -37,7 +38,10 @@ MAX_SUBJECT_VALUES = 4096  # numbers in session.open's 'subject' (an EHM's holds
 # Still formats a frame may come in (the footage_files.STILL_FORMATS the add-on sends as they
 # are), and raw RGB pixels.
 IMAGE_FORMATS = ("jpeg", "png", "bmp", "tiff", "webp", "raw")
-OPS = ("hello", "ping", "status", "session.open", "frame", "session.close", "cancel")
+OPS = ("hello", "ping", "status", "session.open", "frame", "session.close", "cancel",
+       "avatar.build", "avatar.render", "avatar.drop")
+MAX_AVATAR_FRAMES = 64  # frames one avatar.render may ask for (its reply stays a few MB)
+AVATAR_SIDES = (64, 2048)  # avatar.render's max_side: its images' longer side, pixels
 
 
 class ErrorCode:
@@ -300,6 +304,40 @@ def _person_box(value: Any) -> list[float] | None:
     return [float(v) for v in box]
 
 
+def _frame_list(value: Any) -> list[int] | None:
+    """``frames`` of avatar.render: positions in the motion, nil for all of them."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and 0 < len(value) <= MAX_AVATAR_FRAMES):
+        raise _bad(f"'frames' must be a list of 1-{MAX_AVATAR_FRAMES} frame positions, or nil")
+    return [int(_number({"frames": v}, "frames", None, 0, MAX_INDEX, True)) for v in value]
+
+
+def _motion(value: Any) -> ClipResults:
+    """``motion`` of avatar.render: a result map as ``session.close`` replies carry it; its
+    arrays' fit to the body model is checked where the avatar is known."""
+    if not isinstance(value, dict):
+        raise _bad("'motion' must be a result map (a session.close reply's 'results')")
+    try:
+        return results_from_message(decode_arrays(value))
+    except ProtocolError as exc:
+        raise _bad(f"'motion': {exc.message}") from None
+    except (ResultsError, ValueError) as exc:
+        raise _bad(f"'motion': {exc}") from None
+
+
+def _avatar_fields(op: str, message: dict) -> dict[str, Any]:
+    if op == "avatar.build":
+        return {"asset": _string(message, "asset", DEFAULT_ASSET_ID),
+                "intrinsics": _intrinsics(message.get("intrinsics"))}
+    fields: dict[str, Any] = {"avatar": _string(message, "avatar", limit=MAX_ID_STRING)}
+    if op == "avatar.render":
+        fields.update(motion=_motion(message.get("motion")),
+                      frames=_frame_list(message.get("frames")),
+                      max_side=int(_number(message, "max_side", 512, *AVATAR_SIDES, True)))
+    return fields
+
+
 def parse_request(message: dict) -> Request:
     """Validate a client's request map (from ``unpack``); raises ProtocolError."""
     version = message.get("v")
@@ -338,6 +376,10 @@ def parse_request(message: dict) -> Request:
         request.fields = {"index": int(_number(message, "index", None, 0, MAX_INDEX, True)),
                           "time": _number(message, "time", 0.0, 0.0, 1e9)}
         request.image = _image(message.get("image"))
+    elif op.startswith("avatar."):
+        request.fields = _avatar_fields(op, message)
+        if op == "avatar.build":
+            request.image = _image(message.get("image"))
     return request
 
 

@@ -8,13 +8,15 @@ Threads and why:
   time round-robin over sessions (fair to every client; a session's frames stay in order):
   the detector per frame, then the regressor once per body model for all of those frames
   that need it, whichever session they came from (one batched forward on the device);
-- the finisher, on the thread that calls ``run``, runs ``session.close`` (the tracker's fit
-  over a clip: seconds to minutes), so other sessions' frames keep flowing meanwhile.
+- the finisher, on the thread that calls ``run``, runs the long jobs: ``session.close`` (the
+  tracker's fit over a clip: seconds to minutes) and the ``avatar.*`` ops, so other sessions'
+  frames keep flowing meanwhile.
 Workers hand replies back to the I/O thread over an inproc PUSH/PULL pair: ZeroMQ sockets are
 not thread-safe, and only the I/O thread touches the ROUTER.
 
 Flow control: each session may have ``window`` frames queued or running; one more is answered
-``busy``. Sessions idle for ``session_timeout`` seconds are reclaimed (their client vanished).
+``busy``; an avatar runs one request at a time. Sessions and avatars idle for
+``session_timeout`` seconds are reclaimed (their client vanished).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
@@ -77,6 +80,19 @@ class _SessionSlot:
     state: str = "open"  # open | closing | cancelled
     finishing: bool = False  # its close job went to the finisher
     cancel_event: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _AvatarSlot:
+    """One client's avatar: owner, the built avatar (None while building), whether a request
+    of it is queued or running."""
+
+    id: str
+    owner: bytes
+    asset: str
+    built: object = None  # an avatars.BuiltAvatar
+    busy: bool = True
+    last_seen: float = field(default_factory=time.monotonic)
 
 
 def is_loopback(address: str) -> bool:
@@ -132,7 +148,9 @@ class Server:
         self._replies.bind(self._replies_address)
         self._lock = threading.Condition()
         self._sessions: dict[str, _SessionSlot] = {}
+        self._avatars: dict[str, _AvatarSlot] = {}
         self._ready: collections.deque[_SessionSlot] = collections.deque()  # sessions with jobs
+        # The finisher's jobs: (peer, request id, work returning the reply's fields), None to end.
         self._finishing: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
@@ -225,9 +243,12 @@ class Server:
             return ok_reply(request.id, **self.hello())
         if op == "status":
             return ok_reply(request.id, **self.status())
-        if self._stop_requested.is_set() and op in ("session.open", "frame"):
+        if self._stop_requested.is_set() and op in ("session.open", "frame", "avatar.build",
+                                                    "avatar.render"):
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is shutting down; "
                                 "reconnect to another server or retry when it is back")
+        if op.startswith("avatar."):
+            return self._avatar_op(peer, request)
         if op == "session.open":
             return self._open(peer, request)
         session = self._owned_session(peer, request.session)
@@ -242,7 +263,8 @@ class Server:
         assets, unreadable = self.estimators.assets()
         return {"server": "pear-backend", "version": __version__,
                 "protocols": list(SUPPORTED_VERSIONS), "device": self.estimators.device,
-                "estimators": self.estimators.describe(), "assets": assets,
+                "estimators": self.estimators.describe(),
+                "avatar": self.estimators.avatars.describe(), "assets": assets,
                 "assets_unreadable": unreadable,
                 "limits": {"window": self.config.window,
                            "max_sessions": self.config.max_sessions,
@@ -251,7 +273,8 @@ class Server:
 
     def status(self) -> dict:
         with self._lock:
-            return {"sessions": len(self._sessions), "queued": self._queued(),
+            return {"sessions": len(self._sessions), "avatars": len(self._avatars),
+                    "queued": self._queued(),
                     "frames_received": self._frames_received,
                     "regressor_batches": {str(size): count for size, count
                                           in sorted(self._regressor_batches.items())},
@@ -314,6 +337,60 @@ class Server:
         log_event(logger, "session.cancel", session=session.id, dropped=dropped)
         return ok_reply(request.id, session=session.id, dropped=dropped)
 
+    def _avatar_op(self, peer: bytes, request: Request) -> dict | None:
+        """``avatar.build`` and ``avatar.render`` go to the finisher; ``avatar.drop`` is
+        answered at once."""
+        from .images import decode_image
+
+        fields, avatars = request.fields, self.estimators.avatars
+        if request.op == "avatar.build":
+            avatars.check_available(fields["asset"])
+            with self._lock:
+                if len(self._avatars) >= self.config.max_sessions:
+                    raise ProtocolError(ErrorCode.TOO_MANY_SESSIONS, f"the server already holds "
+                                        f"{self.config.max_sessions} avatars; drop one "
+                                        "(avatar.drop) or retry later")
+                slot = _AvatarSlot(secrets.token_hex(8), peer, fields["asset"])
+                self._avatars[slot.id] = slot
+
+            def build() -> dict:
+                try:
+                    slot.built, reply = avatars.build(fields, decode_image(request.image))
+                except BaseException:
+                    with self._lock:
+                        self._avatars.pop(slot.id, None)
+                    raise
+                log_event(logger, "avatar.build", avatar=slot.id, asset=slot.asset)
+                return {"avatar": slot.id, **reply}
+
+            self._finishing.put((peer, request.id, build, slot))
+            return None
+        slot = self._owned_avatar(peer, fields["avatar"])
+        if request.op == "avatar.drop":
+            with self._lock:
+                self._avatars.pop(slot.id, None)
+            log_event(logger, "avatar.drop", avatar=slot.id)
+            return ok_reply(request.id, avatar=slot.id)
+        with self._lock:  # avatar.render
+            if slot.busy:
+                raise ProtocolError(ErrorCode.BUSY, f"avatar {slot.id} is still being built or "
+                                    "rendering; wait for that reply first")
+            slot.busy = True
+        self._finishing.put((peer, request.id,
+                             lambda: {"avatar": slot.id, **avatars.render(slot.built, fields)},
+                             slot))
+        return None
+
+    def _owned_avatar(self, peer: bytes, avatar_id: str) -> _AvatarSlot:
+        with self._lock:
+            slot = self._avatars.get(avatar_id)
+            if slot is not None:
+                slot.last_seen = time.monotonic()
+        if slot is None or slot.owner != peer:  # another client's, as if missing
+            raise ProtocolError(ErrorCode.UNKNOWN_SESSION, f"no avatar {avatar_id[:64]!r} "
+                                "(dropped, timed out, failed to build, or another client's)")
+        return slot
+
     def _drop_session(self, session: _SessionSlot, why: str) -> int:
         """Forget a session: answer its queued requests ``cancelled``, stop its fit, and let
         the worker release its models after anything it is running now."""
@@ -339,6 +416,14 @@ class Server:
             self._drop_session(session, f"no message for {self.config.session_timeout:.0f} s")
             log_event(logger, "session.reclaimed", session=session.id,
                       idle_s=round(now - session.last_seen, 1))
+        with self._lock:
+            idle_avatars = [a for a in self._avatars.values()
+                            if not a.busy and now - a.last_seen > self.config.session_timeout]
+            for avatar in idle_avatars:
+                self._avatars.pop(avatar.id, None)
+        for avatar in idle_avatars:
+            log_event(logger, "avatar.reclaimed", avatar=avatar.id,
+                      idle_s=round(now - avatar.last_seen, 1))
 
     def _push_job(self, session: _SessionSlot, job: _Job) -> None:
         """Queue a job (caller holds the lock)."""
@@ -354,6 +439,7 @@ class Server:
         with self._lock:
             busy = any(s.jobs or s.in_flight or s.state == "closing"
                        for s in self._sessions.values())
+            busy = busy or any(a.busy for a in self._avatars.values())
         return not busy and not self._ready
 
     def _forward_replies(self) -> None:
@@ -452,7 +538,8 @@ class Server:
         if job.kind == "close":
             with self._lock:
                 session.finishing = True  # from now on the finisher releases its models
-            self._finishing.put((session, job))
+            self._finishing.put((job.peer, job.request_id,
+                                 lambda: self._finish_session(session), None))
             return None
         request = job.request
         index = request.fields["index"]
@@ -475,8 +562,6 @@ class Server:
                 session.last_seen = time.monotonic()  # idle time counts from the last reply
 
     def _finisher(self) -> None:
-        from .estimators import Cancelled
-
         out = self.context.socket(zmq.PUSH)
         out.connect(self._replies_address)
         try:
@@ -487,28 +572,42 @@ class Server:
                     continue
                 if item is None:
                     return
-                session, job = item
-                started = time.monotonic()
-                try:
-                    result = session.estimator.finish(session.cancel_event.is_set)
-                    reply = ok_reply(job.request_id, session=session.id,
-                                     count=session.frames_done, **result)
-                except Cancelled as exc:
-                    reply = error_reply(job.request_id, ErrorCode.CANCELLED, str(exc))
-                except ProtocolError as exc:
-                    reply = error_reply(job.request_id, exc.code, exc.message)
-                except Exception as exc:
-                    logger.exception("session.close failed")
-                    reply = error_reply(job.request_id, ErrorCode.INTERNAL,
-                                        f"finishing the clip failed: {type(exc).__name__}: {exc}")
-                finally:
-                    session.estimator.close()
+                peer, request_id, work, avatar = item
+                out.send_multipart([peer, pack(self._reply_of(request_id, work))])
+                if avatar is not None:
                     with self._lock:
-                        self._sessions.pop(session.id, None)
-                out.send_multipart([job.peer, pack(reply)])
-                log_event(logger, "session.close", session=session.id, ok=reply["ok"],
-                          frames=session.frames_done,
-                          seconds=round(time.monotonic() - started, 2))
+                        avatar.busy = False
+                        avatar.last_seen = time.monotonic()  # idle from the reply on
         finally:
             out.close(linger=1000)
 
+    @staticmethod
+    def _reply_of(request_id: int | str | None, work: Callable[[], dict]) -> dict:
+        """The reply to a finisher job: its fields, or the error it raised, typed."""
+        from .estimators import Cancelled
+
+        try:
+            return ok_reply(request_id, **work())
+        except Cancelled as exc:
+            return error_reply(request_id, ErrorCode.CANCELLED, str(exc))
+        except ProtocolError as exc:
+            return error_reply(request_id, exc.code, exc.message)
+        except Exception as exc:
+            logger.exception("a finisher job failed")
+            return error_reply(request_id, ErrorCode.INTERNAL,
+                               f"{type(exc).__name__}: {exc}")
+
+    def _finish_session(self, session: _SessionSlot) -> dict:
+        """``session.close``'s reply fields: the estimator over the whole clip."""
+        started = time.monotonic()
+        ok = False
+        try:
+            result = session.estimator.finish(session.cancel_event.is_set)
+            ok = True
+            return {"session": session.id, "count": session.frames_done, **result}
+        finally:
+            session.estimator.close()
+            with self._lock:
+                self._sessions.pop(session.id, None)
+            log_event(logger, "session.close", session=session.id, ok=ok,
+                      frames=session.frames_done, seconds=round(time.monotonic() - started, 2))
