@@ -419,3 +419,54 @@ def test_the_chosen_person_is_followed_across_chunks(bpy_module, scene, backend,
         boxes = results.detections["boxes"]
         assert (boxes[:, 0] > 360).all(), boxes
     assert len(apply.calls) == 2
+
+
+def test_the_avatar_preview_lays_the_avatar_over_the_footage(bpy_module, scene, server_home,
+                                                            smoke_renderer, clip_folder):
+    from pear_recover_mesh.avatar_preview import AvatarPreview, RecoveredChunk, overlay_file
+
+    footage = image_sequence(clip_folder, fps=30)
+    apply = Recorded(scene.ClipApplier("avatar", clip_folder, len(footage)))
+    folder = clip_folder.parent / "avatar_preview"
+    with serve_process(server_home, "--estimator", "tracker", "--renderer",
+                       str(smoke_renderer)) as server, Client(server.endpoint, timeout=60) as client:
+        session = RecoverSession(client, footage, RecoverSettings(chunk=FRAMES // 2), apply)
+        session.run()
+        assert session.state == "done", session.error
+        chunks = [RecoveredChunk(results, start) for _, results, start in apply.calls]
+        # Each chunk after the first repeats frames of the one before: drawn once each.
+        assert chunks[1].results.frames[0] < chunks[1].start
+        preview = AvatarPreview(client, footage, chunks, folder, "open")
+        preview.run()
+        assert preview.state == "done", preview.error
+        assert client.status()[0]["avatars"] == 0  # dropped when done
+    assert preview.written == FRAMES
+    for index in range(FRAMES):
+        bgra = cv2.imread(str(overlay_file(folder, index)), cv2.IMREAD_UNCHANGED)
+        assert bgra.shape[2] == 4 and (bgra[..., 3] > 127).sum() > 200  # the avatar, alone
+        assert (bgra[..., 3] == 0).mean() > 0.5  # ... over a transparent frame
+    camera = apply.applier.camera
+    scene.add_overlay(camera, folder, preview.written)
+    scene.add_overlay(camera, folder, preview.written)  # again: replaced, not stacked
+    footage_background, overlay = camera.data.background_images
+    assert footage_background.display_depth == "BACK" and overlay.display_depth == "FRONT"
+    user = overlay.image_user
+    user.frame_current = 5 - user.frame_start + 1 + user.frame_offset  # scene frame 5
+    assert overlay.image.filepath_from_user(image_user=user).endswith(
+        overlay_file(folder, 4).name)
+
+
+def test_an_avatar_preview_without_a_renderer_fails_and_keeps_the_motion(
+        bpy_module, scene, backend, clip_folder, tmp_path):
+    from pear_recover_mesh.avatar_preview import AvatarPreview, RecoveredChunk
+
+    footage = image_sequence(clip_folder, fps=30)
+    apply = Recorded(scene.ClipApplier("kept", None, len(footage)))
+    with Client(backend.endpoint, timeout=60) as client:
+        RecoverSession(client, footage, RecoverSettings(chunk=0), apply).run()
+        chunks = [RecoveredChunk(results, start) for _, results, start in apply.calls]
+        preview = AvatarPreview(client, footage, chunks, tmp_path / "preview", "open")
+        preview.run()
+    assert preview.state == "failed" and "no renderer checkpoint" in preview.error
+    assert "motion is kept" in preview.error
+    assert len(_curves(bpy_module.data.objects["kept"].animation_data.action)) == 55 * 4 + 3

@@ -244,6 +244,21 @@ def add_camera(name: str, focal: float, center: tuple[float, float], width: int,
     return camera
 
 
+def add_overlay(camera: bpy.types.Object, folder: Path, frames: int) -> None:
+    """The avatar preview's images (``avatar_preview.overlay_file``: RGBA, numbered by scene
+    frame) in front of everything in the camera view; replaces an earlier preview from
+    ``folder``."""
+    data = camera.data
+    for background in list(data.background_images):
+        image = background.image
+        if image is not None and Path(bpy.path.abspath(image.filepath)).parent == folder:
+            data.background_images.remove(background)
+    _background(data, folder, frames, 0)
+    overlay = data.background_images[-1]
+    overlay.image.reload()  # the files may be new renders under old names
+    overlay.display_depth = "FRONT"
+
+
 def _background(camera: bpy.types.Camera, footage: Path, frames: int, first: int) -> None:
     """The footage behind the camera, its frame ``first`` (0-based) at scene frame 1: a movie,
     one image, or a folder of frames (loaded as Blender's image sequence)."""
@@ -299,6 +314,7 @@ class ClipApplier:
         self.action: ClipAction | None = None
         self._bone_rest: np.ndarray | None = None
         self._last: Keyframes | None = None  # the part applied last
+        self.camera: bpy.types.Object | None = None
 
     def __call__(self, rig: Mapping, results, first_index: int = 0) -> None:
         if self.action is None:
@@ -307,10 +323,10 @@ class ClipApplier:
             self._bone_rest = bone_rest_rotations(self.armature, rig["joint_names"])
             self.action = ClipAction(self.armature, body, rig["joint_names"],
                                      rig["expression_names"])
-            add_camera(f"{self.name}_camera", results.focal, tuple(results.center),
-                       results.width, results.height, self.footage,
-                       max(self.total_frames, len(results.frames)), self.first,
-                       self.collection)
+            self.camera = add_camera(
+                f"{self.name}_camera", results.focal, tuple(results.center), results.width,
+                results.height, self.footage, max(self.total_frames, len(results.frames)),
+                self.first, self.collection)
         keys = clip_keyframes(results.params, results.cam_t, rig, self._bone_rest,
                               footage_frame(results.frames))
         if self._last is not None and keys.frames[0] <= self._last.frames[-1]:

@@ -11,8 +11,9 @@ from pathlib import Path
 import bpy
 
 from . import local_backend
+from .avatar_preview import AvatarPreview, RecoveredChunk
 from .footage import FootageError, image_sequence
-from .scene import ClipApplier
+from .scene import ClipApplier, add_overlay
 from .session import RecoverSession, RecoverSettings
 from .shared import conventions, footage_files
 
@@ -68,6 +69,12 @@ class PearSettings(bpy.types.PropertyGroup):
         name="Chunk", default=150, min=0,
         description="Frames fitted together and applied at once (0: the whole clip)")
     background: bpy.props.BoolProperty(name="Footage as camera background", default=True)
+    avatar_preview: bpy.props.BoolProperty(
+        name="Avatar preview", default=False,
+        description="After the recovery, have the backend render the person as a Gaussian "
+        "avatar moving with the recovered motion and lay it over the footage in the camera "
+        "view (needs a trained renderer on the backend; files next to the .blend file, in "
+        "pear_avatar/)")
     body_shape_keys: bpy.props.BoolProperty(
         name="Body shape keys", default=False,
         description="Also add shape keys for the leading body-shape components (they move the "
@@ -166,6 +173,10 @@ class PEAR_OT_connect(bpy.types.Operator):
         if unavailable:
             settings.status += (f"; unavailable: {', '.join(e['name'] for e in unavailable)} "
                                 "(why: Info log)")
+        avatar = hello.get("avatar") or {"available": False, "reason": "the backend is older "
+                                         "than the avatar ops"}
+        if not avatar["available"]:
+            self.report({"INFO"}, f"avatar preview is unavailable: {avatar['reason']}")
         return {"FINISHED"}
 
 
@@ -190,10 +201,17 @@ class PEAR_OT_recover(bpy.types.Operator):
             footage.close()
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        apply = ClipApplier(path.stem if path.is_file() else path.name,
-                            path if settings.background else None, len(footage),
-                            first=settings.frame_first,
-                            body_shape_keys=settings.body_shape_keys)
+        name = path.stem if path.is_file() else path.name
+        applier = ClipApplier(name, path if settings.background else None, len(footage),
+                              first=settings.frame_first,
+                              body_shape_keys=settings.body_shape_keys)
+        self._chunks: list[RecoveredChunk] = []
+
+        def apply(rig, results, start):
+            applier(rig, results, start)
+            self._chunks.append(RecoveredChunk(results, start))
+
+        self._applier, self._name = applier, name
         recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
                                   smooth=settings.smoothing, chunk=settings.chunk,
                                   person=settings.person or None)
@@ -216,21 +234,43 @@ class PEAR_OT_recover(bpy.types.Operator):
             context.area.tag_redraw()
         if session.running:
             return {"RUNNING_MODAL"}
+        if isinstance(session, RecoverSession) and session.state == "done" \
+                and settings.avatar_preview:
+            self.report({"INFO"}, session.status)
+            _, client = _STATE["session"]
+            preview = AvatarPreview(client, session.footage, self._chunks,
+                                    preview_folder(self._name), settings.asset)
+            _STATE["session"] = (preview, client)
+            return {"RUNNING_MODAL"}
         return self._end(context, session)
 
-    def _end(self, context, session):
+    def _end(self, context, work):
         context.window_manager.event_timer_remove(self._timer)
         context.window_manager.progress_end()
         _, client = _STATE.pop("session")
         _STATE["session"] = None
         client.close()
-        session.footage.close()
-        if session.state == "failed":
-            _settings(context).status = session.error
-            self.report({"ERROR"}, session.error)
+        work.footage.close()
+        if isinstance(work, AvatarPreview):
+            if work.written and self._applier.camera is not None:
+                add_overlay(self._applier.camera, work.folder, work.written)
+            if work.state == "failed":  # the motion is in the scene: a warning, not a failure
+                _settings(context).status = work.error
+                self.report({"WARNING"}, work.error)
+                return {"FINISHED"}
+        elif work.state == "failed":
+            _settings(context).status = work.error
+            self.report({"ERROR"}, work.error)
             return {"CANCELLED"}
-        self.report({"INFO"}, session.status)
+        self.report({"INFO"}, work.status)
         return {"FINISHED"}
+
+
+def preview_folder(name: str) -> Path:
+    """Where a clip's avatar preview goes: beside the saved .blend file, else in Blender's
+    temporary folder."""
+    base = Path(bpy.path.abspath("//")) if bpy.data.filepath else Path(bpy.app.tempdir)
+    return base / "pear_avatar" / bpy.path.clean_name(name)
 
 
 class VIEW3D_PT_pear_recover(bpy.types.Panel):
@@ -276,6 +316,9 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
         box.prop(settings, "chunk")
         box.prop(settings, "background")
         box.prop(settings, "body_shape_keys")
+        box.prop(settings, "avatar_preview")
+        if settings.avatar_preview and hello and not hello.get("avatar", {}).get("available"):
+            box.label(text="no avatar renderer on the backend (why: Info log)", icon="ERROR")
 
         running = _STATE["session"] is not None
         layout.operator("pear.recover", text="Recovering... (Esc cancels)" if running
