@@ -100,3 +100,30 @@ def load_avatar(folder: str | Path, asset: Asset, device: str | torch.device = "
                                        "extra or of another shape")
     model.load_state_dict(weights)
     return model.to(device).eval()
+
+
+def start_encoder_from(model: GaussianAvatar, path: str | Path) -> None:
+    """Load a pretrained ViT into the avatar's ``vit``/``dinov2`` appearance encoder before
+    training: a DINOv2 ``.pth``, ViTPose's, or a regressor checkpoint (its folder or weights
+    file; the backbone is taken, the head left). Errors name ``model.encoder_weights``."""
+    from ..regressor.pretrained import PretrainedMismatch, load_backbone
+
+    config = model.config
+    if config.encoder == "unet":
+        raise AvatarCheckpointMismatch(
+            f"model.encoder_weights = {str(path)!r} needs a ViT encoder: set model.encoder to "
+            "'vit' (the regressor's patch-16 ViT, ViTPose's) or 'dinov2', or leave "
+            "model.encoder_weights empty")
+    path = Path(path)
+    if path.is_dir():  # a regressor checkpoint folder
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise AvatarUnavailable(f"model.encoder_weights: {path} does not exist: give a local "
+                                "file (DINOv2's or ViTPose's weights, or a regressor "
+                                "checkpoint); nothing is downloaded")
+    try:
+        load_backbone(model.encoder.vit, path)
+    except PretrainedMismatch as exc:
+        raise AvatarCheckpointMismatch(f"model.encoder_weights: {exc} (model.encoder "
+                                       f"{config.encoder!r}, model.encoder_vit "
+                                       f"{config.encoder_vit!r})") from None

@@ -14,3 +14,10 @@ class AvatarConfig:
     uv_size: int = 128  # the UV map's side (texels)
     width: int = 32  # the U-Nets' first width
     depth: int = 3  # the U-Nets' halvings
+    # The appearance encoder: "unet" (from scratch), "vit" (the regressor's patch-16 ViT) or
+    # "dinov2" (patch 14, LayerScale), of size encoder_vit; the ViT kinds start from
+    # encoder_weights, a local file (DINOv2's .pth, a regressor checkpoint's weights, ...),
+    # when training begins. A trained renderer carries its encoder: the file is not needed then.
+    encoder: str = "unet"
+    encoder_vit: str = "vit_s"
+    encoder_weights: str = ""

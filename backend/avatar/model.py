@@ -24,7 +24,7 @@ from torch import nn
 from ..renderer import mesh_raster
 from ..renderer.gaussians import rasterize
 from .config import AvatarConfig
-from .networks import AppearanceEncoder, UNet, mlp
+from .networks import UNet, appearance_encoder, mlp
 from .rigging import rig, surface_points, vertex_anchors
 from .uv import uv_texels
 
@@ -76,7 +76,8 @@ class GaussianAvatar(nn.Module):
         self.register_buffer("texel_index", torch.as_tensor(
             texels.rows * config.uv_size + texels.cols, dtype=torch.int64))
         c = config
-        self.encoder = AppearanceEncoder(c.features, c.identity, c.width, c.depth)
+        self.encoder = appearance_encoder(c.encoder, c.encoder_vit, c.features, c.identity,
+                                          c.width, c.depth)
         self.vertex_features = nn.Parameter(0.1 * torch.randn(vertex_count, c.vertex_features))
         self.template_head = mlp(c.features + c.vertex_features + c.identity, 128,
                                  ATTRIBUTES + c.latent)

@@ -1,5 +1,7 @@
 """A plain Vision Transformer backbone (pre-norm blocks, learned position embeddings) at the
-PEAR input size: 256x192 crops in 16-pixel patches, 16x12 = 192 tokens."""
+PEAR input size: 256x192 crops in 16-pixel patches, 16x12 = 192 tokens. The patch size and
+LayerScale are settable so DINOv2's backbones (patch 14, LayerScale) load into the same class
+(the avatar's appearance encoder)."""
 
 from __future__ import annotations
 
@@ -21,10 +23,14 @@ class ViTConfig:
     heads: int
     mlp_ratio: float = 4.0
     image: tuple[int, int] = INPUT_SIZE
+    patch: int = PATCH
+    layer_scale: bool = False  # DINOv2's per-channel residual scales (ls1, ls2)
 
     @property
     def grid(self) -> tuple[int, int]:
-        return self.image[0] // PATCH, self.image[1] // PATCH
+        """Patches down and across (the image's last rows/columns that do not fill a patch are
+        not seen, as a strided convolution does)."""
+        return self.image[0] // self.patch, self.image[1] // self.patch
 
 
 # The standard sizes (ViT-Ti/S/B/L/H, patch 16); PEAR's is ViT-B. ``vit_micro`` is no
@@ -63,30 +69,41 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+class LayerScale(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), 1e-5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, layer_scale: bool = False):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, heads)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls1 = LayerScale(dim) if layer_scale else nn.Identity()
+        self.ls2 = LayerScale(dim) if layer_scale else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp(self.norm2(x)))
 
 
 class ViT(nn.Module):
-    """(B, 3, H, W) normalized images -> (B, H/16 * W/16, dim) tokens."""
+    """(B, 3, H, W) normalized images -> (B, gh * gw, dim) tokens (``config.grid``)."""
 
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = config
-        self.patch_embed = nn.Conv2d(3, config.dim, PATCH, PATCH)
+        self.patch_embed = nn.Conv2d(3, config.dim, config.patch, config.patch)
         self.pos_embed = nn.Parameter(torch.zeros(1, config.grid[0] * config.grid[1],
                                                   config.dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio)
-                                    for _ in range(config.depth))
+        self.blocks = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio,
+                                          config.layer_scale) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim, eps=1e-6)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from backend.avatar.checkpoint import build_avatar, save_avatar
+from backend.avatar.checkpoint import build_avatar, save_avatar, start_encoder_from
 from backend.avatar.model import GaussianAvatar
 from backend.body.asset import Asset
 from backend.body.model import BodyModel
@@ -51,6 +51,8 @@ def train_renderer(config: RendererTrainConfig, asset: Asset, source, resume: bo
     start, saved = 0, latest_checkpoint(out) if resume else None
     if saved is not None:
         start = restore_run(saved, avatar, optimizer, schedule).step
+    elif config.model.encoder_weights:  # a fresh run starts from them; a resumed one has its own
+        start_encoder_from(avatar, config.model.encoder_weights)
     trained = (DistributedDataParallel(avatar, device_ids=[world.device.index]
                                        if world.device.type == "cuda" else None)
                if world.size > 1 else avatar)
