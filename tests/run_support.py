@@ -48,7 +48,8 @@ def finish(process: subprocess.Popen) -> None:
     assert process.returncode == 0, err[-3000:]
 
 
-def logged_losses(out: Path) -> dict[int, float]:
+def logged_losses(out: Path, column: str = "loss") -> dict[int, float]:
+    """Step -> the logged total loss (or another column: a loss term) of a run."""
     with open(out / "log.csv") as handle:
-        return {int(row["step"]): float(row["loss"]) for row in csv.DictReader(handle)
-                if row.get("loss")}
+        return {int(row["step"]): float(row[column]) for row in csv.DictReader(handle)
+                if row.get(column)}

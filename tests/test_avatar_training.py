@@ -139,6 +139,21 @@ def test_a_renderer_run_killed_with_sigkill_resumes_onto_the_same_curve(
         assert resumed[step] == pytest.approx(expected[step], rel=1e-5), step
 
 
+def test_two_renderer_processes_under_torchrun_match_one_with_the_whole_batch(
+        server_home, pairs_folder, tmp_path):
+    steps = ["--set", "optim.steps=3"]
+    finish(run_pear_train(_renderer_args(pairs_folder, tmp_path / "one", *steps, "--set",
+                                         "optim.batch_size=2"), server_home))
+    finish(run_pear_train(_renderer_args(pairs_folder, tmp_path / "two", *steps), server_home,
+                          nproc=2))
+    for column in ("loss", "refined_l1"):  # the terms too: the whole batch's, not rank 0's
+        one = logged_losses(tmp_path / "one", column)
+        two = logged_losses(tmp_path / "two", column)
+        assert sorted(one) == sorted(two) == [1, 2, 3]
+        for step in one:
+            assert two[step] == pytest.approx(one[step], rel=2e-3), (column, step)
+
+
 def test_renderer_eval_command_and_bad_checkpoints(server_home, monkeypatch, pairs_folder,
                                                    tmp_path, capsys):
     from training.cli import main

@@ -429,7 +429,8 @@ def test_the_avatar_preview_lays_the_avatar_over_the_footage(bpy_module, scene, 
     apply = Recorded(scene.ClipApplier("avatar", clip_folder, len(footage)))
     folder = clip_folder.parent / "avatar_preview"
     with serve_process(server_home, "--estimator", "tracker", "--renderer",
-                       str(smoke_renderer)) as server, Client(server.endpoint, timeout=60) as client:
+                       str(smoke_renderer)) as server, \
+            Client(server.endpoint, timeout=60) as client:
         session = RecoverSession(client, footage, RecoverSettings(chunk=FRAMES // 2), apply)
         session.run()
         assert session.state == "done", session.error

@@ -100,10 +100,12 @@ def test_two_processes_under_torchrun_match_one_with_the_whole_batch(home, shard
     double = run_pear_train(_run_args(shards, tmp_path / "two", *steps, "--set",
                                    "optim.batch_size=2"), home, nproc=2)
     finish(double)
-    one, two = logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")
-    assert sorted(one) == sorted(two) == list(range(1, 7))
-    for step in one:
-        assert two[step] == pytest.approx(one[step], rel=2e-3), step
+    for column in ("loss", "kp2d"):  # the terms too: the whole batch's, not rank 0's
+        one = logged_losses(tmp_path / "one", column)
+        two = logged_losses(tmp_path / "two", column)
+        assert sorted(one) == sorted(two) == list(range(1, 7))
+        for step in one:
+            assert two[step] == pytest.approx(one[step], rel=2e-3), (column, step)
 
 
 def test_sigterm_to_the_whole_process_group_stops_with_a_checkpoint(home, shards, tmp_path):

@@ -52,6 +52,17 @@ def mean_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
     return total / world.size
 
 
+def mean_values_over_ranks(values: dict[str, float], world: World) -> dict[str, float]:
+    """Each named number's mean over all processes (one collective; every rank must call it
+    with the same names)."""
+    if world.size == 1 or not values:
+        return values
+    names = sorted(values)
+    means = mean_over_ranks(torch.tensor([values[n] for n in names], dtype=torch.float64,
+                                         device=world.device), world)
+    return dict(zip(names, means.tolist(), strict=True))
+
+
 def barrier(world: World) -> None:
     if world.size > 1:
         dist.barrier()

@@ -88,8 +88,11 @@ class RunLoop:
         self._window_images += images
         self.compute_s += compute_s
         self.loss = loss
-        if self.log is not None and (self.step % self.run.log_every == 0
-                                     or self.step == self.steps):
+        if self.step % self.run.log_every and self.step != self.steps:
+            return
+        # Every rank joins the mean, so the logged terms are the whole batch's, as the loss is.
+        values = distributed.mean_values_over_ranks(values, self.world)
+        if self.log is not None:
             rate = self._window_images * self.world.size / (time.perf_counter()
                                                             - self._window_start)
             self.log.step(self.step, {"loss": loss, **values, "lr": lr}, rate)
