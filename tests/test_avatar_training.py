@@ -176,4 +176,4 @@ def test_renderer_eval_command_and_bad_checkpoints(server_home, monkeypatch, pai
     config.write_text(config.read_text().replace('"spec_hash": "', '"spec_hash": "x'))
     assert main(["renderer-eval", "--checkpoint", str(out / "checkpoint"), "--data",
                  str(pairs_folder)]) == 3
-    assert "was trained on body model" in capsys.readouterr().err
+    assert "was trained for body model" in capsys.readouterr().err

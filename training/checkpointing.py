@@ -54,7 +54,7 @@ def restore_run(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Opt
     optimizer and schedule; the random states too."""
     from safetensors.torch import load_file
 
-    from backend.regressor.checkpoint import WEIGHTS
+    from backend.checkpoint_folder import WEIGHTS
 
     path = folder / STATE
     if not path.is_file():

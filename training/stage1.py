@@ -204,8 +204,9 @@ def install_checkpoint(checkpoint: Path, asset: Asset) -> Path:
     ``$PEAR_HOME/checkpoints/<asset>``, where ``backend fit --estimator regressor`` looks."""
     import shutil
 
+    from backend.checkpoint_folder import CONFIG, WEIGHTS
     from backend.pipeline.recovery import checkpoint_path
-    from backend.regressor.checkpoint import CONFIG, WEIGHTS, check_checkpoint
+    from backend.regressor.checkpoint import check_checkpoint
 
     check_checkpoint(checkpoint, asset)
     target = checkpoint_path(asset.asset_id)

@@ -1,25 +1,27 @@
-"""Renderer checkpoints: a folder with ``weights.safetensors`` and ``config.json`` (the avatar
-network's sizes, the asset's id and spec hash), like the regressor's. A checkpoint only loads
-for the asset it was trained for: its Gaussians live on that mesh's triangles and UV layout."""
+"""Renderer checkpoints: the regressor's folder layout (``backend.checkpoint_folder``), format
+``pear-avatar`` v1, holding the avatar network's sizes. A checkpoint only loads for the asset
+it was trained for: its Gaussians live on that mesh's triangles and UV layout."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..body.asset import Asset
+from ..checkpoint_folder import (
+    CONFIG,
+    WEIGHTS,
+    CheckpointKind,
+    check_folder,
+    load_weights,
+    save_folder,
+)
 from ..errors import SetupError
 from .config import AvatarConfig
 from .model import GaussianAvatar
-
-FORMAT_NAME = "pear-avatar"
-FORMAT_VERSION = 1
-WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 
 
 class AvatarUnavailable(SetupError, RuntimeError):
@@ -28,6 +30,10 @@ class AvatarUnavailable(SetupError, RuntimeError):
 
 class AvatarCheckpointMismatch(SetupError, ValueError):
     """A renderer checkpoint made for another asset, or not one at all."""
+
+
+KIND = CheckpointKind("pear-avatar", 1, "renderer", "train one with `pear-train renderer` "
+                      "(docs/avatar.md)", AvatarUnavailable, AvatarCheckpointMismatch)
 
 
 def build_avatar(config: AvatarConfig, asset: Asset) -> GaussianAvatar:
@@ -42,63 +48,26 @@ def build_avatar(config: AvatarConfig, asset: Asset) -> GaussianAvatar:
 
 
 def save_avatar(model: GaussianAvatar, asset: Asset, folder: str | Path) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-              str(folder / WEIGHTS))
-    config = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-              "network": dataclasses.asdict(model.config), "asset_id": asset.asset_id,
-              "spec_hash": asset.spec_hash}
-    (folder / CONFIG).write_text(json.dumps(config, indent=2))
-    return folder
+    return save_folder(KIND, model, dataclasses.asdict(model.config), asset, folder)
 
 
 def check_avatar_checkpoint(folder: str | Path, asset: Asset) -> dict:
     """The checkpoint's config if ``folder`` holds one for ``asset``, else an error saying
     what is wrong."""
-    folder = Path(folder)
-    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-        raise AvatarUnavailable(f"no renderer checkpoint in {folder} (it needs {CONFIG} and "
-                                f"{WEIGHTS}): train one with `pear-train renderer` "
-                                "(docs/avatar.md)")
-    try:
-        config = json.loads((folder / CONFIG).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AvatarCheckpointMismatch(f"{folder / CONFIG} is not readable JSON ({exc})"
-                                       ) from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME \
-            or config.get("format_version") != FORMAT_VERSION:
-        found = config.get("format") if isinstance(config, dict) else None
-        raise AvatarCheckpointMismatch(f"{folder / CONFIG} is not a {FORMAT_NAME} "
-                                       f"v{FORMAT_VERSION} checkpoint (format {found!r})")
-    if config.get("spec_hash") != asset.spec_hash:
-        raise AvatarCheckpointMismatch(
-            f"renderer checkpoint {folder} was trained on body model {config.get('asset_id')!r}"
-            f" (spec {config.get('spec_hash')}); the loaded body model is {asset.asset_id!r} "
-            f"(spec {asset.spec_hash}): use that asset, or a checkpoint trained for this one")
-    return config
+    return check_folder(KIND, folder, asset)
 
 
 def load_avatar(folder: str | Path, asset: Asset, device: str | torch.device = "cpu"
                 ) -> GaussianAvatar:
     """The trained avatar network in ``folder`` for ``asset``, in eval mode."""
-    folder = Path(folder)
-    config = check_avatar_checkpoint(folder, asset)
+    described = check_avatar_checkpoint(folder, asset)["network"]
     try:
-        sizes = AvatarConfig(**config["network"])
+        sizes = AvatarConfig(**described)
     except TypeError as exc:
-        raise AvatarCheckpointMismatch(f"{folder / CONFIG}: network sizes not understood "
+        raise AvatarCheckpointMismatch(f"{Path(folder) / CONFIG}: network sizes not understood "
                                        f"({exc})") from None
     model = build_avatar(sizes, asset)
-    weights = load_file(str(folder / WEIGHTS))
-    expected = model.state_dict()
-    wrong = sorted(set(expected) ^ set(weights)) or sorted(
-        k for k in expected if expected[k].shape != weights[k].shape)
-    if wrong:
-        raise AvatarCheckpointMismatch(f"{folder / WEIGHTS} does not fit the network its "
-                                       f"config describes: tensor(s) {wrong[:5]} missing, "
-                                       "extra or of another shape")
-    model.load_state_dict(weights)
+    load_weights(KIND, folder, model)
     return model.to(device).eval()
 
 

@@ -28,7 +28,7 @@ from ..pipeline.avatar_frames import (
 )
 from ..regressor.crop_camera import CROP_ASPECT
 from ..results import results_to_message
-from .protocol import MAX_AVATAR_FRAMES, ErrorCode, ProtocolError
+from .protocol import MAX_AVATAR_FRAMES, MAX_IMAGE_BYTES, ErrorCode, ProtocolError
 
 
 @dataclass
@@ -104,6 +104,10 @@ class AvatarMaker:
             if not ok:
                 raise RuntimeError(f"PNG encoding failed for frame {t}")
             images.append(png.tobytes())
+            if sum(map(len, images)) > MAX_IMAGE_BYTES:  # the reply must stay one message
+                raise ProtocolError(ErrorCode.BAD_FIELD, f"{len(images)} of the {len(positions)}"
+                                    f" frames already make {sum(map(len, images)) >> 20} MiB of "
+                                    "images: ask for fewer frames, or a smaller max_side")
             half = np.array([frame.height * CROP_ASPECT, frame.height]) / 2
             boxes.append(np.concatenate([frame.center - half, frame.center + half]))
         return {"frames": [int(motion.frames[t]) for t in positions], "images": images,

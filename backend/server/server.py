@@ -150,7 +150,8 @@ class Server:
         self._sessions: dict[str, _SessionSlot] = {}
         self._avatars: dict[str, _AvatarSlot] = {}
         self._ready: collections.deque[_SessionSlot] = collections.deque()  # sessions with jobs
-        # The finisher's jobs: (peer, request id, work returning the reply's fields), None to end.
+        # The finisher's jobs: (peer, request id, work returning the reply's fields, the avatar
+        # slot it is for or None); None ends it.
         self._finishing: queue.Queue = queue.Queue()
         self._stopping = threading.Event()
         self._stop_requested = threading.Event()
