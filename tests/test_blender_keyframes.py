@@ -14,20 +14,13 @@ from pear_recover_mesh.convert import (
     continuous,
     matrix_to_quaternion,
     points_to_world,
+    quaternion_to_matrix,
 )
 from pear_recover_mesh.keyframes import Keyframes, clip_keyframes, crossfade
 
 from backend.body.rotations import axis_angle_to_matrix as torch_axis_angle
 from backend.camera import MODEL_TO_CAMERA
 from backend.pipeline.rig import build_rig
-
-
-def _quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-                    -1).reshape(*q.shape[:-1], 3, 3)
 
 
 def _random_rotations(rng, count: int) -> np.ndarray:
@@ -49,7 +42,7 @@ def test_rotation_helpers_agree_with_the_backend():
     reference = torch_axis_angle(torch.as_tensor(vectors)).numpy()
     assert np.abs(ours - reference).max() < 1e-12
     rotations = _random_rotations(rng, 500)
-    assert np.abs(_quaternion_to_matrix(matrix_to_quaternion(rotations)) - rotations).max() < 1e-12
+    assert np.abs(quaternion_to_matrix(matrix_to_quaternion(rotations)) - rotations).max() < 1e-12
     flipped = continuous(np.array([[1.0, 0, 0, 0], [-0.99, 0.1, 0, 0]]))
     assert flipped[1, 0] > 0
 
@@ -67,7 +60,7 @@ def _blender_skin(rig: dict, bone_rest: np.ndarray, heads: np.ndarray, keys) -> 
         pose = np.zeros((joints, 4, 4))
         for j in range(joints):
             basis = np.eye(4)
-            basis[:3, :3] = _quaternion_to_matrix(keys.rotations[t, j])
+            basis[:3, :3] = quaternion_to_matrix(keys.rotations[t, j])
             if j == 0:
                 basis[:3, 3] = keys.root_location[t]
             parent = rig["parents"][j]

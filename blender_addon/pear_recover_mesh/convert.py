@@ -66,6 +66,17 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
     return quaternion * np.where(quaternion[..., :1] < 0, -1.0, 1.0)
 
 
+def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
+    """(..., 4) quaternions (w, x, y, z; normalised here) -> (..., 3, 3) rotations."""
+    q = np.asarray(quaternion, np.float64)
+    w, x, y, z = np.moveaxis(q / np.linalg.norm(q, axis=-1, keepdims=True), -1, 0)
+    return np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ], -1).reshape(*w.shape, 3, 3)
+
+
 def continuous(quaternions: np.ndarray) -> np.ndarray:
     """Flip signs along time (axis 0) so neighbours agree: q and -q are the same rotation,
     but interpolating between them spins the long way round."""
