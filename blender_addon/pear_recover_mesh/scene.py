@@ -154,7 +154,7 @@ def _shape_keys(body: bpy.types.Object, rig: Mapping, body_shape: bool) -> None:
         key.value = 0.0  # bpy 5.0 adds keys at 1.0: the rest mesh must stay the subject's
 
 
-def _channelbag(owner: bpy.types.ID, action_name: str):
+def new_channelbag(owner: bpy.types.ID, action_name: str):
     """A fresh action on ``owner`` and the channelbag its F-curves go in (Blender >= 5.0:
     layered actions, no ``Action.fcurves``)."""
     animation = owner.animation_data or owner.animation_data_create()
@@ -169,7 +169,7 @@ def _channelbag(owner: bpy.types.ID, action_name: str):
     return anim_utils.action_ensure_channelbag_for_slot(action, slot)
 
 
-def _write_curve(channelbag, data_path: str, index: int, frames: np.ndarray,
+def write_curve(channelbag, data_path: str, index: int, frames: np.ndarray,
                  values: np.ndarray, group: str = "") -> None:
     """Write keys to an F-curve in bulk (``foreach_set``: ~30x faster than keyframe_insert),
     replacing those it had from ``frames[0]`` on; the keys before stay."""
@@ -196,9 +196,9 @@ class ClipAction:
                  expression_names):
         self.armature, self.body = armature, body
         self.joint_names, self.expression_names = list(joint_names), list(expression_names)
-        self.bones = _channelbag(armature, armature.name)
+        self.bones = new_channelbag(armature, armature.name)
         shape_keys = body.data.shape_keys
-        self.face = (_channelbag(shape_keys, f"{armature.name}_face")
+        self.face = (new_channelbag(shape_keys, f"{armature.name}_face")
                      if shape_keys is not None and self.expression_names else None)
 
     def add(self, keys: Keyframes) -> None:
@@ -206,15 +206,15 @@ class ClipAction:
         for joint, name in enumerate(self.joint_names):
             path = f'pose.bones["{name}"].rotation_quaternion'
             for axis in range(4):
-                _write_curve(self.bones, path, axis, frames, keys.rotations[:, joint, axis],
+                write_curve(self.bones, path, axis, frames, keys.rotations[:, joint, axis],
                              name)
         root = f'pose.bones["{self.joint_names[0]}"].location'
         for axis in range(3):
-            _write_curve(self.bones, root, axis, frames, keys.root_location[:, axis],
+            write_curve(self.bones, root, axis, frames, keys.root_location[:, axis],
                          self.joint_names[0])
         if self.face is not None:
             for column, name in enumerate(self.expression_names):
-                _write_curve(self.face, f'key_blocks["{name}"].value', 0, frames,
+                write_curve(self.face, f'key_blocks["{name}"].value', 0, frames,
                              keys.shape_keys[:, column], "Expressions")
 
 

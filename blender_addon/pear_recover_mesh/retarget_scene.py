@@ -1,0 +1,120 @@
+"""Retargeting in Blender: read a PEAR rig's keys and both armatures' rests, run
+``retarget`` (pure numpy), key the target's bones in bulk. Used by the panel's *Retarget*
+and by ``backend bake --retarget``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+from bpy_extras import anim_utils
+
+from .presets import Preset
+from .retarget import Basis, Skeleton, basis_from_posed, posed_matrices, retarget
+from .scene import new_channelbag, write_curve
+
+
+class RetargetError(RuntimeError):
+    """What stops a retarget, said as what to do."""
+
+
+@dataclass
+class RetargetDone:
+    frames: int
+    bones: int  # target bones keyed
+    unmapped: list[str]  # preset joints whose bone the target lacks
+
+
+def armature_skeleton(armature: bpy.types.Object) -> Skeleton:
+    bones = list(armature.data.bones)
+    index = {bone.name: i for i, bone in enumerate(bones)}
+    parents = [index[b.parent.name] if b.parent else -1 for b in bones]
+    rest = np.array([np.array(b.matrix_local) for b in bones], np.float64)
+    return Skeleton([b.name for b in bones], np.array(parents), rest)
+
+
+def _curves(armature: bpy.types.Object):
+    animation = armature.animation_data
+    if animation is None or animation.action is None:
+        raise RetargetError(f"{armature.name} has no animation to retarget: recover or bake "
+                            "a clip onto it first")
+    return anim_utils.action_get_channelbag_for_slot(animation.action,
+                                                     animation.action_slot).fcurves
+
+
+def read_keys(armature: bpy.types.Object, skeleton: Skeleton) -> tuple[np.ndarray, Basis]:
+    """The frames the armature's action spans and every bone's rotation and location there
+    (unkeyed channels at rest); linear keys are read in bulk."""
+    curves = {(c.data_path, c.array_index): c for c in _curves(armature)}
+    keyed = [c for c in curves.values() if len(c.keyframe_points)]
+    if not keyed:
+        raise RetargetError(f"{armature.name}'s action has no keys")
+    first = min(c.keyframe_points[0].co[0] for c in keyed)
+    last = max(c.keyframe_points[-1].co[0] for c in keyed)
+    frames = np.arange(round(first), round(last) + 1, dtype=np.float64)
+    rotations = np.zeros((len(frames), len(skeleton.names), 4))
+    rotations[..., 0] = 1.0
+    locations = np.zeros((len(frames), len(skeleton.names), 3))
+    for bone, name in enumerate(skeleton.names):
+        for channel, target, size in (("rotation_quaternion", rotations, 4),
+                                      ("location", locations, 3)):
+            for axis in range(size):
+                curve = curves.get((f'pose.bones["{name}"].{channel}', axis))
+                if curve is not None and len(curve.keyframe_points):
+                    target[:, bone, axis] = _sample(curve, frames)
+    return frames, Basis(rotations, locations)
+
+
+def _sample(curve, frames: np.ndarray) -> np.ndarray:
+    points = curve.keyframe_points
+    co = np.empty(len(points) * 2, np.float64)
+    points.foreach_get("co", co)
+    interpolation = np.empty(len(points), np.int32)
+    points.foreach_get("interpolation", interpolation)
+    co = co.reshape(-1, 2)
+    if (interpolation[:-1] == 1).all():  # LINEAR: what PEAR writes
+        return np.interp(frames, co[:, 0], co[:, 1])
+    return np.array([curve.evaluate(f) for f in frames])
+
+
+def retarget_armature(source: bpy.types.Object, target: bpy.types.Object, preset: Preset,
+                      action_name: str | None = None) -> RetargetDone:
+    """Key ``target`` with ``source``'s motion through ``preset``: a fresh action (named
+    ``action_name``, default "<target>_retargeted") on the target, mapped bones' rotations on
+    every frame, the root bone's location too. Unmapped target bones are not keyed."""
+    source_skeleton, target_skeleton = armature_skeleton(source), armature_skeleton(target)
+    bones = {j: b for j, b in preset.bones.items()
+             if j in source_skeleton.index and b in target_skeleton.index}
+    if preset.root not in bones:
+        raise RetargetError(f"{target.name} has no bone {preset.bones.get(preset.root)!r} for "
+                            f"the preset {preset.name!r}'s root: choose another preset, or map "
+                            "the bones (Custom)")
+    frames, keys = read_keys(source, source_skeleton)
+    move = np.array(target.matrix_world.inverted() @ source.matrix_world)
+    posed = retarget(source_skeleton, posed_matrices(source_skeleton, keys), target_skeleton,
+                     bones, preset.root, move)
+    basis = basis_from_posed(target_skeleton, posed)
+    keyed = [target_skeleton.index[b] for b in bones.values()]
+    _key_bones(target, target_skeleton, frames, basis, keyed,
+               target_skeleton.index[bones[preset.root]], action_name)
+    return RetargetDone(len(frames), len(keyed),
+                        sorted(j for j in preset.bones if j not in bones))
+
+
+def _key_bones(target, skeleton: Skeleton, frames: np.ndarray, basis: Basis, keyed: list[int],
+               root: int, action_name: str | None) -> None:
+    from .convert import continuous
+
+    channelbag = new_channelbag(target, action_name or f"{target.name}_retargeted")
+    rotations = continuous(basis.rotations)
+    for bone in keyed:
+        name = skeleton.names[bone]
+        target.pose.bones[name].rotation_mode = "QUATERNION"
+        for axis in range(4):
+            write_curve(channelbag, f'pose.bones["{name}"].rotation_quaternion', axis, frames,
+                         rotations[:, bone, axis], name)
+    root_name = skeleton.names[root]
+    for axis in range(3):
+        write_curve(channelbag, f'pose.bones["{root_name}"].location', axis, frames,
+                     basis.locations[:, root, axis], root_name)
