@@ -267,9 +267,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bake(args: argparse.Namespace) -> int:
-    from .pipeline.bake import bake_clip
+    from .pipeline.bake import RetargetTo, bake_clip
 
-    formats = tuple(f for f in ("fbx", "glb", "npz") if getattr(args, f))
+    formats = tuple(f for f in ("fbx", "glb", "bvh", "npz") if getattr(args, f))
+    if (args.retarget is None) != (args.target_rig is None):
+        raise InputError("--retarget PRESET and --target-rig FILE go together: the preset maps "
+                         "the PEAR joints onto that character's bones")
+    retarget = (RetargetTo(args.retarget, args.target_rig, args.target_armature)
+                if args.retarget else None)
     asset = _load_asset(args.asset)  # once for the whole batch
     failed = []
     for number, footage in enumerate(args.footage, start=1):
@@ -280,7 +285,8 @@ def _bake(args: argparse.Namespace) -> int:
                               background=not args.no_background, max_frames=args.max_frames,
                               overlay=args.overlay, body_shape_keys=args.body_shape_keys,
                               person=args.person, checkpoint=args.checkpoint,
-                              progress=_progress_bar, contact=not args.no_contact)
+                              progress=_progress_bar, contact=not args.no_contact,
+                              retarget=retarget)
         except (ClipError, InputError) as exc:  # this clip only: go on (a SetupError stops)
             print(describe(exc, about=str(footage)), file=sys.stderr)
             failed.append(footage)
@@ -420,7 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--out", type=Path, required=True, help="output folder")
     bake.add_argument("--fbx", action="store_true", help="also export FBX (with animation)")
     bake.add_argument("--glb", action="store_true", help="also export glTF binary")
+    bake.add_argument("--bvh", action="store_true", help="also export the PEAR armature's "
+                      "animation as BVH")
     bake.add_argument("--npz", action="store_true", help="also write the result file")
+    bake.add_argument("--retarget", metavar="PRESET",
+                      help="also key a character with the motion: mixamo, ue5_mannequin, "
+                      "rigify_metarig, auto (by bone names) or a preset file (docs/blender.md)")
+    bake.add_argument("--target-rig", type=Path, metavar="FILE",
+                      help="the character for --retarget: a .blend or .fbx")
+    bake.add_argument("--target-armature", metavar="NAME",
+                      help="the character's armature, when its file holds several")
     bake.add_argument("--estimator", default="tracker", choices=list(ESTIMATORS),
                       help=ESTIMATOR_HELP)
     bake.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)

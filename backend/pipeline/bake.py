@@ -3,7 +3,9 @@
 Per clip: perception and the estimator (``fit_footage``), then the Blender extension's own
 scene builder through the ``bpy`` module — the very code the add-on runs — into a fresh scene
 saved as ``<clip>.blend``, optionally exported to FBX (with the animation: the exporter needs
-``bake_anim_use_nla_strips=False``) and glTF binary, and the result file (``.npz``).
+``bake_anim_use_nla_strips=False``), glTF binary and BVH, and the result file (``.npz``).
+With a ``RetargetTo``, a character from a .blend or .fbx is brought into the scene and keyed
+with the motion through a preset (the add-on's ``retarget_scene``), so the exports carry it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ class BakeOutputs:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
+@dataclass
+class RetargetTo:
+    """A character to bake the motion onto: ``preset`` (a shipped preset's name, a preset
+    file, or ``auto``), its file (.blend or .fbx) and, if it holds several, the armature."""
+
+    preset: str
+    character: Path
+    armature: str | None = None
+
+
 def _import_bpy():
     try:
         import bpy
@@ -51,9 +63,11 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
               background: bool = True, max_frames: int | None = None,
               overlay: bool = False, body_shape_keys: bool = False,
               person: int | None = None, checkpoint: Path | None = None,
-              progress: Progress | None = None, contact: bool = True) -> BakeOutputs:
+              progress: Progress | None = None, contact: bool = True,
+              retarget: RetargetTo | None = None) -> BakeOutputs:
     """Bake one clip of ``asset``'s body into ``out_dir``; ``formats`` from ``fbx``, ``glb``,
-    ``npz``; with ``overlay``, also a video of the fitted mesh over the footage; with
+    ``bvh`` (the PEAR armature), ``npz``; ``retarget``: also key that character; with
+    ``overlay``, also a video of the fitted mesh over the footage; with
     ``body_shape_keys``, shape keys for the leading body-shape components too; ``person``:
     which person to follow when several are in view (``ClipDetector``); ``estimator``,
     ``checkpoint``, ``progress`` and ``contact`` as in ``fit_footage``."""
@@ -61,7 +75,7 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
         raise BakeError(f"estimator {estimator!r} is not available; choose from "
                         f"{list(ESTIMATORS)}")
     bpy = _import_bpy()
-    from pear_recover_mesh import scene
+    from pear_recover_mesh import retarget_scene, scene
 
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +92,8 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     apply = scene.ClipApplier(name, footage.resolve() if background else None,
                               len(results.frames), body_shape_keys=body_shape_keys)
     apply(rig, results)
+    if retarget is not None:
+        _retarget(retarget_scene, apply.armature, retarget)
     bpy.ops.wm.save_as_mainfile(filepath=str(files["blend"]), check_existing=False)
     if "fbx" in formats:
         files["fbx"] = out_dir / f"{name}.fbx"
@@ -85,9 +101,26 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     if "glb" in formats:
         files["glb"] = out_dir / f"{name}.glb"
         export_glb(files["glb"])
+    if "bvh" in formats:
+        files["bvh"] = out_dir / f"{name}.bvh"
+        retarget_scene.export_bvh(apply.armature, files["bvh"], (1, len(results.frames)))
     if "npz" in formats:
         files["npz"] = save_results(results, out_dir / f"{name}.npz")
     return BakeOutputs(footage, len(results.frames), time.perf_counter() - start, files)
+
+
+def _retarget(retarget_scene, source, retarget: RetargetTo) -> None:
+    """Bring the character in and key it; its problems are the set-up's (exit 2 or 3)."""
+    from pear_recover_mesh.presets import PresetError
+
+    if not retarget.character.is_file():
+        raise BakeError(f"--target-rig {retarget.character} does not exist")
+    try:
+        character = retarget_scene.load_character(retarget.character, retarget.armature)
+        preset = retarget_scene.resolve_preset(retarget.preset, character)
+        retarget_scene.retarget_armature(source, character, preset)
+    except (retarget_scene.RetargetError, PresetError) as exc:
+        raise BakeError(str(exc)) from None
 
 
 def export_fbx(path: Path) -> None:

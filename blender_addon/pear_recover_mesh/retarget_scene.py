@@ -118,3 +118,65 @@ def _key_bones(target, skeleton: Skeleton, frames: np.ndarray, basis: Basis, key
     for axis in range(3):
         write_curve(channelbag, f'pose.bones["{root_name}"].location', axis, frames,
                      basis.locations[:, root, axis], root_name)
+
+
+def load_character(path, armature_name: str | None = None) -> bpy.types.Object:
+    """Bring a character's armature (and the meshes it deforms) into the scene from a .blend
+    (appended) or .fbx (imported); ``armature_name`` picks one when the file has several."""
+    from pathlib import Path
+
+    path = Path(path)
+    before = set(bpy.data.objects)
+    if path.suffix.lower() == ".blend":
+        with bpy.data.libraries.load(str(path), link=False) as (source, loaded):
+            loaded.objects = list(source.objects)
+        for obj in loaded.objects:
+            if obj is not None:
+                bpy.context.scene.collection.objects.link(obj)
+    elif path.suffix.lower() == ".fbx":
+        bpy.ops.import_scene.fbx(filepath=str(path), automatic_bone_orientation=False)
+    else:
+        raise RetargetError(f"{path.name}: a character comes as a .blend or .fbx file")
+    armatures = [o for o in set(bpy.data.objects) - before if o.type == "ARMATURE"]
+    if armature_name is not None:
+        chosen = [o for o in armatures if o.name == armature_name]
+        if not chosen:
+            raise RetargetError(f"{path.name} has no armature {armature_name!r}; it has "
+                                f"{sorted(o.name for o in armatures)}")
+        return chosen[0]
+    if len(armatures) != 1:
+        raise RetargetError(f"{path.name} holds {len(armatures)} armatures "
+                            f"{sorted(o.name for o in armatures)}: name one with "
+                            "--target-armature")
+    return armatures[0]
+
+
+def resolve_preset(choice: str, armature: bpy.types.Object) -> Preset:
+    """A preset by shipped name (its file's stem, e.g. ``mixamo``), a preset file's path, or
+    ``auto`` (the shipped preset matching most of the armature's bone names)."""
+    from pathlib import Path
+
+    from .presets import PRESET_DIR, PresetError, best_preset, load_preset
+
+    if choice == "auto":
+        return best_preset([b.name for b in armature.data.bones])
+    shipped = PRESET_DIR / f"{choice}.json"
+    if shipped.is_file():
+        return load_preset(shipped)
+    if Path(choice).is_file():
+        return load_preset(choice)
+    names = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+    raise PresetError(f"no retarget preset {choice!r}: give one of {names}, 'auto', or a "
+                      "preset file's path")
+
+
+def export_bvh(armature: bpy.types.Object, path, frames: tuple[int, int]) -> None:
+    """The armature's animation as BVH, through Blender's own exporter."""
+    import addon_utils
+
+    addon_utils.enable("io_anim_bvh", default_set=True)
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(obj is armature)
+    bpy.context.view_layer.objects.active = armature
+    bpy.ops.export_anim.bvh(filepath=str(path), frame_start=frames[0], frame_end=frames[1],
+                            rotate_mode="NATIVE", root_transform_only=True)
