@@ -98,3 +98,41 @@ def test_rigifys_own_meta_rig_follows(bpy_module, scene, clip):
     retarget_armature(source, metarig, preset)
     joints = check_directions(bpy_module, source, metarig, preset, [1, FRAMES // 2, FRAMES])
     assert {"left_shoulder", "right_knee", "left_index2", "head"} <= set(joints)
+
+
+def test_the_panels_custom_map_suggests_saves_and_retargets_in_one_undo(bpy_module, scene,
+                                                                         clip, tmp_path):
+    import pear_recover_mesh
+    from pear_recover_mesh.presets import load_preset, shipped_presets
+
+    mixamo = {p.name: p for p in shipped_presets()}["Mixamo"]
+    source = _pear_rig(scene, clip)
+    target = make_character(bpy_module, source, mixamo, "custom", 1.0, 0.5, 0.3)
+    pear_recover_mesh.register()
+    try:
+        settings = bpy_module.context.scene.pear
+        ops = bpy_module.ops.pear
+        with pytest.raises(RuntimeError, match="pick the PEAR rig"):
+            ops.retarget()
+        settings.retarget_source, settings.retarget_target = source, target
+        settings.retarget_preset = "CUSTOM"
+        assert ops.retarget_suggest() == {"FINISHED"}
+        suggested = {item.joint: item.bone for item in settings.bone_map}
+        right = sum(suggested.get(j) == b for j, b in mixamo.bones.items())
+        assert right >= 0.9 * len(mixamo.bones)
+        for item in settings.bone_map:  # the user corrects the map to the real one
+            item.bone = mixamo.bones.get(item.joint, "")
+        settings.preset_file = str(tmp_path / "my_rig.json")
+        assert ops.retarget_save_preset() == {"FINISHED"}
+        assert load_preset(tmp_path / "my_rig.json").bones == mixamo.bones
+        bpy_module.ops.ed.undo_push(message="before")
+        assert ops.retarget() == {"FINISHED"}
+        assert settings.status.startswith(f"retargeted {FRAMES} frames onto")
+        bpy_module.ops.ed.undo_push(message="Retarget")
+        target = bpy_module.data.objects["custom"]
+        check_directions(bpy_module, bpy_module.data.objects["pear"], target, mixamo, [1, FRAMES])
+        bpy_module.ops.ed.undo()
+        assert bpy_module.data.objects["custom"].animation_data is None or \
+            bpy_module.data.objects["custom"].animation_data.action is None
+    finally:
+        pear_recover_mesh.unregister()

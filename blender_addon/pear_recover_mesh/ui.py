@@ -13,6 +13,7 @@ import bpy
 from . import local_backend
 from .avatar_preview import AvatarPreview, RecoveredChunk
 from .footage import FootageError, image_sequence
+from .presets import Preset, PresetError, save_preset, shipped_presets, suggest
 from .scene import ClipApplier, add_overlay
 from .session import RecoverSession, RecoverSettings
 from .shared import conventions, footage_files
@@ -25,6 +26,22 @@ def _estimator_items(_self, _context):
     names = [e["name"] for e in hello["estimators"] if e["available"]] if hello else ["tracker"]
     return [(n, n, f"the backend's {n!r} estimator") for n in names if n != "detector"] or [
         ("tracker", "tracker", "MediaPipe + the EHM tracker")]
+
+
+def _is_armature(_self, obj) -> bool:
+    return obj.type == "ARMATURE"
+
+
+def _preset_items(_self, _context):
+    return _PRESET_ITEMS
+
+
+class PearBoneMapItem(bpy.types.PropertyGroup):
+    """One row of a custom retarget map: a PEAR joint and the character's bone it drives."""
+
+    joint: bpy.props.StringProperty(name="Joint")
+    bone: bpy.props.StringProperty(name="Bone", description="The character's bone this joint "
+                                    "drives (empty: none)")
 
 
 class PearSettings(bpy.types.PropertyGroup):
@@ -79,9 +96,29 @@ class PearSettings(bpy.types.PropertyGroup):
         name="Body shape keys", default=False,
         description="Also add shape keys for the leading body-shape components (they move the "
         "mesh, not the skeleton)")
+    retarget_source: bpy.props.PointerProperty(
+        name="PEAR rig", type=bpy.types.Object, poll=_is_armature,
+        description="The recovered (or baked) PEAR armature whose motion to retarget")
+    retarget_target: bpy.props.PointerProperty(
+        name="Character", type=bpy.types.Object, poll=_is_armature,
+        description="Your character's armature: its bones get the motion as keyframes")
+    retarget_preset: bpy.props.EnumProperty(
+        name="Preset", items=_preset_items,
+        description="Which character bone each PEAR joint drives")
+    bone_map: bpy.props.CollectionProperty(type=PearBoneMapItem)
+    bone_map_index: bpy.props.IntProperty()
+    preset_file: bpy.props.StringProperty(
+        name="Save as", subtype="FILE_PATH", default="//pear_retarget_preset.json",
+        description="Where Save Preset writes the custom map (a JSON preset file)")
     status: bpy.props.StringProperty(name="Status", default="")
     progress: bpy.props.FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0,
                                       subtype="FACTOR")
+
+
+# Built once: Blender keeps pointers to an enum's strings, which must outlive the callback.
+_PRESET_ITEMS = [("AUTO", "Auto", "the preset matching most of the character's bone names"),
+                 *[(p.path.stem, p.name, p.description) for p in shipped_presets()],
+                 ("CUSTOM", "Custom", "the bone map below (Suggest fills it by name)")]
 
 
 def _settings(context) -> PearSettings:
@@ -273,6 +310,103 @@ def preview_folder(name: str) -> Path:
     return base / "pear_avatar" / bpy.path.clean_name(name)
 
 
+def _retarget_pair(settings: PearSettings):
+    source, target = settings.retarget_source, settings.retarget_target
+    if source is None or target is None:
+        raise PresetError("pick the PEAR rig and your character's armature first")
+    if source == target:
+        raise PresetError("the PEAR rig and the character are the same armature")
+    return source, target
+
+
+def _custom_preset(settings: PearSettings, name: str = "Custom") -> Preset:
+    bones = {item.joint: item.bone for item in settings.bone_map if item.bone}
+    if "pelvis" not in bones:
+        raise PresetError("the custom map needs a bone for 'pelvis' (the root): press Suggest, "
+                          "then fill in or correct the bones")
+    return Preset(name, bones)
+
+
+class PEAR_OT_retarget(bpy.types.Operator):
+    bl_idname = "pear.retarget"
+    bl_label = "Retarget"
+    bl_description = "Key the character's bones with the PEAR rig's motion (one undo step)"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        from .retarget_scene import RetargetError, resolve_preset, retarget_armature
+
+        settings = _settings(context)
+        try:
+            source, target = _retarget_pair(settings)
+            choice = settings.retarget_preset
+            preset = (_custom_preset(settings) if choice == "CUSTOM"
+                      else resolve_preset(choice.lower() if choice == "AUTO" else choice,
+                                          target))
+            done = retarget_armature(source, target, preset)
+        except (PresetError, RetargetError) as exc:
+            settings.status = str(exc)
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        settings.status = (f"retargeted {done.frames} frames onto {done.bones} bones of "
+                           f"{target.name} ({preset.name})")
+        if done.unmapped:
+            self.report({"INFO"}, f"{target.name} has no bone for {', '.join(done.unmapped)}")
+        self.report({"INFO"}, settings.status)
+        return {"FINISHED"}
+
+
+class PEAR_OT_retarget_suggest(bpy.types.Operator):
+    bl_idname = "pear.retarget_suggest"
+    bl_label = "Suggest"
+    bl_description = "Fill the custom bone map by matching the character's bone names"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        settings = _settings(context)
+        try:
+            source, target = _retarget_pair(settings)
+        except PresetError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        joints = [bone.name for bone in source.data.bones]
+        found = suggest(joints, [bone.name for bone in target.data.bones])
+        settings.bone_map.clear()
+        for joint in joints:
+            item = settings.bone_map.add()
+            item.joint, item.bone = joint, found.get(joint, "")
+        settings.status = f"suggested {len(found)} of {len(joints)} joints: check them"
+        return {"FINISHED"}
+
+
+class PEAR_OT_retarget_save_preset(bpy.types.Operator):
+    bl_idname = "pear.retarget_save_preset"
+    bl_label = "Save Preset"
+    bl_description = "Write the custom bone map as a preset file (JSON), for --retarget FILE"
+
+    def execute(self, context):
+        settings = _settings(context)
+        path = Path(bpy.path.abspath(settings.preset_file))
+        try:
+            saved = save_preset(_custom_preset(settings, path.stem), path)
+        except (PresetError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        settings.status = f"preset saved: {saved}"
+        return {"FINISHED"}
+
+
+class PEAR_UL_bone_map(bpy.types.UIList):
+    def draw_item(self, context, layout, _data, item, _icon, _active, _property):
+        row = layout.row(align=True)
+        row.label(text=item.joint)
+        target = _settings(context).retarget_target
+        if target is not None:
+            row.prop_search(item, "bone", target.data, "bones", text="")
+        else:
+            row.prop(item, "bone", text="")
+
+
 class VIEW3D_PT_pear_recover(bpy.types.Panel):
     bl_label = "Recover Mesh"
     bl_space_type = "VIEW_3D"
@@ -329,8 +463,34 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
             layout.label(text=settings.status)
 
 
-CLASSES = (PearSettings, PEAR_OT_backend_start, PEAR_OT_backend_stop, PEAR_OT_connect,
-           PEAR_OT_recover, VIEW3D_PT_pear_recover)
+class VIEW3D_PT_pear_retarget(bpy.types.Panel):
+    bl_label = "Retarget"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "PEAR"
+    bl_parent_id = "VIEW3D_PT_pear_recover"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = _settings(context)
+        layout = self.layout
+        layout.prop(settings, "retarget_source")
+        layout.prop(settings, "retarget_target")
+        layout.prop(settings, "retarget_preset")
+        if settings.retarget_preset == "CUSTOM":
+            layout.operator("pear.retarget_suggest")
+            layout.template_list("PEAR_UL_bone_map", "", settings, "bone_map", settings,
+                                 "bone_map_index", rows=6)
+            row = layout.row(align=True)
+            row.prop(settings, "preset_file", text="")
+            row.operator("pear.retarget_save_preset")
+        layout.operator("pear.retarget", icon="ARMATURE_DATA")
+
+
+CLASSES = (PearBoneMapItem, PearSettings, PEAR_OT_backend_start, PEAR_OT_backend_stop,
+           PEAR_OT_connect, PEAR_OT_recover, PEAR_OT_retarget, PEAR_OT_retarget_suggest,
+           PEAR_OT_retarget_save_preset, PEAR_UL_bone_map, VIEW3D_PT_pear_recover,
+           VIEW3D_PT_pear_retarget)
 
 
 def register() -> None:
