@@ -471,3 +471,59 @@ def test_an_avatar_preview_without_a_renderer_fails_and_keeps_the_motion(
     assert preview.state == "failed" and "no renderer checkpoint" in preview.error
     assert "motion is kept" in preview.error
     assert len(_curves(bpy_module.data.objects["kept"].animation_data.action)) == 55 * 4 + 3
+
+
+class _Event:
+    def __init__(self, kind: str):
+        self.type = kind
+
+
+class _WindowManager:
+    """The window manager calls the modal operator makes (progress bar, its timer)."""
+
+    def progress_update(self, _value):
+        pass
+
+    def progress_end(self):
+        pass
+
+    def event_timer_remove(self, _timer):
+        pass
+
+
+def test_the_modal_recovery_lets_other_input_through_refuses_a_second_start_and_cancels(
+        bpy_module, scene, backend, clip_folder):
+    """The recover operator's own ``modal``, driven by events as Blender would send them."""
+    from types import SimpleNamespace
+
+    import pear_recover_mesh
+    from pear_recover_mesh import ui
+
+    pear_recover_mesh.register()
+    try:
+        footage = image_sequence(clip_folder, fps=30)
+        applier = scene.ClipApplier("modal", None, len(footage))
+        client = Client(backend.endpoint, timeout=60)
+        session = RecoverSession(client, footage, RecoverSettings(chunk=FRAMES // 2), applier)
+        ui._STATE["session"] = (session, client)
+        operator = SimpleNamespace(_timer=None, _chunks=[], _applier=applier, _name="modal",
+                                   report=lambda *_: None)
+        operator._end = lambda context, work: ui.PEAR_OT_recover._end(operator, context, work)
+        context = SimpleNamespace(window_manager=_WindowManager(), area=None,
+                                  scene=bpy_module.context.scene)
+        assert not bpy_module.ops.pear.recover.poll()  # a second start is refused
+        for kind in ("MOUSEMOVE", "MIDDLEMOUSE", "WHEELUPMOUSE", "RIGHTMOUSE"):
+            assert ui.PEAR_OT_recover.modal(operator, context, _Event(kind)) == {
+                "PASS_THROUGH"}
+        assert session.frames_detected == 0  # other input did no work
+        while session.frames_applied == 0:
+            assert ui.PEAR_OT_recover.modal(operator, context, _Event("TIMER")) == {
+                "RUNNING_MODAL"}
+        assert ui.PEAR_OT_recover.modal(operator, context, _Event("ESC")) == {"FINISHED"}
+        assert session.state == "cancelled" and ui._STATE["session"] is None
+        assert bpy_module.ops.pear.recover.poll()
+        curves = _curves(bpy_module.data.objects["modal"].animation_data.action)
+        assert {len(c.keyframe_points) for c in curves} == {FRAMES // 2}  # the chunk stays
+    finally:
+        ui._STATE["session"] = None
+        pear_recover_mesh.unregister()

@@ -59,7 +59,8 @@ def test_zip_name_and_manifest(extension_zip, zip_manifest):
     assert zip_manifest["id"] == "pear_recover_mesh"
     assert zip_manifest["type"] == "add-on"
     assert zip_manifest["schema_version"] == "1.0.0"
-    assert zip_manifest["blender_version_min"] == "4.2.0"
+    assert (zip_manifest["blender_version_min"], zip_manifest["blender_version_max"]) == (
+        "5.0.0", "6.0.0")
     assert zip_manifest["license"] == ["SPDX:Apache-2.0"]
     assert set(zip_manifest["permissions"]) == {"network", "files"}
 

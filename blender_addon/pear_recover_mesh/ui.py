@@ -18,14 +18,23 @@ from .scene import ClipApplier, add_overlay
 from .session import RecoverSession, RecoverSettings
 from .shared import conventions, footage_files
 
-_STATE: dict = {"hello": None, "session": None}  # per Blender process, not saved in files
+# Per Blender process, not saved in files: the backend's hello, the running work and its
+# client, a cancel asked from the panel, and the estimator menu's items.
+_STATE: dict = {"hello": None, "session": None, "cancel": False, "estimators": None}
 
 
 def _estimator_items(_self, _context):
+    """The backend's available estimators, built once per hello: Blender keeps pointers to
+    an enum's strings, which must outlive this call."""
     hello = _STATE["hello"]
-    names = [e["name"] for e in hello["estimators"] if e["available"]] if hello else ["tracker"]
-    return [(n, n, f"the backend's {n!r} estimator") for n in names if n != "detector"] or [
-        ("tracker", "tracker", "MediaPipe + the EHM tracker")]
+    cached = _STATE["estimators"]
+    if cached is None or cached[0] is not hello:
+        names = ([e["name"] for e in hello["estimators"] if e["available"]] if hello
+                 else ["tracker"])
+        items = [(n, n, f"the backend's {n!r} estimator") for n in names if n != "detector"]
+        cached = (hello, items or [("tracker", "tracker", "MediaPipe + the EHM tracker")])
+        _STATE["estimators"] = cached
+    return cached[1]
 
 
 def _is_armature(_self, obj) -> bool:
@@ -225,6 +234,10 @@ class PEAR_OT_recover(bpy.types.Operator):
 
     _timer = None
 
+    @classmethod
+    def poll(cls, context) -> bool:
+        return _STATE["session"] is None  # one recovery at a time: the panel shows it
+
     def invoke(self, context, _event):
         settings = _settings(context)
         try:
@@ -260,10 +273,13 @@ class PEAR_OT_recover(bpy.types.Operator):
 
     def modal(self, context, event):
         session, _ = _STATE["session"]
-        if event.type == "ESC":
+        if event.type == "ESC" or (event.type == "TIMER" and _STATE.get("cancel")):
+            _STATE["cancel"] = False
             session.cancel()
         elif event.type == "TIMER":
             session.step(0.03)
+        else:  # the user keeps working (orbit, scrub, select) while the recovery runs
+            return {"PASS_THROUGH"}
         settings = _settings(context)
         settings.progress, settings.status = session.progress, session.status
         context.window_manager.progress_update(int(100 * session.progress))
@@ -282,6 +298,7 @@ class PEAR_OT_recover(bpy.types.Operator):
         return self._end(context, session)
 
     def _end(self, context, work):
+        _STATE["cancel"] = False
         context.window_manager.event_timer_remove(self._timer)
         context.window_manager.progress_end()
         _, client = _STATE.pop("session")
@@ -325,6 +342,20 @@ def _custom_preset(settings: PearSettings, name: str = "Custom") -> Preset:
         raise PresetError("the custom map needs a bone for 'pelvis' (the root): press Suggest, "
                           "then fill in or correct the bones")
     return Preset(name, bones)
+
+
+class PEAR_OT_cancel(bpy.types.Operator):
+    bl_idname = "pear.cancel"
+    bl_label = "Cancel"
+    bl_description = "Stop the running recovery (or avatar preview); what is done stays"
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        return _STATE["session"] is not None
+
+    def execute(self, context):
+        _STATE["cancel"] = True  # the running operator cancels on its next timer tick
+        return {"FINISHED"}
 
 
 class PEAR_OT_retarget(bpy.types.Operator):
@@ -455,8 +486,11 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
             box.label(text="no avatar renderer on the backend (why: Info log)", icon="ERROR")
 
         running = _STATE["session"] is not None
-        layout.operator("pear.recover", text="Recovering... (Esc cancels)" if running
-                        else "Recover", icon="ARMATURE_DATA")
+        row = layout.row(align=True)
+        row.operator("pear.recover", text="Recovering..." if running else "Recover",
+                     icon="ARMATURE_DATA")
+        if running:
+            row.operator("pear.cancel", icon="CANCEL")
         if running or settings.progress:
             layout.prop(settings, "progress", slider=True)
         if settings.status:
@@ -488,9 +522,9 @@ class VIEW3D_PT_pear_retarget(bpy.types.Panel):
 
 
 CLASSES = (PearBoneMapItem, PearSettings, PEAR_OT_backend_start, PEAR_OT_backend_stop,
-           PEAR_OT_connect, PEAR_OT_recover, PEAR_OT_retarget, PEAR_OT_retarget_suggest,
-           PEAR_OT_retarget_save_preset, PEAR_UL_bone_map, VIEW3D_PT_pear_recover,
-           VIEW3D_PT_pear_retarget)
+           PEAR_OT_connect, PEAR_OT_recover, PEAR_OT_cancel, PEAR_OT_retarget,
+           PEAR_OT_retarget_suggest, PEAR_OT_retarget_save_preset, PEAR_UL_bone_map,
+           VIEW3D_PT_pear_recover, VIEW3D_PT_pear_retarget)
 
 
 def register() -> None:
