@@ -427,6 +427,35 @@ class PEAR_OT_retarget_save_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class PEAR_OT_export_bvh(bpy.types.Operator):
+    bl_idname = "pear.export_bvh"
+    bl_label = "Export BVH"
+    bl_description = ("Write the PEAR rig's animation as BVH (Blender's exporter: Z up; import "
+                      "it with Forward Y, Up Z)")
+
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
+    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
+
+    def invoke(self, context, _event):
+        rig = _settings(context).retarget_source
+        self.filepath = bpy.path.ensure_ext(rig.name if rig else "pear", ".bvh")
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        from .retarget_scene import export_bvh
+
+        rig = _settings(context).retarget_source
+        animation = rig.animation_data if rig is not None else None
+        if animation is None or animation.action is None:
+            self.report({"ERROR"}, "pick the PEAR rig (with its animation) to export")
+            return {"CANCELLED"}
+        first, last = (round(f) for f in animation.action.frame_range)
+        export_bvh(rig, bpy.path.abspath(self.filepath), (first, last))
+        self.report({"INFO"}, f"BVH written: {self.filepath} (frames {first}-{last})")
+        return {"FINISHED"}
+
+
 class PEAR_UL_bone_map(bpy.types.UIList):
     def draw_item(self, context, layout, _data, item, _icon, _active, _property):
         row = layout.row(align=True)
@@ -518,12 +547,15 @@ class VIEW3D_PT_pear_retarget(bpy.types.Panel):
             row = layout.row(align=True)
             row.prop(settings, "preset_file", text="")
             row.operator("pear.retarget_save_preset")
-        layout.operator("pear.retarget", icon="ARMATURE_DATA")
+        row = layout.row(align=True)
+        row.operator("pear.retarget", icon="ARMATURE_DATA")
+        row.operator("pear.export_bvh", icon="EXPORT")
 
 
 CLASSES = (PearBoneMapItem, PearSettings, PEAR_OT_backend_start, PEAR_OT_backend_stop,
            PEAR_OT_connect, PEAR_OT_recover, PEAR_OT_cancel, PEAR_OT_retarget,
-           PEAR_OT_retarget_suggest, PEAR_OT_retarget_save_preset, PEAR_UL_bone_map,
+           PEAR_OT_retarget_suggest, PEAR_OT_retarget_save_preset, PEAR_OT_export_bvh,
+           PEAR_UL_bone_map,
            VIEW3D_PT_pear_recover, VIEW3D_PT_pear_retarget)
 
 
