@@ -284,7 +284,7 @@ def _bake(args: argparse.Namespace) -> int:
                               smooth=args.smooth, focal=args.focal, formats=formats,
                               background=not args.no_background, max_frames=args.max_frames,
                               overlay=args.overlay, body_shape_keys=args.body_shape_keys,
-                              person=args.person, checkpoint=args.checkpoint,
+                              person=args.people or args.person, checkpoint=args.checkpoint,
                               progress=_progress_bar, contact=not args.no_contact,
                               retarget=retarget)
         except (ClipError, InputError) as exc:  # this clip only: go on (a SetupError stops)
@@ -294,6 +294,8 @@ def _bake(args: argparse.Namespace) -> int:
         print(f"baked {baked.frames} frames in {baked.seconds:.1f} s ({baked.fps:.2f} frames/s)")
         for kind, path in baked.files.items():
             print(f"  {kind}: {path}")
+        for note in baked.notes:
+            print(f"  note: {note}")
     if failed:
         print(f"{len(failed)} of {len(args.footage)} clip(s) failed: {[str(f) for f in failed]}",
               file=sys.stderr)
@@ -447,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="do not keep feet that touch the ground still")
     bake.add_argument("--focal", type=float, help="focal length in pixels, if known")
     bake.add_argument("--max-frames", type=int, help="only the first N frames of each clip")
-    bake.add_argument("--person", type=_person_number, help=PERSON_HELP)
+    who = bake.add_mutually_exclusive_group()
+    who.add_argument("--person", type=_person_number, help=PERSON_HELP)
+    who.add_argument("--people", choices=["all"],
+                     help="all: everyone in the first frame showing anybody, each baked into "
+                     "a rig of their own (Person1, Person2 ... from the left)")
     bake.add_argument("--overlay", action="store_true",
                       help="also write <clip>_overlay.mp4: the fitted mesh over the footage")
     bake.add_argument("--no-background", action="store_true",

@@ -162,3 +162,38 @@ def test_the_bvh_comes_back_through_blenders_importer(baked, bpy_module):
         assert set(again) == set(heads)
         worst = max(np.linalg.norm(again[n] - heads[n]) for n in heads)
         assert worst < 2e-3, (frame, worst)
+
+
+def test_everyone_in_view_is_baked_into_a_rig_of_their_own(tmp_path, server_home, open_asset,
+                                                            bpy_module, two_people_frames):
+    import cv2
+
+    from backend.pipeline.bake import bake_clip
+    from backend.pipeline.people_in_footage import people_later
+
+    clip = tmp_path / "pair"
+    clip.mkdir()
+    for index, frame in enumerate(two_people_frames):
+        if index < 3:  # the right one comes in at frame 3
+            frame = frame.copy()
+            frame[:, frame.shape[1] // 2:] = 0
+        cv2.imwrite(str(clip / f"{index:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    assert people_later(clip, 1, 0, step=1) == [(3, 2), (4, 2), (5, 2)]
+    for index, frame in enumerate(two_people_frames[:3]):  # both in view from the start
+        cv2.imwrite(str(clip / f"{index:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PEAR_HOME", str(server_home))
+        baked = bake_clip(clip, tmp_path / "out", open_asset, formats=("npz",),
+                          person="all")
+    assert {"npz1", "npz2"} <= set(baked.files) and not baked.notes
+    bpy_module.ops.wm.open_mainfile(filepath=str(baked.files["blend"]))
+    objects = bpy_module.data.objects
+    assert {"Person1", "Person2", "pair_camera"} <= set(objects.keys())
+    assert [o.name for o in objects if o.type == "CAMERA"] == ["pair_camera"]
+    for frame in (1, len(two_people_frames)):
+        heads = _world_heads(bpy_module, objects["Person1"], frame)["pelvis"], _world_heads(
+            bpy_module, objects["Person2"], frame)["pelvis"]
+        assert heads[0][0] < heads[1][0] - 0.3  # person 1 is the one on the left
+    for rig in ("Person1", "Person2"):
+        curves = _fcurves(objects[rig].animation_data.action)
+        assert {len(c.keyframe_points) for c in curves} == {len(two_people_frames)}

@@ -32,6 +32,7 @@ class BakeOutputs:
     frames: int
     seconds: float
     files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the user should know
 
     @property
     def fps(self) -> float:
@@ -62,14 +63,16 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
               smooth: float = 1.0, focal: float | None = None, formats: tuple[str, ...] = (),
               background: bool = True, max_frames: int | None = None,
               overlay: bool = False, body_shape_keys: bool = False,
-              person: int | None = None, checkpoint: Path | None = None,
+              person: int | str | None = None, checkpoint: Path | None = None,
               progress: Progress | None = None, contact: bool = True,
               retarget: RetargetTo | None = None) -> BakeOutputs:
     """Bake one clip of ``asset``'s body into ``out_dir``; ``formats`` from ``fbx``, ``glb``,
     ``bvh`` (the PEAR armature), ``npz``; ``retarget``: also key that character; with
     ``overlay``, also a video of the fitted mesh over the footage; with
     ``body_shape_keys``, shape keys for the leading body-shape components too; ``person``:
-    which person to follow when several are in view (``ClipDetector``); ``estimator``,
+    which person to follow when several are in view (``ClipDetector``), or ``"all"``: each
+    person of the first frame showing anybody, each into a rig of their own (``Person1``,
+    ``Person2`` ... from the left; files per person get ``_PersonN``); ``estimator``,
     ``checkpoint``, ``progress`` and ``contact`` as in ``fit_footage``."""
     if estimator not in ESTIMATORS:
         raise BakeError(f"estimator {estimator!r} is not available; choose from "
@@ -81,19 +84,32 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     out_dir.mkdir(parents=True, exist_ok=True)
     name = footage.stem if footage.is_file() else footage.name
     files = {"blend": out_dir / f"{name}.blend"}
-    if overlay:
-        files["overlay"] = out_dir / f"{name}_overlay.mp4"
-    results = fit_footage(footage, asset, smooth=smooth, focal=focal, max_frames=max_frames,
-                          overlay=files.get("overlay"), person=person, estimator=estimator,
-                          checkpoint=checkpoint, progress=progress, contact=contact).results
-    rig = build_rig(asset, subject_params(asset, results.params))
+    everyone = person == "all"
+    followed, notes = _people_to_follow(footage, person, max_frames)
+    fits = []
+    for number in followed:
+        label = name if not everyone else f"{name}_Person{number}"
+        if overlay:
+            files[f"overlay{'' if not everyone else number}"] = out_dir / f"{label}_overlay.mp4"
+        results = fit_footage(footage, asset, smooth=smooth, focal=focal,
+                              max_frames=max_frames, overlay=out_dir / f"{label}_overlay.mp4"
+                              if overlay else None, person=number, estimator=estimator,
+                              checkpoint=checkpoint, progress=progress,
+                              contact=contact).results
+        fits.append((number, results))
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    apply = scene.ClipApplier(name, footage.resolve() if background else None,
-                              len(results.frames), body_shape_keys=body_shape_keys)
-    apply(rig, results)
-    if retarget is not None:
-        _retarget(retarget_scene, apply.armature, retarget)
+    appliers = []
+    for index, (number, results) in enumerate(fits):
+        rig = build_rig(asset, subject_params(asset, results.params))
+        apply = scene.ClipApplier(
+            name if not everyone else f"Person{number}",
+            footage.resolve() if background and index == 0 else None, len(results.frames),
+            body_shape_keys=body_shape_keys, camera=f"{name}_camera" if index == 0 else None)
+        apply(rig, results)
+        appliers.append(apply)
+        if retarget is not None:
+            _retarget(retarget_scene, apply.armature, retarget)
     bpy.ops.wm.save_as_mainfile(filepath=str(files["blend"]), check_existing=False)
     if "fbx" in formats:
         files["fbx"] = out_dir / f"{name}.fbx"
@@ -101,12 +117,41 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     if "glb" in formats:
         files["glb"] = out_dir / f"{name}.glb"
         export_glb(files["glb"])
-    if "bvh" in formats:
-        files["bvh"] = out_dir / f"{name}.bvh"
-        retarget_scene.export_bvh(apply.armature, files["bvh"], (1, len(results.frames)))
-    if "npz" in formats:
-        files["npz"] = save_results(results, out_dir / f"{name}.npz")
-    return BakeOutputs(footage, len(results.frames), time.perf_counter() - start, files)
+    for apply, (number, results) in zip(appliers, fits, strict=True):
+        label, key = (name, "") if not everyone else (f"{name}_Person{number}", str(number))
+        if "bvh" in formats:
+            files[f"bvh{key}"] = out_dir / f"{label}.bvh"
+            retarget_scene.export_bvh(apply.armature, files[f"bvh{key}"],
+                                      (1, len(results.frames)))
+        if "npz" in formats:
+            files[f"npz{key}"] = save_results(results, out_dir / f"{label}.npz")
+    return BakeOutputs(footage, len(fits[0][1].frames), time.perf_counter() - start, files,
+                       notes)
+
+
+def _people_to_follow(footage: Path, person: int | str | None, max_frames: int | None
+                      ) -> tuple[list[int | None], list[str]]:
+    """Whom to fit: the one asked for, or with ``all`` everyone in the first frame showing
+    anybody (numbered from the left, as ``--person``), and notes on people who appear only
+    later (not followed: said, not silently ignored)."""
+    if person != "all":
+        return [person], []
+    from ..perception.people import PersonNotFound
+    from .people_in_footage import people_in_footage, people_later
+
+    found = people_in_footage(footage)
+    if not found.boxes:
+        raise PersonNotFound(f"{footage}: nobody was found in the first 300 frames, so there "
+                             "is no one to bake")
+    count = len(found.boxes)
+    notes = [f"frame {frame} shows {seen} people, more than the {count} of frame "
+             f"{found.frame} that were baked: bake again with --person N once `backend people` "
+             "numbers them" for frame, seen in people_later(footage, count, found.frame,
+                                                            max_frames)]
+    return list(range(1, count + 1)), notes[:1]
+
+
+
 
 
 def _retarget(retarget_scene, source, retarget: RetargetTo) -> None:

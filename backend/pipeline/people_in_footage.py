@@ -38,6 +38,29 @@ def people_in_footage(footage: str | Path, max_frames: int = 300) -> PeopleInFra
     return PeopleInFrame(-1, [], None)
 
 
+LATER_STEP = 15  # frames between looks for people who came in later (half a second at 30)
+
+
+def people_later(footage: str | Path, count: int, after: int, max_frames: int | None = None,
+                 step: int = LATER_STEP) -> list[tuple[int, int]]:
+    """(frame, people seen) for the frames, every ``step`` after frame ``after``, that show
+    more than ``count`` people: someone who came in after the numbering."""
+    finder = PersonFinder()
+    more = []
+    try:
+        for frame in open_footage(footage):
+            if max_frames is not None and frame.index >= max_frames:
+                break
+            if frame.index <= after or (frame.index - after) % step:
+                continue
+            seen = len(find_people(frame.image, finder))
+            if seen > count:
+                more.append((frame.index, seen))
+    finally:
+        finder.close()
+    return more
+
+
 def draw_people(image: np.ndarray, boxes: list[np.ndarray]) -> np.ndarray:
     """The frame with each person's box and number drawn on it (RGB)."""
     import cv2

@@ -302,12 +302,15 @@ class ClipApplier:
     the first call builds the rig ``name`` (replacing an earlier one), its camera and action;
     later calls, for later parts of the same clip, add keyframes; a part that repeats frames
     of the one before fades into it over them (``keyframes.crossfade``). ``footage`` (shown
-    behind the camera) starts at its frame ``first``, as the frames sent did."""
+    behind the camera) starts at its frame ``first``, as the frames sent did. ``camera``: the
+    camera's name (default ``<name>_camera``); None makes none (another person's rig in the
+    same footage, whose camera is already there)."""
 
     def __init__(self, name: str, footage: Path | None = None, total_frames: int = 0,
                  collection: bpy.types.Collection | None = None, first: int = 0,
-                 body_shape_keys: bool = False):
+                 body_shape_keys: bool = False, camera: str | None = ""):
         self.name, self.footage, self.total_frames = name, footage, total_frames
+        self.camera_name = f"{name}_camera" if camera == "" else camera
         self.first, self.body_shape_keys = first, body_shape_keys
         self.collection = collection
         self.armature: bpy.types.Object | None = None
@@ -323,10 +326,11 @@ class ClipApplier:
             self._bone_rest = bone_rest_rotations(self.armature, rig["joint_names"])
             self.action = ClipAction(self.armature, body, rig["joint_names"],
                                      rig["expression_names"])
-            self.camera = add_camera(
-                f"{self.name}_camera", results.focal, tuple(results.center), results.width,
-                results.height, self.footage, max(self.total_frames, len(results.frames)),
-                self.first, self.collection)
+            if self.camera_name is not None:
+                self.camera = add_camera(
+                    self.camera_name, results.focal, tuple(results.center), results.width,
+                    results.height, self.footage, max(self.total_frames, len(results.frames)),
+                    self.first, self.collection)
         keys = clip_keyframes(results.params, results.cam_t, rig, self._bone_rest,
                               footage_frame(results.frames))
         if self._last is not None and keys.frames[0] <= self._last.frames[-1]:
