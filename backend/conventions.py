@@ -32,3 +32,7 @@ KEYPOINT_CONFIDENT = 0.5
 # A person's own parameters, the same in every frame of them (the rest is the frame's pose,
 # expression and camera): what an avatar keeps from its source image (PEAR Eq. 6).
 PERSON_PARAMS = ("betas", "shape", "head_scale", "joints_offset")
+
+# The joints whose ground contact the tracker flags, in the order of a result's ``contacts``
+# columns (docs/results.md); the add-on keeps them on the rig for retargeting's foot planting.
+FOOT_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot")

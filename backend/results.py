@@ -37,7 +37,7 @@ class ClipResults:
     height: int
     detections: dict[str, np.ndarray] = field(default_factory=dict)  # part -> (T, K, 3)
     info: dict = field(default_factory=dict)  # footage, timings, rates, errors, settings
-    # (T, 4) uint8: 1 where each of tracking.contact.FOOT_JOINTS touches the ground, when the
+    # (T, 4) uint8: 1 where each of conventions.FOOT_JOINTS touches the ground, when the
     # tracker's contact stage ran
     contacts: np.ndarray | None = None
 

@@ -140,3 +140,35 @@ def test_the_panels_custom_map_suggests_saves_and_retargets_in_one_undo(bpy_modu
         assert header[0] == "HIERARCHY" and any(f"Frames: {FRAMES}" in h for h in header)
     finally:
         pear_recover_mesh.unregister()
+
+
+def test_the_characters_feet_stay_planted_where_the_tracker_saw_contact(bpy_module, scene,
+                                                                        clip):
+    from pear_recover_mesh.presets import shipped_presets
+    from pear_recover_mesh.retarget_scene import retarget_armature
+
+    preset = {p.name: p for p in shipped_presets()}["Mixamo"]
+    source = _pear_rig(scene, clip)
+    contacts = np.zeros((FRAMES, 4), bool)
+    contacts[2:8, 0] = True  # the left ankle down for frames 3-8 (scene frames)
+    scene.store_contacts(source, np.arange(1, FRAMES + 1), contacts)
+    later = contacts[6:].copy()
+    later[:, 0] = False  # a later part of the clip says the foot lifted at frame 7
+    scene.store_contacts(source, np.arange(7, FRAMES + 1), later)
+    stored = scene.read_contacts(source, np.arange(1, FRAMES + 1))
+    assert stored[:, 0].tolist() == [False, False, True, True, True, True] + [False] * (
+        FRAMES - 6)
+    target = make_character(bpy_module, source, preset, "planted", 1.1, 0.0, 0.0)
+
+    def ankle_slide(plant: bool) -> float:
+        done = retarget_armature(source, target, preset, plant=plant)
+        assert done.planted == plant
+        ankle = target.pose.bones[preset.bones["left_ankle"]]
+        spots = []
+        for frame in range(3, 7):
+            bpy_module.context.scene.frame_set(frame)
+            spots.append(np.array(target.matrix_world @ ankle.head)[:2])
+        return float(np.abs(np.diff(spots, axis=0)).max())
+
+    assert ankle_slide(plant=False) > 0.01  # the synthetic motion moves the foot about
+    assert ankle_slide(plant=True) < 1e-4  # planted: it stays where it touched down

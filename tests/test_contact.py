@@ -9,9 +9,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from backend.body.model import BodyModel
-from backend.conventions import MODEL_TO_CAMERA
+from backend.conventions import FOOT_JOINTS, MODEL_TO_CAMERA
 from backend.tracking.contact import (
-    FOOT_JOINTS,
     FOOT_PAIRS,
     Ground,
     contact_cost,

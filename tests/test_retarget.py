@@ -147,3 +147,25 @@ def test_name_matching_suggests_the_limbs_and_fingers_of_each_preset(preset_name
     limbs = [j for j in preset.bones if j.startswith(("left_", "right_"))]
     right = [j for j in limbs if suggested.get(j) == preset.bones[j]]
     assert len(right) / len(limbs) > 0.9, sorted(set(limbs) - set(right))
+
+
+def test_planted_feet_stay_put_and_the_motion_never_jumps():
+    from pear_recover_mesh.retarget import plant_feet
+
+    frames, bones = 20, 3
+    posed = np.tile(np.eye(4), (frames, bones, 1, 1))
+    rng = np.random.default_rng(3)
+    walk = np.cumsum(rng.normal(0, 0.02, (frames, 3)), axis=0)  # everything drifts about
+    posed[:, :, :3, 3] = walk[:, None] + np.array([[0, 0, 1.0], [0.1, 0, 0.1], [-0.1, 0, 0.1]])
+    contacts = np.zeros((frames, 2), bool)
+    contacts[2:9, 0] = True  # the left foot (bone 1) down for frames 2-8, then the right
+    contacts[12:18, 1] = True
+    up = np.array([0.0, 0.0, 1.0])
+    out = plant_feet(posed, [1, 2], contacts, up)
+    for foot, rows in ((1, slice(2, 9)), (2, slice(12, 18))):
+        ground = out[rows, foot, :2, 3]
+        np.testing.assert_allclose(ground, np.broadcast_to(ground[0], ground.shape), atol=1e-12)
+    np.testing.assert_allclose(out[..., 2, 3], posed[..., 2, 3])  # heights untouched
+    shift = out[:, 0, :3, 3] - posed[:, 0, :3, 3]
+    np.testing.assert_allclose(shift[9:12], np.broadcast_to(shift[8], (3, 3)))  # held, no jump
+    np.testing.assert_allclose(shift[:3], 0, atol=1e-12)  # nothing moves before a contact

@@ -33,13 +33,12 @@ import torch
 from ..body import registry
 from ..body.model import BodyModel
 from ..camera import project, to_camera
-from ..conventions import MODEL_TO_CAMERA
+from ..conventions import FOOT_JOINTS, MODEL_TO_CAMERA
 from ..mocap.poses import held_out_motion
 from ..perception.holistic import person_box
 from ..pipeline.overlay import draw_mesh, meshes_on_screen
 from ..pipeline.recovery import FrameRegressions
 from ..tracking.contact import (
-    FOOT_JOINTS,
     FOOT_PAIRS,
     detect_contacts,
     estimate_ground,

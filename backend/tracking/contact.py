@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# The points that touch the ground: SMPL-X's ankles (the heel's joint) and feet (the ball).
-FOOT_JOINTS = ("left_ankle", "right_ankle", "left_foot", "right_foot")
+# The points that touch the ground are conventions.FOOT_JOINTS: SMPL-X's ankles (the heel's
+# joint) and feet (the ball).
 FOOT_PAIRS = ((0, 1), (2, 3))  # points of FOOT_JOINTS that rest at one height: left and right
 ENTER_HEIGHT, EXIT_HEIGHT = 0.03, 0.06  # metres above the point's resting height
 ENTER_SPEED, EXIT_SPEED = 0.25, 0.5  # metres per second

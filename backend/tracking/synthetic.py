@@ -10,8 +10,8 @@ import torch
 
 from ..body.model import BodyModel
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
+from ..conventions import FOOT_JOINTS
 from ..errors import InputError
-from .contact import FOOT_JOINTS
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
 from .world_bones import HIPS, crop_view

@@ -24,11 +24,10 @@ from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
 from ..body.params import FACE_ACTION_PARAMS, subject_values
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
-from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
+from ..conventions import FOOT_JOINTS, KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from ..priors.mixture import MixtureDensity
 from ..priors.pose_prior import load_pose_prior
 from .contact import (
-    FOOT_JOINTS,
     FOOT_PAIRS,
     MIN_FRAMES,
     contact_cost,

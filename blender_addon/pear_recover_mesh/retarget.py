@@ -182,3 +182,29 @@ def bone_directions(posed: np.ndarray, bones: Sequence[int]) -> np.ndarray:
     """(T, N, 3) the unit directions (head to tail: the bone's Y axis) of ``bones``."""
     directions = posed[:, list(bones), :3, 1]
     return directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+
+
+def plant_feet(posed: np.ndarray, feet: Sequence[int], contacts: np.ndarray,
+               up: np.ndarray) -> np.ndarray:
+    """``posed`` (T, B, 4, 4) moved, frame by frame, along the ground plane (normal ``up``) so
+    that feet in contact stay where they touched down: an IK-free pass (the whole body shifts,
+    no joint bends). ``feet``: bone indices, ``contacts`` (T, len(feet)) flags. The shift
+    carries over between contacts, so the motion never jumps; height is left alone."""
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+    out = posed.copy()
+    offset = np.zeros(3)
+    anchors: dict[int, np.ndarray] = {}
+    for t in range(len(posed)):
+        corrections = []
+        for column, bone in enumerate(feet):
+            at = posed[t, bone, :3, 3] + offset
+            if contacts[t, column]:
+                anchor = anchors.setdefault(column, at)
+                corrections.append(anchor - at)
+            else:
+                anchors.pop(column, None)
+        if corrections:
+            drift = np.mean(corrections, axis=0)
+            offset = offset + drift - up * (drift @ up)
+        out[t, :, :3, 3] += offset
+    return out

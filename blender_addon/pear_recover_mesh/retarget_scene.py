@@ -9,10 +9,12 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 from bpy_extras import anim_utils
+from mathutils import Vector
 
 from .presets import Preset
-from .retarget import Basis, Skeleton, basis_from_posed, posed_matrices, retarget
-from .scene import new_channelbag, write_curve
+from .retarget import Basis, Skeleton, basis_from_posed, plant_feet, posed_matrices, retarget
+from .scene import new_channelbag, read_contacts, write_curve
+from .shared import conventions
 
 
 class RetargetError(RuntimeError):
@@ -24,6 +26,7 @@ class RetargetDone:
     frames: int
     bones: int  # target bones keyed
     unmapped: list[str]  # preset joints whose bone the target lacks
+    planted: bool = False  # feet held where they touched down (the rig had contacts)
 
 
 def armature_skeleton(armature: bpy.types.Object) -> Skeleton:
@@ -79,10 +82,12 @@ def _sample(curve, frames: np.ndarray) -> np.ndarray:
 
 
 def retarget_armature(source: bpy.types.Object, target: bpy.types.Object, preset: Preset,
-                      action_name: str | None = None) -> RetargetDone:
+                      action_name: str | None = None, plant: bool = True) -> RetargetDone:
     """Key ``target`` with ``source``'s motion through ``preset``: a fresh action (named
     ``action_name``, default "<target>_retargeted") on the target, mapped bones' rotations on
-    every frame, the root bone's location too. Unmapped target bones are not keyed."""
+    every frame, the root bone's location too. Unmapped target bones are not keyed. With
+    ``plant`` and the tracker's contacts on the source rig, the character's feet stay where
+    they touched down (``retarget.plant_feet``)."""
     source_skeleton, target_skeleton = armature_skeleton(source), armature_skeleton(target)
     bones = {j: b for j, b in preset.bones.items()
              if j in source_skeleton.index and b in target_skeleton.index}
@@ -94,12 +99,20 @@ def retarget_armature(source: bpy.types.Object, target: bpy.types.Object, preset
     move = np.array(target.matrix_world.inverted() @ source.matrix_world)
     posed = retarget(source_skeleton, posed_matrices(source_skeleton, keys), target_skeleton,
                      bones, preset.root, move)
+    contacts = read_contacts(source, frames) if plant else None
+    feet = [(column, bones[joint]) for column, joint in enumerate(conventions.FOOT_JOINTS)
+            if joint in bones]
+    planted = contacts is not None and bool(feet)
+    if planted:
+        up = np.array(target.matrix_world.inverted().to_3x3() @ Vector((0.0, 0.0, 1.0)))
+        posed = plant_feet(posed, [target_skeleton.index[bone] for _, bone in feet],
+                           contacts[:, [column for column, _ in feet]], up)
     basis = basis_from_posed(target_skeleton, posed)
     keyed = [target_skeleton.index[b] for b in bones.values()]
     _key_bones(target, target_skeleton, frames, basis, keyed,
                target_skeleton.index[bones[preset.root]], action_name)
     return RetargetDone(len(frames), len(keyed),
-                        sorted(j for j in preset.bones if j not in bones))
+                        sorted(j for j in preset.bones if j not in bones), planted)
 
 
 def _key_bones(target, skeleton: Skeleton, frames: np.ndarray, basis: Basis, keyed: list[int],

@@ -18,7 +18,7 @@ from bpy_extras import anim_utils
 from .convert import CAMERA_EULER, camera_settings, points_to_world
 from .footage import file_number
 from .keyframes import Keyframes, clip_keyframes, crossfade
-from .shared import footage_files
+from .shared import conventions, footage_files
 
 MIN_BONE_LENGTH = 0.01  # metres: Blender drops zero-length bones
 
@@ -297,6 +297,37 @@ def footage_frame(index) -> np.ndarray:
     return np.asarray(index) + 1
 
 
+def store_contacts(armature: bpy.types.Object, frames: np.ndarray, contacts: np.ndarray
+                   ) -> None:
+    """Keep the tracker's foot contacts (T, 4: ``conventions.FOOT_JOINTS``) at scene
+    ``frames`` on the rig (custom properties, saved with the .blend), for retargeting's foot
+    planting; a later part of the clip overrides the frames it shares."""
+    known = _stored_contacts(armature)
+    known.update(zip((int(f) for f in frames), np.asarray(contacts, bool), strict=True))
+    ordered = sorted(known)
+    armature["pear_contact_frames"] = ordered
+    armature["pear_contacts"] = np.array([known[f] for f in ordered], np.int32).ravel().tolist()
+    armature["pear_contact_joints"] = list(conventions.FOOT_JOINTS)
+
+
+def _stored_contacts(armature: bpy.types.Object) -> dict[int, np.ndarray]:
+    frames = [int(f) for f in armature.get("pear_contact_frames", [])]
+    if not frames:
+        return {}
+    values = np.asarray(armature["pear_contacts"], bool).reshape(len(frames), -1)
+    return dict(zip(frames, values, strict=True))
+
+
+def read_contacts(armature: bpy.types.Object, frames: np.ndarray) -> np.ndarray | None:
+    """(T, 4) bool contacts of the rig at scene ``frames`` (False where none was stored), or
+    None when the rig has none (a clip fitted without the contact stage)."""
+    known = _stored_contacts(armature)
+    if not known:
+        return None
+    none = np.zeros(len(next(iter(known.values()))), bool)
+    return np.array([known.get(int(f), none) for f in frames])
+
+
 class ClipApplier:
     """Puts a clip's results into the scene as they come (``apply(rig, results, first)``):
     the first call builds the rig ``name`` (replacing an earlier one), its camera and action;
@@ -337,5 +368,7 @@ class ClipApplier:
             keys = crossfade(self._last, keys)
         self._last = keys  # as written: the next part's signs follow on from these
         self.action.add(keys)
+        if getattr(results, "contacts", None) is not None:
+            store_contacts(self.armature, footage_frame(results.frames), results.contacts)
         end = max(int(keys.frames[-1]), bpy.context.scene.frame_end if first_index else 1)
         set_frame_range(end, float(results.info.get("fps", 30.0)))

@@ -114,6 +114,10 @@ class PearSettings(bpy.types.PropertyGroup):
     retarget_preset: bpy.props.EnumProperty(
         name="Preset", items=_preset_items,
         description="Which character bone each PEAR joint drives")
+    plant_feet: bpy.props.BoolProperty(
+        name="Plant feet", default=True,
+        description="Where the tracker saw a foot on the ground, hold the character's foot "
+        "where it touched down (the whole body shifts; no IK)")
     bone_map: bpy.props.CollectionProperty(type=PearBoneMapItem)
     bone_map_index: bpy.props.IntProperty()
     preset_file: bpy.props.StringProperty(
@@ -374,13 +378,14 @@ class PEAR_OT_retarget(bpy.types.Operator):
             preset = (_custom_preset(settings) if choice == "CUSTOM"
                       else resolve_preset(choice.lower() if choice == "AUTO" else choice,
                                           target))
-            done = retarget_armature(source, target, preset)
+            done = retarget_armature(source, target, preset, plant=settings.plant_feet)
         except (PresetError, RetargetError) as exc:
             settings.status = str(exc)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         settings.status = (f"retargeted {done.frames} frames onto {done.bones} bones of "
-                           f"{target.name} ({preset.name})")
+                           f"{target.name} ({preset.name}"
+                           f"{', feet planted' if done.planted else ''})")
         if done.unmapped:
             self.report({"INFO"}, f"{target.name} has no bone for {', '.join(done.unmapped)}")
         self.report({"INFO"}, settings.status)
@@ -540,6 +545,7 @@ class VIEW3D_PT_pear_retarget(bpy.types.Panel):
         layout.prop(settings, "retarget_source")
         layout.prop(settings, "retarget_target")
         layout.prop(settings, "retarget_preset")
+        layout.prop(settings, "plant_feet")
         if settings.retarget_preset == "CUSTOM":
             layout.operator("pear.retarget_suggest")
             layout.template_list("PEAR_UL_bone_map", "", settings, "bone_map", settings,
