@@ -527,3 +527,31 @@ def test_the_modal_recovery_lets_other_input_through_refuses_a_second_start_and_
     finally:
         ui._STATE["session"] = None
         pear_recover_mesh.unregister()
+
+
+def test_everyone_in_view_is_recovered_into_a_rig_each(bpy_module, scene, backend,
+                                                       two_people_frames, tmp_path):
+    from pear_recover_mesh.session import PeopleSession
+
+    for index, frame in enumerate(two_people_frames[:4]):
+        cv2.imwrite(str(tmp_path / f"{index:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    footage = image_sequence(tmp_path, fps=30)
+    appliers = {}
+
+    def make_apply(number):
+        appliers[number] = scene.ClipApplier(
+            f"Person{number}", None, len(footage),
+            camera="pair_camera" if number == 1 else None)
+        return appliers[number]
+
+    with Client(backend.endpoint, timeout=60) as client:
+        people = PeopleSession(client, footage, RecoverSettings(chunk=0), make_apply)
+        people.run()
+    assert people.state == "done" and people.status == "done: 2 people", people.error
+    objects = bpy_module.data.objects
+    assert {"Person1", "Person2"} <= set(objects.keys()) and "Person3" not in objects
+    assert [o.name for o in objects if o.type == "CAMERA"] == ["pair_camera"]
+    bpy_module.context.scene.frame_set(1)
+    left, right = (objects[f"Person{n}"].matrix_world @ objects[f"Person{n}"].pose.bones[
+        "pelvis"].head for n in (1, 2))
+    assert left.x < right.x - 0.3  # person 1 is the leftmost

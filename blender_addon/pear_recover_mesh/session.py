@@ -58,6 +58,7 @@ class RecoverSession:
         self.state = "running"  # running | done | cancelled | failed
         self.status = "starting"
         self.error = ""
+        self.error_code = ""  # the backend's error code when it failed on one
         self.frames_detected = 0
         self.frames_applied = 0
         self._chunk = 0
@@ -92,6 +93,7 @@ class RecoverSession:
                 if not self._advance():
                     time.sleep(0.002)  # nothing arrived: don't spin
         except self._backend_error as exc:
+            self.error_code = exc.code
             self._fail(str(exc))
         except FootageError as exc:
             self._fail(str(exc))
@@ -233,3 +235,70 @@ class RecoverSession:
         self.state = "failed"
         self.error = f"{message} (the {self.frames_applied} frames applied so far are kept)"
         self.status = f"failed after {self.frames_applied} applied frames"
+
+
+class PeopleSession:
+    """Everyone in view, one after another: a ``RecoverSession`` following person 1 (the
+    leftmost in the first frame showing anybody), then 2, ... until the backend says there is
+    no such person; each into its own rig (``make_apply(number)``). Steps like a
+    ``RecoverSession``; cancelling or a failure keeps the people already done."""
+
+    def __init__(self, client, footage: Footage, settings: RecoverSettings,
+                 make_apply: Callable[[int], Apply]):
+        self.client, self.footage, self.settings = client, footage, settings
+        self.make_apply = make_apply
+        self.people = 0  # recovered so far
+        self.state, self.error = "running", ""
+        self._current = self._start(1)
+
+    def _start(self, number: int) -> RecoverSession:
+        settings = RecoverSettings(**{**self.settings.__dict__, "person": number})
+        return RecoverSession(self.client, self.footage, settings, self.make_apply(number))
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def frames_applied(self) -> int:
+        return self._current.frames_applied
+
+    @property
+    def progress(self) -> float:
+        return self._current.progress
+
+    @property
+    def status(self) -> str:
+        if not self.running:
+            return self._status
+        return f"person {self.people + 1}: {self._current.status}"
+
+    def step(self, budget: float = 0.05) -> bool:
+        if not self.running:
+            return False
+        if self._current.step(budget):
+            return True
+        current = self._current
+        if current.state == "done":
+            self.people += 1
+            self._current = self._start(self.people + 1)
+        elif current.error_code == "person_not_found" and self.people:
+            self._end("done", f"done: {self.people} people")
+        else:  # cancelled or failed: the people done so far stay
+            self.error = current.error
+            self._end(current.state, f"{current.state} at person {self.people + 1}; kept "
+                      f"{self.people} people")
+        return self.running
+
+    def run(self) -> None:
+        while self.step():
+            pass
+
+    def cancel(self) -> None:
+        if self.running:
+            self._current.cancel()
+            self._end("cancelled", f"cancelled at person {self.people + 1}; kept {self.people}"
+                      " people")
+
+    def _end(self, state: str, status: str) -> None:
+        self.state, self._status = state, status

@@ -15,7 +15,7 @@ from .avatar_preview import AvatarPreview, RecoveredChunk
 from .footage import FootageError, image_sequence
 from .presets import Preset, PresetError, save_preset, shipped_presets, suggest
 from .scene import ClipApplier, add_overlay
-from .session import RecoverSession, RecoverSettings
+from .session import PeopleSession, RecoverSession, RecoverSettings
 from .shared import conventions, footage_files
 
 # Per Blender process, not saved in files: the backend's hello, the running work and its
@@ -74,6 +74,10 @@ class PearSettings(bpy.types.PropertyGroup):
         description="When several people are in view: 1 = the leftmost in the first frame "
         "showing anybody, 2 = the next, ... (`backend people FOOTAGE` draws the numbers); "
         "0 = the most prominent one")
+    everyone: bpy.props.BoolProperty(
+        name="Everyone", default=False,
+        description="Recover every person in the first frame showing anybody, each into a "
+        "rig of their own (Person1, Person2 ... from the left), one after another")
     backend: bpy.props.EnumProperty(
         name="Backend", items=[("LOCAL", "Local", "start a backend on this machine"),
                                ("REMOTE", "Remote", "connect to a running backend")],
@@ -256,20 +260,32 @@ class PEAR_OT_recover(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         name = path.stem if path.is_file() else path.name
-        applier = ClipApplier(name, path if settings.background else None, len(footage),
-                              first=settings.frame_first,
-                              body_shape_keys=settings.body_shape_keys)
         self._chunks: list[RecoveredChunk] = []
+        self._applier, self._name = None, name
 
-        def apply(rig, results, start):
-            applier(rig, results, start)
-            self._chunks.append(RecoveredChunk(results, start))
+        def make_apply(number: int | None):
+            """The rig of one person (None: the only one followed): its applier, which keeps
+            the first rig's chunks for the avatar preview."""
+            applier = ClipApplier(
+                name if number is None else f"Person{number}",
+                path if settings.background and number in (None, 1) else None, len(footage),
+                first=settings.frame_first, body_shape_keys=settings.body_shape_keys,
+                camera=f"{name}_camera" if number in (None, 1) else None)
+            if self._applier is None:
+                self._applier = applier
 
-        self._applier, self._name = applier, name
+            def apply(rig, results, start):
+                applier(rig, results, start)
+                if applier is self._applier:
+                    self._chunks.append(RecoveredChunk(results, start))
+            return apply
+
         recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
                                   smooth=settings.smoothing, chunk=settings.chunk,
                                   person=settings.person or None)
-        _STATE["session"] = (RecoverSession(client, footage, recover, apply), client)
+        work = (PeopleSession(client, footage, recover, make_apply) if settings.everyone
+                else RecoverSession(client, footage, recover, make_apply(None)))
+        _STATE["session"] = (work, client)
         self._timer = context.window_manager.event_timer_add(0.05, window=context.window)
         context.window_manager.modal_handler_add(self)
         context.window_manager.progress_begin(0, 100)
@@ -489,7 +505,9 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
         row.prop(settings, "frame_last")
         if settings.source == "FILE":
             box.prop(settings, "fps")
-        box.prop(settings, "person")
+        row = box.row()
+        row.prop(settings, "person")
+        row.prop(settings, "everyone")
 
         box = layout.box()
         box.prop(settings, "backend", expand=True)
