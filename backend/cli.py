@@ -267,7 +267,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _bake(args: argparse.Namespace) -> int:
-    from .pipeline.bake import RetargetTo, bake_clip
+    from .pipeline.bake import RetargetTo, bake_clip, check_retarget
 
     formats = tuple(f for f in ("fbx", "glb", "bvh", "npz") if getattr(args, f))
     if (args.retarget is None) != (args.target_rig is None):
@@ -275,6 +275,8 @@ def _bake(args: argparse.Namespace) -> int:
                          "the PEAR joints onto that character's bones")
     retarget = (RetargetTo(args.retarget, args.target_rig, args.target_armature)
                 if args.retarget else None)
+    if retarget is not None:
+        check_retarget(retarget)
     asset = _load_asset(args.asset)  # once for the whole batch
     failed = []
     for number, footage in enumerate(args.footage, start=1):

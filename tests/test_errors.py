@@ -260,3 +260,18 @@ def test_hello_skips_and_reports_a_broken_asset(tmp_path, open_asset, smplx_asse
                 client.open_session(asset=asset)
             assert refused.value.code == "unavailable"
         client.open_session(asset="smplx", estimator="detector").cancel()
+
+
+def test_bake_retarget_mistakes_are_named_before_any_fitting(capsys, footage, tmp_path,
+                                                             bpy_module):
+    clip = footage / "still.png"
+    code, stderr = _backend(capsys, "bake", clip, "--out", tmp_path, "--retarget", "mixamo")
+    assert code == INPUT and "--retarget PRESET and --target-rig FILE go together" in stderr
+    code, stderr = _backend(capsys, "bake", clip, "--out", tmp_path, "--retarget", "mixamo",
+                            "--target-rig", tmp_path / "hero.blend")
+    assert code == SETUP and "hero.blend does not exist" in _one_error_line(stderr)
+    (tmp_path / "hero.blend").write_bytes(b"")
+    code, stderr = _backend(capsys, "bake", clip, "--out", tmp_path, "--retarget", "cartoon",
+                            "--target-rig", tmp_path / "hero.blend")
+    line = _one_error_line(stderr)
+    assert code == SETUP and "no such preset" in line and "'mixamo'" in line

@@ -80,6 +80,9 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     bpy = _import_bpy()
     from pear_recover_mesh import retarget_scene, scene
 
+    if retarget is not None:  # before minutes of fitting, not after
+        check_retarget(retarget)
+
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     name = footage.stem if footage.is_file() else footage.name
@@ -154,12 +157,28 @@ def _people_to_follow(footage: Path, person: int | str | None, max_frames: int |
 
 
 
-def _retarget(retarget_scene, source, retarget: RetargetTo) -> None:
-    """Bring the character in and key it; its problems are the set-up's (exit 2 or 3)."""
-    from pear_recover_mesh.presets import PresetError
+def check_retarget(retarget: RetargetTo) -> None:
+    """A set-up error now, before any footage is fitted, for a character or preset that
+    cannot be used."""
+    from pear_recover_mesh.presets import PRESET_DIR
 
     if not retarget.character.is_file():
         raise BakeError(f"--target-rig {retarget.character} does not exist")
+    if retarget.character.suffix.lower() not in (".blend", ".fbx"):
+        raise BakeError(f"--target-rig {retarget.character.name}: a character comes as a "
+                        ".blend or .fbx file")
+    choice = retarget.preset
+    if choice != "auto" and not (PRESET_DIR / f"{choice}.json").is_file() \
+            and not Path(choice).is_file():
+        names = sorted(p.stem for p in PRESET_DIR.glob("*.json"))
+        raise BakeError(f"--retarget {choice}: no such preset; give one of {names}, 'auto', "
+                        "or a preset file's path")
+
+
+def _retarget(retarget_scene, source, retarget: RetargetTo) -> None:
+    """Bring the character in and key it; its problems are the set-up's (exit 3)."""
+    from pear_recover_mesh.presets import PresetError
+
     try:
         character = retarget_scene.load_character(retarget.character, retarget.armature)
         preset = retarget_scene.resolve_preset(retarget.preset, character)
