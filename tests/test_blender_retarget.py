@@ -172,3 +172,36 @@ def test_the_characters_feet_stay_planted_where_the_tracker_saw_contact(bpy_modu
 
     assert ankle_slide(plant=False) > 0.01  # the synthetic motion moves the foot about
     assert ankle_slide(plant=True) < 1e-4  # planted: it stays where it touched down
+
+
+def test_a_rig_generated_by_rigify_follows_through_its_controls(bpy_module, scene, clip):
+    """Rigify's generated rig: its FK controls keyed (limbs switched to FK), solved through
+    Blender's own evaluation of its constraints; the deforming bones follow the PEAR rig."""
+    import addon_utils
+    from pear_recover_mesh.retarget_scene import resolve_preset, retarget_armature
+
+    from .characters import directions
+
+    addon_utils.enable("rigify", default_set=True)
+    bpy_module.ops.object.armature_human_metarig_add()
+    metarig = bpy_module.context.active_object
+    bpy_module.ops.pose.rigify_generate()
+    rig = next(o for o in bpy_module.data.objects if o.type == "ARMATURE" and o is not metarig)
+    rig.location = (1.5, 0, 0)
+    source = _pear_rig(scene, clip)
+    preset = resolve_preset("auto", rig)
+    assert preset.name == "Rigify rig"
+    done = retarget_armature(source, rig, preset)
+    assert done.bones == len(preset.bones) and not done.unmapped
+    deforming = {"left_shoulder": "DEF-upper_arm.L", "left_elbow": "DEF-forearm.L",
+                 "left_wrist": "DEF-hand.L", "right_shoulder": "DEF-upper_arm.R",
+                 "right_elbow": "DEF-forearm.R", "left_hip": "DEF-thigh.L",
+                 "right_knee": "DEF-shin.R", "left_ankle": "DEF-foot.L",
+                 "left_collar": "DEF-shoulder.L", "head": "DEF-spine.006",
+                 "left_index1": "DEF-f_index.01.L", "left_index3": "DEF-f_index.03.L",
+                 "right_thumb2": "DEF-thumb.02.R"}
+    frames = list(range(1, FRAMES + 1))
+    a = directions(bpy_module, source, list(deforming), frames)
+    b = directions(bpy_module, rig, list(deforming.values()), frames)
+    angles = np.degrees(np.arccos(np.clip((a * b).sum(-1), -1, 1)))
+    assert angles.max() < 5.0, dict(zip(deforming, angles.max(0).round(1), strict=True))

@@ -1,7 +1,11 @@
 """Retargeting presets: which target bone each PEAR (SMPL-X) joint drives. Data files, JSON,
-in ``presets/`` (Mixamo, the UE5 mannequin, Rigify's meta-rig) and wherever a user saves a
-custom one: ``{"name", "description", "root", "bones": {joint: bone}}``. ``suggest`` fills a
-custom map by matching names, for the user to correct. No bpy here."""
+in ``presets/`` (Mixamo, the UE5 mannequin, Rigify's meta-rig and generated rig) and wherever
+a user saves a custom one: ``{"name", "description", "root", "bones": {joint: bone}}``, and
+optionally ``keep_rest`` (joints whose bone takes the joint's turn from rest without its rest
+direction being aligned first: control bones that do not lie along their body part, like
+Rigify's torso and chest) and ``properties`` (pose-bone custom properties to set, e.g.
+Rigify's IK/FK switches). ``suggest`` fills a custom map by matching names, for the user to
+correct. No bpy here."""
 
 from __future__ import annotations
 
@@ -26,11 +30,14 @@ class Preset:
     bones: dict[str, str]  # PEAR joint -> target bone
     root: str = "pelvis"  # the joint whose displacement moves the whole rig
     description: str = ""
+    keep_rest: list[str] = field(default_factory=list)  # joints: no rest alignment
+    properties: dict[str, dict[str, float]] = field(default_factory=dict)  # bone -> props
     path: Path | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:
         return {"name": self.name, "description": self.description, "root": self.root,
-                "bones": self.bones}
+                "bones": self.bones, "keep_rest": self.keep_rest,
+                "properties": self.properties}
 
     def coverage(self, target_bones: Iterable[str]) -> float:
         """The share of this preset's bones the target armature has."""
@@ -52,8 +59,16 @@ def load_preset(path: str | Path) -> Preset:
     root = data.get("root", "pelvis")
     if root not in bones:
         raise PresetError(f"retarget preset {path}: its root joint {root!r} maps to no bone")
+    keep_rest, properties = data.get("keep_rest", []), data.get("properties", {})
+    if not (isinstance(keep_rest, list) and set(keep_rest) <= set(bones)):
+        raise PresetError(f"retarget preset {path}: 'keep_rest' must list joints it maps")
+    if not (isinstance(properties, dict) and all(
+            isinstance(v, dict) and all(isinstance(x, int | float) for x in v.values())
+            for v in properties.values())):
+        raise PresetError(f"retarget preset {path}: 'properties' must map bone names to "
+                          "{property: number}")
     return Preset(str(data.get("name") or path.stem), dict(bones), root,
-                  str(data.get("description", "")), path)
+                  str(data.get("description", "")), list(keep_rest), dict(properties), path)
 
 
 def shipped_presets() -> list[Preset]:

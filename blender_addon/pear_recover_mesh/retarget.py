@@ -132,12 +132,13 @@ def leg_ratio(source: Skeleton, target: Skeleton, bones: Mapping[str, str]) -> f
 
 
 def retarget(source: Skeleton, source_posed: np.ndarray, target: Skeleton,
-             bones: Mapping[str, str], root: str, source_to_target: np.ndarray | None = None
-             ) -> np.ndarray:
+             bones: Mapping[str, str], root: str, source_to_target: np.ndarray | None = None,
+             keep_rest: Sequence[str] = ()) -> np.ndarray:
     """(T, Bt, 4, 4) the target's armature-space pose on every frame of ``source_posed``
     (T, Bs, 4, 4). ``bones``: source bone -> target bone; ``root``: the source bone whose
     displacement moves the whole target; ``source_to_target``: (4, 4) from the source
-    armature's space to the target's (object transforms; default identity)."""
+    armature's space to the target's (object transforms; default identity); ``keep_rest``:
+    source bones whose target takes their turn without the rest alignment."""
     move = np.eye(4) if source_to_target is None else np.asarray(source_to_target, np.float64)
     scale = np.cbrt(abs(np.linalg.det(move[:3, :3])))  # a uniform scale between the two
     source = Skeleton(source.names, source.parents, _moved(move, source.rest, scale))
@@ -156,7 +157,8 @@ def retarget(source: Skeleton, source_posed: np.ndarray, target: Skeleton,
         if bone in pairs:
             s = pairs[bone]
             turned = source_posed[:, s, :3, :3] @ source.rest[s, :3, :3].T  # D, per frame
-            align = smallest_rotation(target.rest[bone, :3, 1], source.rest[s, :3, 1])
+            align = (np.eye(3) if source.names[s] in keep_rest
+                     else smallest_rotation(target.rest[bone, :3, 1], source.rest[s, :3, 1]))
             posed[:, bone, :3, :3] = turned @ align @ target.rest[bone, :3, :3]
         if bone == root_target and root in source.index:
             s = source.index[root]

@@ -16,6 +16,11 @@ from .retarget import Basis, Skeleton, basis_from_posed, plant_feet, posed_matri
 from .scene import new_channelbag, read_contacts, write_curve
 from .shared import conventions
 
+# Passes per frame on a constrained rig, at most: each pass sets every keyed bone again from
+# where the last one left the rig; Rigify's settles in 2-6 (its finger joints last).
+SOLVE_PASSES = 10
+SETTLED = 1e-6  # largest change of any keyed quaternion component between passes
+
 
 class RetargetError(RuntimeError):
     """What stops a retarget, said as what to do."""
@@ -98,7 +103,7 @@ def retarget_armature(source: bpy.types.Object, target: bpy.types.Object, preset
     frames, keys = read_keys(source, source_skeleton)
     move = np.array(target.matrix_world.inverted() @ source.matrix_world)
     posed = retarget(source_skeleton, posed_matrices(source_skeleton, keys), target_skeleton,
-                     bones, preset.root, move)
+                     bones, preset.root, move, preset.keep_rest)
     contacts = read_contacts(source, frames) if plant else None
     feet = [(column, bones[joint]) for column, joint in enumerate(conventions.FOOT_JOINTS)
             if joint in bones]
@@ -107,12 +112,68 @@ def retarget_armature(source: bpy.types.Object, target: bpy.types.Object, preset
         up = np.array(target.matrix_world.inverted().to_3x3() @ Vector((0.0, 0.0, 1.0)))
         posed = plant_feet(posed, [target_skeleton.index[bone] for _, bone in feet],
                            contacts[:, [column for column, _ in feet]], up)
-    basis = basis_from_posed(target_skeleton, posed)
     keyed = [target_skeleton.index[b] for b in bones.values()]
-    _key_bones(target, target_skeleton, frames, basis, keyed,
-               target_skeleton.index[bones[preset.root]], action_name)
+    root = target_skeleton.index[bones[preset.root]]
+    for bone, values in preset.properties.items():  # e.g. Rigify's limbs switched to FK
+        if bone in target.pose.bones:
+            for name, value in values.items():
+                target.pose.bones[bone][name] = value
+    if any(pose_bone.constraints for pose_bone in target.pose.bones):
+        basis = _solve_in_blender(target, target_skeleton, frames, posed, keyed, root)
+    else:  # plain bones: Blender's evaluation is the parent chain, computed here at once
+        basis = basis_from_posed(target_skeleton, posed)
+    _key_bones(target, target_skeleton, frames, basis, keyed, root, action_name)
     return RetargetDone(len(frames), len(keyed),
                         sorted(j for j in preset.bones if j not in bones), planted)
+
+
+def _solve_in_blender(target, skeleton: Skeleton, frames: np.ndarray, posed: np.ndarray,
+                      keyed: list[int], root: int) -> Basis:
+    """The keys for a rig whose bones follow constraints (a generated Rigify rig: controls
+    under constrained helper bones), where a bone's parent pose is only known from Blender's
+    own evaluation: per frame, each keyed bone is given its rotation (its head left where the
+    rig puts it, but the root's) parents first, a depsgraph update between generations; the
+    pass runs again, since constraints tie bones the hierarchy does not (Rigify's arm follows
+    the shoulder through a constrained helper), until the keys stop changing."""
+    from mathutils import Matrix
+
+    depth = {bone: _keyed_ancestors(skeleton, bone, set(keyed)) for bone in keyed}
+    generations = [[b for b in keyed if depth[b] == d] for d in range(max(depth.values()) + 1)]
+    rotations = np.zeros((len(frames), len(skeleton.names), 4))
+    rotations[..., 0] = 1.0
+    locations = np.zeros((len(frames), len(skeleton.names), 3))
+    pose_bones = target.pose.bones
+    for bone in keyed:
+        pose_bones[skeleton.names[bone]].rotation_mode = "QUATERNION"
+        pose_bones[skeleton.names[bone]].matrix_basis = Matrix.Identity(4)
+    layer = bpy.context.view_layer
+    for t, frame in enumerate(frames):
+        bpy.context.scene.frame_set(int(frame))
+        for _ in range(SOLVE_PASSES):
+            before = rotations[t, keyed].copy()
+            for generation in generations:
+                for bone in generation:
+                    pose_bone = pose_bones[skeleton.names[bone]]
+                    wanted = posed[t, bone].copy()
+                    if bone != root:
+                        wanted[:3, 3] = np.array(pose_bone.matrix)[:3, 3]
+                    pose_bone.matrix = Matrix(wanted.tolist())
+                layer.update()
+            for bone in keyed:
+                pose_bone = pose_bones[skeleton.names[bone]]
+                rotations[t, bone] = pose_bone.rotation_quaternion
+                locations[t, bone] = pose_bone.location
+            if np.abs(rotations[t, keyed] - before).max() < SETTLED:
+                break
+    return Basis(rotations, locations)
+
+
+def _keyed_ancestors(skeleton: Skeleton, bone: int, keyed: set[int]) -> int:
+    count, parent = 0, skeleton.parents[bone]
+    while parent >= 0:
+        count += parent in keyed
+        parent = skeleton.parents[parent]
+    return count
 
 
 def _key_bones(target, skeleton: Skeleton, frames: np.ndarray, basis: Basis, keyed: list[int],
