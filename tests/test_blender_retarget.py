@@ -134,6 +134,7 @@ def test_the_panels_custom_map_suggests_saves_and_retargets_in_one_undo(bpy_modu
         bpy_module.ops.ed.undo()
         assert bpy_module.data.objects["custom"].animation_data is None or \
             bpy_module.data.objects["custom"].animation_data.action is None
+        settings = bpy_module.context.scene.pear  # undo reloads the scene: no stale handles
         settings.retarget_source = bpy_module.data.objects["pear"]
         assert ops.export_bvh(filepath=str(tmp_path / "pear.bvh")) == {"FINISHED"}
         header = (tmp_path / "pear.bvh").read_text().splitlines()
