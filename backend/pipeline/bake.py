@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..body.asset import Asset
+from ..body.model import BodyModel
 from ..errors import SetupError
 from ..estimator_names import ESTIMATORS
-from ..results import save_results
+from ..results import ClipResults, save_results
 from .fit import Progress, fit_footage
+from .overlay import write_overlay
+from .parts import join_parts
 from .rig import build_rig, subject_params
 
 
@@ -59,6 +62,15 @@ def _import_bpy():
     return bpy
 
 
+@dataclass
+class PersonMotion:
+    """One person's fitted motion: the clip's parts in order, each as (first footage frame it
+    keys, results); one part unless the clip was split (``parts.plan_parts``)."""
+
+    number: int | None  # as ``--person`` numbers people; None: the most prominent one
+    parts: list[tuple[int, ClipResults]]
+
+
 def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "tracker",
               smooth: float = 1.0, focal: float | None = None, formats: tuple[str, ...] = (),
               background: bool = True, max_frames: int | None = None,
@@ -77,39 +89,55 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     if estimator not in ESTIMATORS:
         raise BakeError(f"estimator {estimator!r} is not available; choose from "
                         f"{list(ESTIMATORS)}")
-    bpy = _import_bpy()
-    from pear_recover_mesh import retarget_scene, scene
-
+    _import_bpy()
     if retarget is not None:  # before minutes of fitting, not after
         check_retarget(retarget)
 
     start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = footage.stem if footage.is_file() else footage.name
-    files = {"blend": out_dir / f"{name}.blend"}
-    everyone = person == "all"
-    followed, notes = _people_to_follow(footage, person, max_frames)
-    fits = []
-    for number in followed:
-        label = name if not everyone else f"{name}_Person{number}"
-        if overlay:
-            files[f"overlay{'' if not everyone else number}"] = out_dir / f"{label}_overlay.mp4"
-        results = fit_footage(footage, asset, smooth=smooth, focal=focal,
-                              max_frames=max_frames, overlay=out_dir / f"{label}_overlay.mp4"
-                              if overlay else None, person=number, estimator=estimator,
-                              checkpoint=checkpoint, progress=progress,
-                              contact=contact).results
-        fits.append((number, results))
+    followed, notes = people_to_follow(footage, person, max_frames)
+    people = [PersonMotion(number, [(0, fit_footage(
+        footage, asset, smooth=smooth, focal=focal, max_frames=max_frames, person=number,
+        estimator=estimator, checkpoint=checkpoint, progress=progress,
+        contact=contact).results)]) for number in followed]
+    files = write_bake(footage, out_dir, asset, people, formats, background=background,
+                       overlay=overlay, body_shape_keys=body_shape_keys, retarget=retarget,
+                       everyone=person == "all")
+    frames = sum(len(results.frames) for _, results in people[0].parts)
+    return BakeOutputs(footage, frames, time.perf_counter() - start, files, notes)
 
+
+def clip_name(footage: Path) -> str:
+    """What a clip's outputs are called: the file's stem, or the folder's name."""
+    return footage.stem if footage.is_file() else footage.name
+
+
+def write_bake(footage: Path, out_dir: Path, asset: Asset, people: list[PersonMotion],
+               formats: tuple[str, ...] = (), background: bool = True, overlay: bool = False,
+               body_shape_keys: bool = False, retarget: RetargetTo | None = None,
+               everyone: bool = False) -> dict[str, Path]:
+    """The scene of fitted ``people`` — built by the add-on's own ``ClipApplier``, which joins
+    a split clip's parts as the add-on does — saved as ``<clip>.blend`` in ``out_dir`` with
+    the exports asked for (see ``bake_clip``); returns the files by kind. ``everyone``: rigs
+    and per-person files are named ``PersonN`` (``--people all``)."""
+    bpy = _import_bpy()
+    from pear_recover_mesh import retarget_scene, scene
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = clip_name(footage)
+    labels = [name if not everyone else f"{name}_Person{person.number}" for person in people]
+    keys = ["" if not everyone else str(person.number) for person in people]
+    files = {"blend": out_dir / f"{name}.blend"}
+    motions = [join_parts([results for _, results in person.parts]) for person in people]
     bpy.ops.wm.read_factory_settings(use_empty=True)
     appliers = []
-    for index, (number, results) in enumerate(fits):
-        rig = build_rig(asset, subject_params(asset, results.params))
+    for index, (person, motion) in enumerate(zip(people, motions, strict=True)):
+        rig = build_rig(asset, subject_params(asset, motion.params))
         apply = scene.ClipApplier(
-            name if not everyone else f"Person{number}",
-            footage.resolve() if background and index == 0 else None, len(results.frames),
+            name if not everyone else f"Person{person.number}",
+            footage.resolve() if background and index == 0 else None, len(motion.frames),
             body_shape_keys=body_shape_keys, camera=f"{name}_camera" if index == 0 else None)
-        apply(rig, results)
+        for start, results in person.parts:
+            apply(rig, results, start)
         appliers.append(apply)
         if retarget is not None:
             _retarget(retarget_scene, apply.armature, retarget)
@@ -120,20 +148,21 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     if "glb" in formats:
         files["glb"] = out_dir / f"{name}.glb"
         export_glb(files["glb"])
-    for apply, (number, results) in zip(appliers, fits, strict=True):
-        label, key = (name, "") if not everyone else (f"{name}_Person{number}", str(number))
+    for apply, results, label, key in zip(appliers, motions, labels, keys, strict=True):
         if "bvh" in formats:
             files[f"bvh{key}"] = out_dir / f"{label}.bvh"
             retarget_scene.export_bvh(apply.armature, files[f"bvh{key}"],
                                       (1, len(results.frames)))
         if "npz" in formats:
             files[f"npz{key}"] = save_results(results, out_dir / f"{label}.npz")
-    return BakeOutputs(footage, len(fits[0][1].frames), time.perf_counter() - start, files,
-                       notes)
+        if overlay:
+            files[f"overlay{key}"] = write_overlay(results, BodyModel(asset),
+                                                   out_dir / f"{label}_overlay.mp4")
+    return files
 
 
-def _people_to_follow(footage: Path, person: int | str | None, max_frames: int | None
-                      ) -> tuple[list[int | None], list[str]]:
+def people_to_follow(footage: Path, person: int | str | None, max_frames: int | None
+                     ) -> tuple[list[int | None], list[str]]:
     """Whom to fit: the one asked for, or with ``all`` everyone in the first frame showing
     anybody (numbered from the left, as ``--person``), and notes on people who appear only
     later (not followed: said, not silently ignored)."""
@@ -152,9 +181,6 @@ def _people_to_follow(footage: Path, person: int | str | None, max_frames: int |
              "numbers them" for frame, seen in people_later(footage, count, found.frame,
                                                             max_frames)]
     return list(range(1, count + 1)), notes[:1]
-
-
-
 
 
 def check_retarget(retarget: RetargetTo) -> None:

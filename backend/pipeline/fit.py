@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..body.asset import Asset
 from ..body.model import BodyModel
 from ..perception.frames import OnError, open_footage
@@ -70,32 +72,38 @@ def fit_footage(footage: str | Path, asset: Asset, out: str | Path | None = None
                 max_frames: int | None = None, overlay: str | Path | None = None,
                 progress: Progress | None = None, person: int | None = None,
                 estimator: str = "tracker", checkpoint: str | Path | None = None,
-                contact: bool = True) -> FootageFit:
+                contact: bool = True, first: int = 0,
+                subject: dict[str, np.ndarray] | None = None, regressor=None) -> FootageFit:
     """Footage -> detections -> the estimator (``recovery.py``) -> results, saved to ``out``
     unless None, with the mesh drawn over the footage into ``overlay`` if given. ``person``:
     which person to follow (``ClipDetector``); ``checkpoint``: the regressor's (default: the
-    body model's in ``$PEAR_HOME/checkpoints``); ``contact``: keep feet that touch the ground
-    still (``TrackerConfig.contact``)."""
+    body model's in ``$PEAR_HOME/checkpoints``), or ``regressor`` already loaded;
+    ``contact``: keep feet that touch the ground still (``TrackerConfig.contact``).
+    ``first``: the footage frame to start from (frames ``first`` to ``max_frames``, a part of
+    a clip); ``subject``: per-subject parameters to hold (another part's body)."""
     start = time.perf_counter()
     # Checked before any frame is decoded: a missing checkpoint is the set-up, not the clip.
-    regressor = load_regressor(asset, checkpoint) if uses_regressor(estimator) else None
+    if regressor is None and uses_regressor(estimator):
+        regressor = load_regressor(asset, checkpoint)
     source = open_footage(footage, on_error=on_error)
     total = min(source.frame_count, max_frames or source.frame_count)
 
     def limited():
-        for frame in source:
+        for frame in source:  # decoded in order: seeking is not frame-exact in every codec
             if frame.index >= total:
                 return
-            yield frame
+            if frame.index >= first:
+                yield frame
 
     detect_start = time.perf_counter()
     recovery = ClipRecovery(source.width, source.height, asset, estimator=estimator,
                             regressor=regressor, focal=focal, person=person)
     label = "detecting (MediaPipe)" if regressor is None else "detecting + regressor"
-    feed(recovery, limited(), (lambda n: progress(label, n, total)) if progress else None)
+    feed(recovery, limited(),
+         (lambda n: progress(label, n, total - first)) if progress else None)
     detect_s = time.perf_counter() - detect_start
     results, fit = recovery.finish(
-        source.fps, smooth=smooth, contact=contact,
+        source.fps, smooth=smooth, contact=contact, subject=subject,
         progress=(lambda stage, step, steps: progress(f"fitting: {stage}", step, steps))
         if progress else None)
     results.info.update({"footage": str(Path(footage).resolve()),
