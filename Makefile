@@ -4,7 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := dev,perception,server,blender,onnx,training
+EXTRAS := dev,perception,server,blender,onnx,training,cluster
 MEDIAPIPE := mediapipe==0.10.21
 STAMP := $(VENV)/.installed
 

@@ -9,6 +9,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .cluster.commands import add_cluster_arguments
 from .conventions import DEFAULT_ASSET_ID, MAX_PEOPLE
 from .errors import (
     EXIT_BATCH_PARTLY_FAILED,
@@ -157,6 +158,8 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.regressor import run_regressor_bench as run
     elif args.target == "renderer":
         from .bench.renderer import run_renderer_bench as run
+    elif args.target == "cluster":
+        from .bench.cluster import run_cluster_bench as run
     else:
         from .bench.tracker import run_tracker_bench as run
 
@@ -190,6 +193,10 @@ def _load_asset(asset_id: str):
 
 
 def _fit(args: argparse.Namespace) -> int:
+    if args.ray:
+        from .cluster.commands import fit_on_ray
+
+        return fit_on_ray(args)
     from .pipeline.fit import fit_footage
 
     fitted = fit_footage(args.footage, _load_asset(args.asset), args.output, smooth=args.smooth,
@@ -277,6 +284,10 @@ def _bake(args: argparse.Namespace) -> int:
                 if args.retarget else None)
     if retarget is not None:
         check_retarget(retarget)
+    if args.ray:
+        from .cluster.commands import bake_on_ray
+
+        return bake_on_ray(args, formats)
     asset = _load_asset(args.asset)  # once for the whole batch
     failed = []
     for number, footage in enumerate(args.footage, start=1):
@@ -380,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument("target", choices=["ehm", "open-model", "tracker", "server", "blender",
-                                          "regressor", "renderer"],
+                                          "regressor", "renderer", "cluster"],
                        help="ehm: body-model forward vs the smplx package; open-model: build, "
                        "load, speed and anny equivalence of the free default asset; tracker: "
                        "speed and accuracy on a 300-frame synthetic clip; server: served vs "
@@ -388,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "blender: keyframing 300 frames, and bake frames/s; regressor: PEAR "
                        "network img/s (torch, ONNX Runtime) against the matmul roofline; "
                        "renderer: Gaussian rasterizer and avatar network ms, and the "
-                       "rasterizer over its brute-force reference")
+                       "rasterizer over its brute-force reference; cluster: bakes on Ray "
+                       "against local ones, split clips, a killed worker (docs/cluster.md)")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
     bench.add_argument("--repeats", type=int,
                        help="timed runs per measurement (default: 20; the tracker: 1 fit)")
@@ -421,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
     fit.add_argument("--overlay", type=Path, help="also write a video of the mesh over the "
                      "footage (.mp4)")
+    add_cluster_arguments(fit)
     fit.set_defaults(handler=_fit)
 
     bake = commands.add_parser("bake", help="footage -> a keyframed rig in .blend (and FBX, "
@@ -462,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="do not show the footage behind the camera")
     bake.add_argument("--body-shape-keys", action="store_true",
                       help="also add shape keys for the leading body-shape components")
+    add_cluster_arguments(bake)
+    bake.add_argument("--force", action="store_true", help="with --ray: bake clips again even "
+                      "if their outputs are complete (a rerun skips those by default)")
+    bake.add_argument("--report", type=Path, help="with --ray: where the JSON report goes "
+                      "(default: OUT/report.json)")
     bake.set_defaults(handler=_bake)
 
     people = commands.add_parser("people", help="who is in the footage, numbered for --person")

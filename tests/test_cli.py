@@ -21,7 +21,8 @@ def backend(*args: str, home) -> subprocess.CompletedProcess:
 # than read from the parser, so a command missing from the help fails the test.
 COMMANDS = {
     "models": ("install", "build-open", "preview", "list"), "priors": ("train", "show"),
-    "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor", "renderer"),
+    "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor", "renderer",
+              "cluster"),
     "fit": (), "bake": (), "people": (), "eval": ("coco-wholebody",), "serve": (),
     "keys": ("generate",), "demo": (), "avatar": (),
 }

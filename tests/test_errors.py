@@ -10,6 +10,7 @@ import importlib.util
 import inspect
 import pkgutil
 import struct
+import sys
 import wave
 from pathlib import Path
 
@@ -275,3 +276,19 @@ def test_bake_retarget_mistakes_are_named_before_any_fitting(capsys, footage, tm
                             "--target-rig", tmp_path / "hero.blend")
     line = _one_error_line(stderr)
     assert code == SETUP and "no such preset" in line and "'mixamo'" in line
+
+
+def test_ray_mistakes_are_named_before_any_work(capsys, footage, tmp_path, monkeypatch):
+    clip, out = footage / "still.png", tmp_path / "out"
+    code, stderr = _backend(capsys, "bake", clip, "--out", out, "--ray", "127.0.0.1:9")
+    line = _one_error_line(stderr)
+    assert code == SETUP and "nothing answers there" in line and "ray start --head" in line
+    code, stderr = _backend(capsys, "bake", clip, "--out", out, "--ray", "headnode")
+    assert code == SETUP and "host:port" in _one_error_line(stderr)
+    code, stderr = _backend(capsys, "fit", clip, "-o", tmp_path / "r.npz", "--ray",
+                            "--overlay", tmp_path / "o.mp4")
+    assert code == INPUT and "result file only" in _one_error_line(stderr)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as where the [cluster] extra is missing
+    code, stderr = _backend(capsys, "bake", clip, "--out", out, "--ray")
+    assert code == SETUP and "pip install -e '.[cluster]'" in _one_error_line(stderr)
+    assert not list(out.glob("*.blend"))

@@ -1,0 +1,1 @@
+"""Batch baking and recovery spread over a Ray cluster (``backend bake --ray``): docs/cluster.md."""
