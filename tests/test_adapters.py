@@ -47,7 +47,7 @@ def test_only_the_adapters_learn_and_they_move_the_output(base, open_asset):
     adapted = _adapted(base, open_asset)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     trainable = [p for p in adapted.parameters() if p.requires_grad]
-    assert trainable and all(not p.requires_grad for p in base.parameters())
+    assert trainable == list(adapted.adapter.parameters())
     optimizer = torch.optim.Adam(trainable, lr=1e-2)
     images = _images()
     target = base(images).detach() + 0.1
@@ -61,17 +61,17 @@ def test_only_the_adapters_learn_and_they_move_the_output(base, open_asset):
     with torch.no_grad():
         assert (adapted(images) - base(images)).abs().max() > 1e-3
     # Every adapter part took part: both guidance paths and each layer's branch.
-    names = {k.split(".")[0] for k in adapted.adapter_state()}
-    assert names == {"adapters", "hand_features", "hand_embedding", "arm_to_hands"}
-    moved = [k for k, p in adapted.named_parameters()
-             if p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0]
+    names = {k.split(".")[0] for k in adapted.adapter.state_dict()}
+    assert names == {"layers", "hand_features", "hand_embedding", "arm_to_hands"}
+    moved = [k for k, p in adapted.adapter.named_parameters()
+             if p.grad is not None and p.grad.abs().sum() > 0]
     assert any(k.startswith("arm_to_hands") for k in moved)
     assert any(k.startswith("hand_features") for k in moved)
 
 
 def test_adapters_are_small_beside_the_base(base, open_asset):
     adapted = _adapted(base, open_asset)
-    count = sum(v.numel() for v in adapted.adapter_state().values())
+    count = sum(p.numel() for p in adapted.adapter.parameters())
     assert 0 < count < 0.5 * sum(p.numel() for p in base.parameters())
 
 
@@ -86,3 +86,27 @@ def test_the_hand_guidance_samples_where_the_crop_camera_puts_a_point():
     pixels = project(to_camera(points, cam_t), focal[:, None, None], center[:, None])
     expected = (pixels - center[:, None]) / torch.stack([height * 0.375, height * 0.5], -1)
     torch.testing.assert_close(crop_grid(points, camera), expected, rtol=0, atol=1e-3)
+
+
+def test_an_adapter_checkpoint_loads_onto_its_own_base_only(base, open_asset, tmp_path):
+    from backend.regressor.adapter_checkpoint import load_adapted, save_adapter
+    from backend.regressor.checkpoint import save_checkpoint
+    from backend.regressor.errors import CheckpointMismatch, RegressorUnavailable
+
+    base_folder = save_checkpoint(base, open_asset, tmp_path / "base")
+    adapted = _adapted(base, open_asset)
+    with torch.no_grad():
+        for parameter in adapted.adapter.parameters():
+            parameter.add_(0.01)  # trained, as far as the round trip can tell
+    folder = save_adapter(adapted, base_folder, open_asset, tmp_path / "adapter")
+    loaded = load_adapted(base_folder, folder, open_asset)
+    images = _images()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), adapted.eval()(images))
+
+    other = PearRegressor(base.config, base.layout)  # another base of the same shape
+    other_folder = save_checkpoint(other, open_asset, tmp_path / "other")
+    with pytest.raises(CheckpointMismatch, match="trained on the base checkpoint"):
+        load_adapted(other_folder, folder, open_asset)
+    with pytest.raises(RegressorUnavailable, match="pear-train adapt"):
+        load_adapted(base_folder, tmp_path / "nowhere", open_asset)

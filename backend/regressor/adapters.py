@@ -91,6 +91,25 @@ class AttentionAdapter(nn.Module):
         return self.out(attended)
 
 
+class AdapterModules(nn.Module):
+    """Everything an adapter learns (the checkpoint holds this module alone)."""
+
+    def __init__(self, base: PearRegressor, joint_names: list[str], config: AdapterConfig):
+        super().__init__()
+        dim = base.head.query.shape[-1]
+        self.layers = nn.ModuleList(AttentionAdapter(dim, config.heads)
+                                    for _ in base.head.layers)
+        if config.hand_guidance:
+            count = len(hand_joint_names(joint_names))
+            self.hand_features = nn.Linear(base.backbone.config.dim, dim)
+            self.hand_embedding = nn.Parameter(torch.randn(count, dim) * 0.02)
+        if config.arm_guidance:
+            hands = sum(slot.size for slot in base.layout.slots if slot.spec.name in HAND_POSES)
+            self.arm_to_hands = nn.Linear(6 * len(arm_chain_joints(joint_names)), hands)
+            nn.init.zeros_(self.arm_to_hands.weight)
+            nn.init.zeros_(self.arm_to_hands.bias)
+
+
 class AdaptedRegressor(nn.Module):
     """A frozen ``PearRegressor`` with adapters; the same input and output as the base."""
 
@@ -99,29 +118,13 @@ class AdaptedRegressor(nn.Module):
         super().__init__()
         self.base, self.body, self.config = base, body, config
         base.requires_grad_(False)
-        head = base.head
-        dim = head.query.shape[-1]
-        self.adapters = nn.ModuleList(AttentionAdapter(dim, config.heads)
-                                      for _ in head.layers)
-        if config.hand_guidance:
-            self.hand_joints = [joint_names.index(n) for n in hand_joint_names(joint_names)]
-            self.hand_features = nn.Linear(base.backbone.config.dim, dim)
-            self.hand_embedding = nn.Parameter(torch.zeros(len(self.hand_joints), dim))
-            nn.init.normal_(self.hand_embedding, std=0.02)
-        if config.arm_guidance:
-            self.arm_joints = arm_chain_joints(joint_names)
-            slots = {slot.spec.name: slot for slot in base.layout.slots}
-            self.hand_slots = [(slots[name].start, slots[name].size) for name in HAND_POSES]
-            self.body_slot = (slots["body_pose"].start, slots["body_pose"].size)
-            self.arm_to_hands = nn.Linear(6 * len(self.arm_joints),
-                                          sum(size for _, size in self.hand_slots))
-            nn.init.zeros_(self.arm_to_hands.weight)
-            nn.init.zeros_(self.arm_to_hands.bias)
-
-    def adapter_state(self) -> dict[str, torch.Tensor]:
-        """The adapters' own weights (what an adapter checkpoint holds)."""
-        return {k: v for k, v in self.state_dict().items()
-                if not k.startswith(("base.", "body."))}
+        body.requires_grad_(False)
+        self.adapter = AdapterModules(base, joint_names, config)
+        self.hand_joints = [joint_names.index(n) for n in hand_joint_names(joint_names)]
+        self.arm_joints = arm_chain_joints(joint_names) if config.arm_guidance else []
+        slots = {slot.spec.name: slot for slot in base.layout.slots}
+        self.hand_slots = [(slots[name].start, slots[name].size) for name in HAND_POSES]
+        self.body_slot = (slots["body_pose"].start, slots["body_pose"].size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.base.backbone(images)
@@ -133,7 +136,7 @@ class AdaptedRegressor(nn.Module):
         output = head.mean.expand(tokens.shape[0], -1)
         for _ in range(head.iterations):
             query = head.query + head.feedback(output)[:, None]
-            for layer, adapter in zip(head.layers, self.adapters, strict=True):
+            for layer, adapter in zip(head.layers, self.adapter.layers, strict=True):
                 query = layer(query, context) + adapter(query, guidance)
             output = output + head.out(query[:, 0])
         if self.config.arm_guidance:
@@ -148,15 +151,14 @@ class AdaptedRegressor(nn.Module):
         rows, cols = self.base.backbone.config.grid
         features = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, rows, cols)
         sampled = F.grid_sample(features, grid[:, None], align_corners=False)[:, :, 0]
-        return self.hand_features(sampled.transpose(1, 2)) + self.hand_embedding
+        return self.adapter.hand_features(sampled.transpose(1, 2)) + self.adapter.hand_embedding
 
     def _arm_correction(self, estimate: torch.Tensor) -> torch.Tensor:
         """The hand poses' 6D values moved by the arm chain's (zero at the start)."""
         start, size = self.body_slot
         body = estimate[:, start:start + size].unflatten(1, (-1, 6))
-        arms = body[:, self.arm_joints].flatten(1)
+        values = self.adapter.arm_to_hands(body[:, self.arm_joints].flatten(1))
         correction = torch.zeros_like(estimate)
-        values = self.arm_to_hands(arms)
         done = 0
         for start, size in self.hand_slots:
             correction[:, start:start + size] = values[:, done:done + size]
