@@ -209,6 +209,30 @@ def _pseudo_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapt(args: argparse.Namespace) -> int:
+    import time
+
+    from backend.body import registry
+    from backend.status_line import StatusLine
+
+    from .adapt import AdaptSettings, adapt
+
+    status, started = StatusLine(), time.perf_counter()
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        left = (time.perf_counter() - started) / step * (steps - step)
+        status.show(f"adapt: step {step}/{steps}  loss {loss:.4f}  ETA {left:.0f} s",
+                    final=step >= steps)
+
+    settings = AdaptSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                             held_out=args.held_out, val_every=args.val_every,
+                             patience=args.patience, full=args.full)
+    report = adapt(args.base, args.footage, args.out, registry.load(args.asset), settings,
+                   resume=args.resume, say=status.note, progress=progress)
+    print("\n".join(report.lines()))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     import json
 
@@ -328,6 +352,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "~8 px of the 256-pixel crop)")
     pseudo.add_argument("--shard-size", type=_positive, default=500, help="samples per shard")
     pseudo.set_defaults(handler=_pseudo_label)
+
+    adapting = commands.add_parser(
+        "adapt", help="fine-tune on your actor: adapters beside a frozen base checkpoint, "
+        "trained on the footage's pseudo-labels, the last frames held out")
+    adapting.add_argument("--base", type=Path, required=True, metavar="CKPT",
+                          help="the regressor checkpoint to adapt (left untouched)")
+    adapting.add_argument("--footage", type=Path, nargs="+", required=True, metavar="CLIP",
+                          help="videos, image folders or images of the actor, one person each")
+    adapting.add_argument("--out", type=Path, required=True, metavar="DIR",
+                          help="the run folder: labels/, adapter/ (or checkpoint/ with "
+                          "--full), adapt.json")
+    adapting.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                          help="body model (default: %(default)s)")
+    adapting.add_argument("--steps", type=_positive, default=300, help="at most (default 300)")
+    adapting.add_argument("--batch-size", type=_positive, default=8)
+    adapting.add_argument("--lr", type=float, default=1e-3)
+    adapting.add_argument("--held-out", type=float, default=0.2,
+                          help="the share of each clip's frames, its last, held out")
+    adapting.add_argument("--val-every", type=_positive, default=25, metavar="STEPS")
+    adapting.add_argument("--patience", type=_positive, default=3, help="validations without "
+                          "a better held-out error before stopping")
+    adapting.add_argument("--full", action="store_true", help="fine-tune the whole network "
+                          "instead (the comparison)")
+    adapting.add_argument("--resume", action="store_true", help="go on from DIR/state.pt")
+    adapting.set_defaults(handler=_adapt)
 
     bench = commands.add_parser(
         "bench", help="throughput of each stage on this machine: synthetic renders, the "
