@@ -21,7 +21,7 @@ from .errors import (
     describe_bug,
     exit_code,
 )
-from .estimator_names import ESTIMATORS
+from .estimator_names import ESTIMATORS, uses_regressor
 from .paths import route_caches
 from .server.config import ServerConfig
 from .status_line import StatusLine
@@ -33,6 +33,8 @@ ESTIMATOR_HELP = ("tracker (default: MediaPipe + optimization, no checkpoint nee
                   "refined by a short tracker run); the regressor ones need a trained checkpoint")
 CHECKPOINT_HELP = ("the regressor checkpoint folder (weights.safetensors + config.json); "
                    "default: $PEAR_HOME/checkpoints/<asset>")
+ADAPTER_HELP = ("an adapter folder made by `pear-train adapt` on the checkpoint: the regressor "
+                "fine-tuned on your actor (the regressor estimators only)")
 PERSON_HELP = ("follow this person when several are in view: 1 = the leftmost in the first frame "
                "showing anybody (`backend people FOOTAGE` numbers them); default: the most "
                "prominent one")
@@ -192,7 +194,14 @@ def _load_asset(asset_id: str):
     return registry.load(asset_id, progress=lambda message: print(message, file=sys.stderr))
 
 
+def _check_adapter(args: argparse.Namespace) -> None:
+    if args.adapter is not None and not uses_regressor(args.estimator):
+        raise InputError("--adapter adapts the regressor: use it with --estimator regressor or "
+                         "regressor+tracker (and the --checkpoint it was trained on)")
+
+
 def _fit(args: argparse.Namespace) -> int:
+    _check_adapter(args)
     if args.ray:
         from .cluster.commands import fit_on_ray
 
@@ -203,7 +212,7 @@ def _fit(args: argparse.Namespace) -> int:
                          on_error=args.on_error, focal=args.focal, max_frames=args.max_frames,
                          overlay=args.overlay, person=args.person, estimator=args.estimator,
                          checkpoint=args.checkpoint, progress=_progress_bar,
-                         contact=not args.no_contact)
+                         contact=not args.no_contact, adapter=args.adapter)
     print("\n".join(fitted.summary()))
     return 0
 
@@ -269,13 +278,14 @@ def _serve(args: argparse.Namespace) -> int:
                           session_timeout=args.session_timeout,
                           shutdown_grace=args.shutdown_grace)
     serve(config, gpu=args.gpu, estimators=args.estimator, checkpoint=args.checkpoint,
-          compile_regressor=args.compile, renderer=args.renderer)
+          adapter=args.adapter, compile_regressor=args.compile, renderer=args.renderer)
     return 0
 
 
 def _bake(args: argparse.Namespace) -> int:
     from .pipeline.bake import RetargetTo, bake_clip, check_retarget
 
+    _check_adapter(args)
     formats = tuple(f for f in ("fbx", "glb", "bvh", "npz") if getattr(args, f))
     if (args.retarget is None) != (args.target_rig is None):
         raise InputError("--retarget PRESET and --target-rig FILE go together: the preset maps "
@@ -299,7 +309,7 @@ def _bake(args: argparse.Namespace) -> int:
                               overlay=args.overlay, body_shape_keys=args.body_shape_keys,
                               person=args.people or args.person, checkpoint=args.checkpoint,
                               progress=_progress_bar, contact=not args.no_contact,
-                              retarget=retarget)
+                              retarget=retarget, adapter=args.adapter)
         except (ClipError, InputError) as exc:  # this clip only: go on (a SetupError stops)
             print(describe(exc, about=str(footage)), file=sys.stderr)
             failed.append(footage)
@@ -431,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--estimator", default="tracker", choices=list(ESTIMATORS),
                      help=ESTIMATOR_HELP)
     fit.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
+    fit.add_argument("--adapter", type=Path, metavar="DIR", help=ADAPTER_HELP)
     fit.add_argument("--overlay", type=Path, help="also write a video of the mesh over the "
                      "footage (.mp4)")
     add_cluster_arguments(fit)
@@ -456,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--estimator", default="tracker", choices=list(ESTIMATORS),
                       help=ESTIMATOR_HELP)
     bake.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
+    bake.add_argument("--adapter", type=Path, metavar="DIR", help=ADAPTER_HELP)
     bake.add_argument("--asset", default=DEFAULT_ASSET_ID,
                       help=f"body model (default: {DEFAULT_ASSET_ID})")
     bake.add_argument("--smooth", type=float, default=1.0,
@@ -510,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keys", type=Path, help="folder made by `backend keys generate`: "
                        "encrypt and admit only its authorized clients")
     serve.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (one folder for every asset)")
+    serve.add_argument("--adapter", metavar="DIR", help=ADAPTER_HELP)
     serve.add_argument("--renderer", help="the avatar ops' renderer checkpoint folder, one for "
                        "every asset (default: $PEAR_HOME/checkpoints/<asset>/renderer; "
                        "without one the avatar ops are unavailable)")

@@ -42,6 +42,7 @@ def settings_from(args: argparse.Namespace, formats: tuple[str, ...] = ()) -> Se
     return Settings(
         asset=args.asset, estimator=args.estimator,
         checkpoint=str(args.checkpoint.resolve()) if args.checkpoint else None,
+        adapter=str(args.adapter.resolve()) if args.adapter else None,
         smooth=args.smooth, focal=args.focal, max_frames=args.max_frames,
         contact=not args.no_contact, person=person, formats=formats,
         background=not getattr(args, "no_background", False),

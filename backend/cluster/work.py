@@ -30,6 +30,7 @@ class Settings:
     asset: str
     estimator: str = "tracker"
     checkpoint: str | None = None
+    adapter: str | None = None
     smooth: float = 1.0
     focal: float | None = None
     max_frames: int | None = None
@@ -108,7 +109,8 @@ class ClipWorker:
 
         self.settings = settings
         self.asset = registry.load(settings.asset)
-        self.regressor = (load_regressor(self.asset, settings.checkpoint)
+        self.regressor = (load_regressor(self.asset, settings.checkpoint,
+                                         adapter=settings.adapter)
                           if uses_regressor(settings.estimator) else None)
 
     def pid(self) -> int:

@@ -73,18 +73,20 @@ def fit_footage(footage: str | Path, asset: Asset, out: str | Path | None = None
                 progress: Progress | None = None, person: int | None = None,
                 estimator: str = "tracker", checkpoint: str | Path | None = None,
                 contact: bool = True, first: int = 0,
-                subject: dict[str, np.ndarray] | None = None, regressor=None) -> FootageFit:
+                subject: dict[str, np.ndarray] | None = None, regressor=None,
+                adapter: str | Path | None = None) -> FootageFit:
     """Footage -> detections -> the estimator (``recovery.py``) -> results, saved to ``out``
     unless None, with the mesh drawn over the footage into ``overlay`` if given. ``person``:
     which person to follow (``ClipDetector``); ``checkpoint``: the regressor's (default: the
-    body model's in ``$PEAR_HOME/checkpoints``), or ``regressor`` already loaded;
+    body model's in ``$PEAR_HOME/checkpoints``) with ``adapter`` on it if given, or
+    ``regressor`` already loaded;
     ``contact``: keep feet that touch the ground still (``TrackerConfig.contact``).
     ``first``: the footage frame to start from (frames ``first`` to ``max_frames``, a part of
     a clip); ``subject``: per-subject parameters to hold (another part's body)."""
     start = time.perf_counter()
     # Checked before any frame is decoded: a missing checkpoint is the set-up, not the clip.
     if regressor is None and uses_regressor(estimator):
-        regressor = load_regressor(asset, checkpoint)
+        regressor = load_regressor(asset, checkpoint, adapter=adapter)
     source = open_footage(footage, on_error=on_error)
     total = min(source.frame_count, max_frames or source.frame_count)
 

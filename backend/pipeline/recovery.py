@@ -63,14 +63,16 @@ def regressor_problem(asset: Asset, checkpoint: str | Path | None = None) -> str
 
 
 def load_regressor(asset: Asset, checkpoint: str | Path | None = None,
-                   device: str | None = None, compile: bool = False):
-    """The trained regressor for ``asset`` (``compile``: through ``torch.compile``); raises
-    ``RegressorUnavailable`` (no checkpoint) or ``CheckpointMismatch`` (one for another body
-    model or network)."""
+                   device: str | None = None, compile: bool = False,
+                   adapter: str | Path | None = None):
+    """The trained regressor for ``asset`` (``compile``: through ``torch.compile``;
+    ``adapter``: with that adapter on it); raises ``RegressorUnavailable`` (no checkpoint) or
+    ``CheckpointMismatch`` (one for another body model or network, an adapter for another
+    base)."""
     from ..regressor.inference import Regressor
 
     return Regressor(checkpoint_path(asset.asset_id, checkpoint), asset, device=device,
-                     compile=compile)
+                     compile=compile, adapter=adapter)
 
 
 class FrameRegressions:

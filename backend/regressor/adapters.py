@@ -126,6 +126,11 @@ class AdaptedRegressor(nn.Module):
         self.hand_slots = [(slots[name].start, slots[name].size) for name in HAND_POSES]
         self.body_slot = (slots["body_pose"].start, slots["body_pose"].size)
 
+    @property
+    def layout(self):
+        """The output's layout: the base's (an adapted network answers as its base does)."""
+        return self.base.layout
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         tokens = self.base.backbone(images)
         with torch.no_grad():

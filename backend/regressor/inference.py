@@ -54,12 +54,18 @@ class Regressor:
     """A trained regressor for one asset (``load_checkpoint`` checks they belong together)."""
 
     def __init__(self, checkpoint: str | Path, asset: Asset, device: str | None = None,
-                 half: bool = False, compile: bool = False):
+                 half: bool = False, compile: bool = False, adapter: str | Path | None = None):
         """``half``: fp16 on CUDA (ignored on CPU, which gains nothing from it here);
-        ``compile``: ``torch.compile`` the network (tens of seconds once, then faster)."""
+        ``compile``: ``torch.compile`` the network (tens of seconds once, then faster);
+        ``adapter``: an adapter folder (``pear-train adapt``) trained on ``checkpoint``."""
         self.device = torch.device(device or choose_device())
         self.half = half and self.device.type == "cuda"
-        self.network = load_checkpoint(checkpoint, asset, self.device)
+        if adapter is not None:
+            from .adapter_checkpoint import load_adapted
+
+            self.network = load_adapted(checkpoint, adapter, asset, self.device)
+        else:
+            self.network = load_checkpoint(checkpoint, asset, self.device)
         if self.half:
             self.network.half()
         self._forward = torch.compile(self.network) if compile else self.network

@@ -188,15 +188,16 @@ def _needs_regressor(name: str) -> bool:
 class Estimators:
     """The estimators this server offers, the body assets they use and the regressor
     checkpoints (``checkpoint``: one folder for every asset; default: each asset's own in
-    ``$PEAR_HOME/checkpoints``; ``compile_regressor``: through ``torch.compile``) and the
-    avatar ops' renderer."""
+    ``$PEAR_HOME/checkpoints``; ``compile_regressor``: through ``torch.compile``;
+    ``adapter``: an adapter on it) and the avatar ops' renderer."""
 
     DESCRIPTIONS = {**ESTIMATORS,
                     "detector": "MediaPipe Holistic 2D keypoints only (no 3D body)"}
 
     def __init__(self, device: str, names: list[str] | None = None,
                  progress: Callable[[str], None] = print, checkpoint: str | None = None,
-                 compile_regressor: bool = False, renderer: str | None = None):
+                 compile_regressor: bool = False, renderer: str | None = None,
+                 adapter: str | None = None):
         from .avatars import AvatarMaker
 
         self.device = device
@@ -206,6 +207,7 @@ class Estimators:
             raise UnknownEstimator(f"unknown estimator(s) {unknown}; choose from "
                                    f"{list(self.DESCRIPTIONS)}")
         self.checkpoint, self.compile_regressor = checkpoint, compile_regressor
+        self.adapter = adapter  # on the regressor of every asset (``pear-train adapt``)
         self._assets: dict[str, Asset] = {}
         self._regressors: dict[str, object] = {}
         self._progress = progress
@@ -265,7 +267,8 @@ class Estimators:
     def _regressor(self, asset: Asset):
         if asset.asset_id not in self._regressors:
             self._regressors[asset.asset_id] = load_regressor(
-                asset, self.checkpoint, device=self.device, compile=self.compile_regressor)
+                asset, self.checkpoint, device=self.device, compile=self.compile_regressor,
+                adapter=self.adapter)
         return self._regressors[asset.asset_id]
 
     def open(self, settings: dict) -> DetectorClip:

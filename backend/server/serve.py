@@ -17,7 +17,7 @@ logger = logging.getLogger("backend.server")
 
 def serve(config: ServerConfig, gpu: str | None = None, estimators: list[str] | None = None,
           ready=None, checkpoint: str | None = None, compile_regressor: bool = False,
-          renderer: str | None = None) -> None:
+          renderer: str | None = None, adapter: str | None = None) -> None:
     """Blocks until stopped. ``ready(server)`` is called once it listens (tests, benches)."""
     logs.configure()
     check_bind(config)
@@ -28,7 +28,7 @@ def serve(config: ServerConfig, gpu: str | None = None, estimators: list[str] | 
     device = choose_device(gpu, warn=warn)
     server = Server(Estimators(device, estimators, progress=lambda m: logs.log_event(
         logger, "asset", message=m), checkpoint=checkpoint,
-        compile_regressor=compile_regressor, renderer=renderer), config)
+        compile_regressor=compile_regressor, renderer=renderer, adapter=adapter), config)
     previous = {sig: signal.signal(sig, lambda *_: server.request_stop())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
