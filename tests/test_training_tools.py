@@ -151,3 +151,9 @@ def test_bench_loader_runs_on_shards(pseudo_labelled, open_asset):
     from training.bench import bench_loader
 
     assert bench_loader(open_asset, pseudo_labelled) > 0
+
+
+def test_bench_times_the_adapters_step_with_the_network_frozen(pseudo_labelled, open_asset):
+    from training.bench import bench_train_step
+
+    assert bench_train_step(open_asset, pseudo_labelled, "vit_micro", adapted=True) > 0

@@ -88,11 +88,14 @@ def bench_loader(asset: Asset, shards: Path) -> float:
     return timed_rate(lambda: len(next(stream)), LOADER_BATCHES)
 
 
-def bench_train_step(asset: Asset, shards: Path, backbone: str) -> float:
+def bench_train_step(asset: Asset, shards: Path, backbone: str, adapted: bool = False
+                     ) -> float:
     """Images per second of the training step (forward, ``predict``, ``compute_loss``,
-    backward, clipping, AdamW) of the real PearRegressor with ``backbone`` at batch 8."""
+    backward, clipping, AdamW) of the real PearRegressor with ``backbone`` at batch 8;
+    ``adapted``: of its adapters alone, the network frozen (``pear-train adapt``)."""
     from backend.body.landmark_model import LandmarkModel
     from backend.body.model import BodyModel
+    from backend.regressor.adapters import AdaptedRegressor
 
     from .data.augment import Augmenter
     from .data.loader import batches, keypoint_sizes
@@ -103,9 +106,14 @@ def bench_train_step(asset: Asset, shards: Path, backbone: str) -> float:
 
     config = load_config(None, [f"model.backbone='{backbone}'"])
     network = build_network(config, asset)
+    trained = network
+    if adapted:
+        network = AdaptedRegressor(network, LandmarkModel(BodyModel(asset), sets=[]),
+                                   asset.joint_names)
+        trained = network.adapter
     sets = [name for name in keypoint_sizes(asset) if name in config.loss.kp2d_sets]
     body = LandmarkModel(BodyModel(asset), [name for name in sets if name != JOINTS])
-    optimizer, schedule = build_optimizer(network, config.optim, 1)
+    optimizer, schedule = build_optimizer(trained, config.optim, 1)
     batch = next(batches(ShardSamples(shards), asset, TRAIN_BATCH, 0, 0, 1,
                          prepare=Augmenter(asset)))
 
@@ -114,7 +122,7 @@ def bench_train_step(asset: Asset, shards: Path, backbone: str) -> float:
                                       sets), batch, config.loss)
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
-        torch.nn.utils.clip_grad_norm_(network.parameters(), config.optim.grad_clip)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), config.optim.grad_clip)
         optimizer.step()
         schedule.step()
         return len(batch)
@@ -183,6 +191,8 @@ def run_bench(asset: Asset, progress: Callable[[str], None] = lambda text: None
         for backbone in ("vit_s", "vit_b"):
             progress(f"training step, {backbone}")
             result[f"train_img_s_{backbone}"] = bench_train_step(asset, shards, backbone)
+        progress("adapter training step, vit_s")
+        result["adapt_img_s"] = bench_train_step(asset, shards, "vit_s", adapted=True)
         progress("one process, then two under torchrun")
         result["ddp2_vs_1_ratio"] = bench_ddp(shards, folder)
         progress("trainer overhead")
