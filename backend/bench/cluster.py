@@ -130,11 +130,10 @@ def _joint_gap_mm(model, whole: Path, parts: Path) -> float:
 
 def _task_overhead_ms(calls: int = 200) -> float:
     """Mean round trip of an empty call to a Ray actor, on a local Ray."""
-    from ..cluster.ray_run import connect, disconnect, import_ray
+    from ..cluster.ray_run import connect, disconnect
     from ..paths import pear_home
 
-    ray = import_ray()
-    set_here = connect(ray, None, pear_home())
+    ray, set_here = connect(None, pear_home())
     try:
         echo = ray.remote(num_cpus=1)(_Echo).remote()
         ray.get(echo.ping.remote())

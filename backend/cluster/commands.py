@@ -25,8 +25,8 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("cluster (docs/cluster.md; needs the [cluster] extra)")
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="run on Ray: alone, a local Ray on this machine's cores; 'auto' or "
-                       "ray://host:port: that cluster (footage and --out on a path every "
-                       "node sees)")
+                       "HOST:PORT: the cluster this machine is a node of (footage and --out "
+                       "on a path every node sees; ray://HOST:PORT: through Ray Client)")
     group.add_argument("--workers", type=int, help="with --ray: how many workers (default: one "
                        "per CPU, or per GPU when the regressor runs)")
     group.add_argument("--part-frames", type=int, default=300, metavar="N",

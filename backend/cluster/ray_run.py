@@ -61,11 +61,12 @@ def import_ray():
     return ray
 
 
-def connect(ray, address: str | None, pear_home: Path) -> list[str]:
+def connect(address: str | None, pear_home: Path) -> tuple[object, list[str]]:
     """Start a local Ray on this machine's cores (``address`` None), or join a cluster
-    (``auto``, ``ray://host:port``, ``host:port``); returns the environment variables it set,
-    for ``disconnect``. A local Ray keeps its token in the project's data dir, not in ``~``
-    (unless the user named one); no usage statistics leave the machine."""
+    (``auto``, ``ray://host:port``, ``host:port``); returns the ``ray`` module and the
+    environment variables it set, for ``disconnect``. A local Ray keeps its token in the
+    project's data dir, not in ``~`` (unless the user named one); no usage statistics leave
+    the machine. The environment is set before Ray is imported: it reads it then."""
     set_here = []
     if "RAY_USAGE_STATS_ENABLED" not in os.environ:
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -84,6 +85,17 @@ def connect(ray, address: str | None, pear_home: Path) -> list[str]:
     else:
         check_reachable(address)
         options["address"] = address
+        # `ray start` (2.60) authenticates with a token, which a driver sends only in token
+        # mode: a token given without the mode means it.
+        if {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ) \
+                and "RAY_AUTH_MODE" not in os.environ:
+            os.environ["RAY_AUTH_MODE"] = "token"
+            set_here.append("RAY_AUTH_MODE")
+    try:
+        ray = import_ray()
+    except ClusterError:
+        _restore(set_here)
+        raise
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -91,7 +103,7 @@ def connect(ray, address: str | None, pear_home: Path) -> list[str]:
         raise ClusterError(f"cannot use the Ray cluster at {address or 'this machine'}: {exc} "
                            "(is `ray start --head` running there, and this Ray the same "
                            "version? docs/cluster.md)") from exc
-    return set_here
+    return ray, set_here
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -113,6 +125,10 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 
 def disconnect(ray, set_here: list[str]) -> None:
     ray.shutdown()
+    _restore(set_here)
+
+
+def _restore(set_here: list[str]) -> None:
     for name in set_here:
         os.environ.pop(name, None)
 
@@ -176,7 +192,6 @@ def run_jobs(jobs: list[ClipJob], settings: Settings, address: str | None = None
     """Run ``jobs`` on Ray and return one outcome per clip, in the order given."""
     from ..paths import pear_home as default_home
 
-    ray = import_ray()
     home = pear_home or default_home()
     mode = jobs[0].mode if jobs else "bake"
     key = settings.key(mode)
@@ -195,7 +210,7 @@ def run_jobs(jobs: list[ClipJob], settings: Settings, address: str | None = None
             continue
         todo.append((number, job))
     if todo:
-        set_here = connect(ray, address, home)
+        ray, set_here = connect(address, home)
         try:
             # Another node finds its body model in its own data dir, unless one was named.
             worker_home = str(home) if address is None or "PEAR_HOME" in os.environ else None
