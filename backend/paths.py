@@ -60,3 +60,8 @@ def route_caches() -> None:
     for variable, subdir in _CACHE_VARIABLES.items():
         if not os.environ.get(variable):
             os.environ[variable] = str(home / subdir)
+
+
+def adapters_dir() -> Path:
+    """Adapters (``pear-train adapt``) the server offers by name: one folder each."""
+    return pear_home() / "adapters"

@@ -9,10 +9,14 @@ the tracker started from them — and that without a checkpoint they are unavail
 from __future__ import annotations
 
 import collections
+import shutil
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from pear_recover_mesh.footage import image_sequence
+from pear_recover_mesh.session import RecoverSession, RecoverSettings
 
 from backend.perception.frames import Frame
 from backend.pipeline.demo import demo_frames
@@ -206,3 +210,60 @@ def test_regressor_frames_of_sessions_sending_at_once_share_batched_forwards(
         np.testing.assert_allclose(result.cam_t, alone.cam_t, atol=1e-4)
         for name, value in alone.params.items():
             np.testing.assert_allclose(result.params[name], value, atol=1e-4, err_msg=name)
+
+
+def test_the_server_lists_installed_adapters_and_serves_one_by_name(server_home, checkpoint,
+                                                                     frames, open_asset,
+                                                                     tmp_path):
+    from backend.body.landmark_model import LandmarkModel
+    from backend.body.model import BodyModel
+    from backend.regressor.adapter_checkpoint import save_adapter
+    from backend.regressor.adapters import AdaptedRegressor
+    from backend.regressor.checkpoint import load_checkpoint
+
+    home = tmp_path / "home"
+    shutil.copytree(server_home, home)
+    adapted = AdaptedRegressor(load_checkpoint(checkpoint, open_asset),
+                               LandmarkModel(BodyModel(open_asset), sets=[]),
+                               open_asset.joint_names)
+    with torch.no_grad():
+        for parameter in adapted.adapter.parameters():
+            parameter.add_(0.01)  # trained, as far as the server can tell
+    save_adapter(adapted, checkpoint, open_asset, home / "adapters" / "actor")
+    (home / "adapters" / "broken").mkdir()
+    with serve_process(home, "--checkpoint", str(checkpoint)) as served, \
+            Client(served.endpoint, timeout=120) as client:
+        (hello,) = client.hello()
+        listed = {entry["name"]: entry for entry in hello["adapters"]}
+        assert listed["actor"] == {"name": "actor", "asset": "open", "usable": True,
+                                   "reason": ""}
+        assert not listed["broken"]["usable"] and "broken" in listed["broken"]["reason"]
+        session = client.open_session(estimator="regressor", smooth=0.0, adapter="actor")
+        list(session.stream(frames_of(frames), image_format="png"))
+        remote = session.finish()
+        # The add-on's stepped session (the panel's Adapter menu) opens its sessions so too.
+        folder = tmp_path / "frames"
+        folder.mkdir()
+        for index, image in enumerate(frames):
+            cv2.imwrite(str(folder / f"{index:04d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        applied = []
+        panel = RecoverSession(client, image_sequence(folder, fps=30), RecoverSettings(
+            estimator="regressor", smooth=0.0, chunk=0, adapter="actor"),
+            lambda rig, results, first: applied.append(results))
+        panel.run()
+        assert panel.state == "done", panel.error
+        np.testing.assert_allclose(applied[0].params["body_pose"], remote.params["body_pose"],
+                                   atol=1e-4)
+        for name, estimator, code in (("nobody", "regressor", "unavailable"),
+                                      ("broken", "regressor", "unavailable"),
+                                      ("actor", "tracker", "bad_field"),
+                                      ("../actor", "regressor", "bad_field")):
+            with pytest.raises(BackendError) as caught:
+                client.open_session(estimator=estimator, adapter=name)
+            assert caught.value.code == code, (name, caught.value)
+    local, _ = _recover(frames, open_asset, "regressor", load_regressor(
+        open_asset, checkpoint, adapter=home / "adapters" / "actor"), smooth=0.0)
+    plain, _ = _recover(frames, open_asset, "regressor", load_regressor(open_asset, checkpoint),
+                        smooth=0.0)
+    np.testing.assert_allclose(remote.params["body_pose"], local.params["body_pose"], atol=1e-4)
+    assert np.abs(remote.params["body_pose"] - plain.params["body_pose"]).max() > 1e-4

@@ -67,3 +67,21 @@ def load_adapted(base_folder: str | Path, adapter_folder: str | Path, asset: Ass
     adapted = AdaptedRegressor(base, body, asset.joint_names, config)
     load_weights(KIND, adapter_folder, adapted.adapter)
     return adapted.to(device).eval()
+
+
+def installed_adapters(folder: str | Path) -> dict[str, dict]:
+    """The adapter checkpoints in ``folder``'s subfolders, by folder name: each one's body
+    model and base hash, or why it cannot be read (``problem``)."""
+    import json
+
+    found = {}
+    for path in sorted(Path(folder).glob("*/")):
+        try:
+            config = json.loads((path / CONFIG).read_text())
+            if config.get("format") != KIND.format_name:
+                raise ValueError(f"not a {KIND.format_name} checkpoint")
+            found[path.name] = {"asset_id": config["asset_id"],
+                                "base_hash": config["network"]["base_hash"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            found[path.name] = {"problem": f"{path}: {exc}"}
+    return found

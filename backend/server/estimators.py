@@ -27,11 +27,19 @@ from ..body.errors import MissingLandmarkSets
 from ..body.params import subject_values
 from ..errors import ClipError, SetupError
 from ..estimator_names import ESTIMATORS, UnknownEstimator, uses_regressor
+from ..paths import adapters_dir
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector
 from ..perception.people import PersonNotFound
-from ..pipeline.recovery import ClipRecovery, FrameRegressions, load_regressor, regressor_problem
+from ..pipeline.recovery import (
+    ClipRecovery,
+    FrameRegressions,
+    checkpoint_path,
+    load_regressor,
+    regressor_problem,
+)
 from ..pipeline.rig import build_rig, subject_params
+from ..regressor.adapter_checkpoint import base_hash, installed_adapters
 from ..results import results_to_message
 from ..tracking.tracker import check_landmark_sets
 from .protocol import ErrorCode, ProtocolError
@@ -264,12 +272,34 @@ class Estimators:
                              "expression_names": asset.meta.get("expression_names", [])}
         return out, unreadable
 
-    def _regressor(self, asset: Asset):
-        if asset.asset_id not in self._regressors:
-            self._regressors[asset.asset_id] = load_regressor(
+    def _regressor(self, asset: Asset, adapter: str | None = None):
+        """The regressor for ``asset``, with the installed adapter named ``adapter`` on it
+        (else the server's own ``adapter``, if any); each loaded once."""
+        path = adapters_dir() / adapter if adapter else self.adapter
+        key = (asset.asset_id, str(path) if path else None)
+        if key not in self._regressors:
+            self._regressors[key] = load_regressor(
                 asset, self.checkpoint, device=self.device, compile=self.compile_regressor,
-                adapter=self.adapter)
-        return self._regressors[asset.asset_id]
+                adapter=path)
+        return self._regressors[key]
+
+    def adapters(self) -> list[dict]:
+        """The adapters installed here (``$PEAR_HOME/adapters``, one folder each), each with
+        its body model and whether it fits this server's regressor for it (and why not)."""
+        listed = []
+        for name, found in installed_adapters(adapters_dir()).items():
+            reason = found.get("problem") or self._adapter_problem(found)
+            listed.append({"name": name, "asset": found.get("asset_id"), "usable": not reason,
+                           "reason": reason})
+        return listed
+
+    def _adapter_problem(self, found: dict) -> str:
+        folder = checkpoint_path(found["asset_id"], self.checkpoint)
+        try:
+            fits = base_hash(folder) == found["base_hash"]
+        except OSError:
+            return f"this server has no regressor checkpoint for body model {found['asset_id']!r}"
+        return "" if fits else "trained on another base checkpoint than this server's"
 
     def open(self, settings: dict) -> DetectorClip:
         name = settings["estimator"]
@@ -283,5 +313,21 @@ class Estimators:
         if reason:
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"estimator {name!r} is unavailable for "
                                 f"body model {asset.asset_id!r}: {reason}")
-        regressor = self._regressor(asset) if _needs_regressor(name) else None
+        adapter = settings.get("adapter")
+        if adapter is not None:
+            self._check_adapter(adapter, name, asset)
+        regressor = self._regressor(asset, adapter) if _needs_regressor(name) else None
         return EstimatorClip(settings, asset, self.device, regressor)
+
+    def _check_adapter(self, adapter: str, estimator: str, asset: Asset) -> None:
+        if not _needs_regressor(estimator):
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"'adapter' adapts the regressor: open the "
+                                f"session with a regressor estimator, not {estimator!r}")
+        listed = {entry["name"]: entry for entry in self.adapters()}
+        entry = listed.get(adapter)
+        reason = ("no such adapter here" if entry is None else entry["reason"]
+                  or ("" if entry["asset"] == asset.asset_id
+                      else f"it adapts body model {entry['asset']!r}"))
+        if reason:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"adapter {adapter!r} cannot be used: "
+                                f"{reason} (hello lists {sorted(listed)})")

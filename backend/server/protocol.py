@@ -291,6 +291,18 @@ def _person(value: Any) -> int | None:
     return int(_number({"person": value}, "person", None, 1, MAX_PEOPLE, integer=True))
 
 
+def _adapter(value: Any) -> str | None:
+    """``adapter``: the name of an adapter installed on the server (a folder under its
+    ``$PEAR_HOME/adapters``, listed by ``hello``), or nil for the regressor as it is."""
+    if value is None:
+        return None
+    if not (isinstance(value, str) and 0 < len(value) <= MAX_ID_STRING
+            and value[0] != "." and all(c.isalnum() or c in "_.-" for c in value)):
+        raise _bad("'adapter' must be the name of an adapter `hello` lists (letters, digits, "
+                   "'_', '.', '-'), or nil")
+    return value
+
+
 def _person_box(value: Any) -> list[float] | None:
     """``person_box``: follow whoever is at this box [x0, y0, x1, y1] (pixels) in the first
     frame, e.g. the ``box`` an earlier session's last frame reply gave for the same person."""
@@ -369,6 +381,7 @@ def parse_request(message: dict) -> Request:
             "subject": _subject(message.get("subject")),
             "person": _person(message.get("person")),
             "person_box": _person_box(message.get("person_box")),
+            "adapter": _adapter(message.get("adapter")),
         }
         if request.fields["person"] is not None and request.fields["person_box"] is not None:
             raise _bad("give 'person' or 'person_box', not both")

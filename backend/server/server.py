@@ -266,6 +266,7 @@ class Server:
                 "protocols": list(SUPPORTED_VERSIONS), "device": self.estimators.device,
                 "estimators": self.estimators.describe(),
                 "avatar": self.estimators.avatars.describe(), "assets": assets,
+                "adapters": self.estimators.adapters(),
                 "assets_unreadable": unreadable,
                 "limits": {"window": self.config.window,
                            "max_sessions": self.config.max_sessions,

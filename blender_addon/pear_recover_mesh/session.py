@@ -40,6 +40,7 @@ class RecoverSettings:
     # showing anybody; None = the most prominent one.
     person: int | None = None
     dead_after: float = 20.0  # seconds without any reply before the backend counts as gone
+    adapter: str | None = None  # an adapter the backend lists, on its regressor
 
 
 Apply = Callable[[dict, object, int], None]  # (rig, ClipResults, first footage index)
@@ -160,7 +161,7 @@ class RecoverSession:
             smooth=self.settings.smooth, fps=self.footage.fps,
             intrinsics=self.settings.intrinsics or self._intrinsics, rig=self._rig is None,
             subject=self._subject, person=person, person_box=box,
-            timeout=self.settings.dead_after)
+            timeout=self.settings.dead_after, adapter=self.settings.adapter)
         self._next = first
         self._close_id = None
         self._heard()

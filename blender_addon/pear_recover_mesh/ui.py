@@ -20,7 +20,9 @@ from .shared import conventions, footage_files
 
 # Per Blender process, not saved in files: the backend's hello, the running work and its
 # client, a cancel asked from the panel, and the estimator menu's items.
-_STATE: dict = {"hello": None, "session": None, "cancel": False, "estimators": None}
+_STATE: dict = {"hello": None, "session": None, "cancel": False, "estimators": None,
+                "adapters": None}
+NO_ADAPTER = "NONE"
 
 
 def _estimator_items(_self, _context):
@@ -34,6 +36,21 @@ def _estimator_items(_self, _context):
         items = [(n, n, f"the backend's {n!r} estimator") for n in names if n != "detector"]
         cached = (hello, items or [("tracker", "tracker", "MediaPipe + the EHM tracker")])
         _STATE["estimators"] = cached
+    return cached[1]
+
+
+def _adapter_items(_self, _context):
+    """The adapters the backend lists as usable (``pear-train adapt`` folders in its
+    ``$PEAR_HOME/adapters``), after "None"; built once per hello, as the estimators are."""
+    hello = _STATE["hello"]
+    cached = _STATE["adapters"]
+    if cached is None or cached[0] is not hello:
+        usable = [a for a in (hello or {}).get("adapters", []) if a["usable"]]
+        items = [(NO_ADAPTER, "None", "the regressor as it is")] + [
+            (a["name"], a["name"], f"an adapter for body model {a['asset']!r}")
+            for a in usable]
+        cached = (hello, items)
+        _STATE["adapters"] = cached
     return cached[1]
 
 
@@ -92,6 +109,10 @@ class PearSettings(bpy.types.PropertyGroup):
         name="Client keys", subtype="DIR_PATH",
         description="For a server started with --keys: the `client/` folder it gave you")
     estimator: bpy.props.EnumProperty(name="Estimator", items=_estimator_items)
+    adapter: bpy.props.EnumProperty(
+        name="Adapter", items=_adapter_items,
+        description="With a regressor estimator: the regressor fine-tuned on your actor "
+        "(adapters installed on the backend)")
     smoothing: bpy.props.FloatProperty(name="Smoothing", default=1.0, min=0.0, max=10.0,
                                        description="Temporal smoothing, 0 = off")
     asset: bpy.props.StringProperty(name="Body model", default=conventions.DEFAULT_ASSET_ID)
@@ -280,9 +301,11 @@ class PEAR_OT_recover(bpy.types.Operator):
                     self._chunks.append(RecoveredChunk(results, start))
             return apply
 
+        adapter = settings.adapter if settings.estimator.startswith("regressor") else NO_ADAPTER
         recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
                                   smooth=settings.smoothing, chunk=settings.chunk,
-                                  person=settings.person or None)
+                                  person=settings.person or None,
+                                  adapter=None if adapter == NO_ADAPTER else adapter)
         work = (PeopleSession(client, footage, recover, make_apply) if settings.everyone
                 else RecoverSession(client, footage, recover, make_apply(None)))
         _STATE["session"] = (work, client)
@@ -528,6 +551,8 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
 
         box = layout.box()
         box.prop(settings, "estimator")
+        if settings.estimator.startswith("regressor") and len(_adapter_items(None, None)) > 1:
+            box.prop(settings, "adapter")
         box.prop(settings, "smoothing")
         box.prop(settings, "asset")
         box.prop(settings, "chunk")
