@@ -51,8 +51,12 @@ def test_session_open_fills_defaults_and_checks_ranges():
     parsed = parse_request(request("session.open"))
     assert parsed.fields == {"estimator": "tracker", "asset": "open", "smooth": 1.0,
                              "fps": 30.0, "intrinsics": None, "rig": False, "subject": None,
-                             "person": None, "person_box": None}
+                             "person": None, "person_box": None, "adapter": None}
     assert code_of(request("session.open", smooth=-1)) == ErrorCode.BAD_FIELD
+    assert parse_request(request("session.open", adapter="actor-2.v1")).fields[
+        "adapter"] == "actor-2.v1"
+    for bad in ("", ".hidden", "a/b", "x" * 65, 7):
+        assert code_of(request("session.open", adapter=bad)) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", fps=float("nan"))) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", intrinsics={"focal": "x"})) == ErrorCode.BAD_FIELD
     assert parse_request(request("session.open", intrinsics={"focal": 900})).fields[
