@@ -230,7 +230,7 @@ class _Scheduler:
         actor = ray.remote(max_restarts=-1, max_task_retries=RETRIES, **resources)(ClipWorker)
         self.actors = [actor.remote(settings, pear_home) for _ in range(workers or fits)]
         try:  # a worker that cannot start (no body model on its node) is the set-up's problem
-            self.pids = ray.get([a.pid.remote() for a in self.actors])
+            ray.get([a.pid.remote() for a in self.actors])
         except ray.exceptions.RayError as exc:
             raise ClusterError(f"the cluster's workers cannot start: {_reason(exc)}") from None
         self.board = ray.remote(num_cpus=0)(_Board).remote()
