@@ -575,11 +575,12 @@ class Server:
                 if item is None:
                     return
                 peer, request_id, work, avatar = item
-                out.send_multipart([peer, pack(self._reply_of(request_id, work))])
-                if avatar is not None:
+                reply = pack(self._reply_of(request_id, work))
+                if avatar is not None:  # free before replying: the client may ask again at once
                     with self._lock:
                         avatar.busy = False
                         avatar.last_seen = time.monotonic()  # idle from the reply on
+                out.send_multipart([peer, reply])
         finally:
             out.close(linger=1000)
 
