@@ -555,3 +555,33 @@ def test_everyone_in_view_is_recovered_into_a_rig_each(bpy_module, scene, backen
     left, right = (objects[f"Person{n}"].matrix_world @ objects[f"Person{n}"].pose.bones[
         "pelvis"].head for n in (1, 2))
     assert left.x < right.x - 0.3  # person 1 is the leftmost
+
+
+def test_the_adapter_menu_offers_the_backends_usable_adapters_on_a_regressor(bpy_module, scene):
+    import pear_recover_mesh
+    from pear_recover_mesh import ui
+
+    pear_recover_mesh.register()
+    try:
+        settings = bpy_module.context.scene.pear
+        estimators = [{"name": name, "available": True} for name in ("tracker", "regressor")]
+        ui._STATE["hello"] = {"estimators": estimators, "adapters": [
+            {"name": "actor-day1", "asset": "open", "usable": True, "reason": ""},
+            {"name": "old", "asset": "open", "usable": False,
+             "reason": "trained on another base checkpoint than this server's"}]}
+        assert not ui.shows_adapter_menu(settings)  # the tracker has no regressor to adapt
+        settings.estimator = "regressor"
+        assert ui.shows_adapter_menu(settings)
+        assert ui.recover_settings(settings).adapter is None  # "None" until one is chosen
+        settings.adapter = "actor-day1"
+        with pytest.raises(TypeError):  # listed by the backend, but not usable: not offered
+            settings.adapter = "old"
+        assert ui.recover_settings(settings).adapter == "actor-day1"
+        settings.estimator = "tracker"
+        assert ui.recover_settings(settings).adapter is None
+        ui._STATE["hello"] = {"estimators": estimators, "adapters": []}
+        settings.estimator = "regressor"
+        assert not ui.shows_adapter_menu(settings)  # nothing to choose: no menu
+    finally:
+        ui._STATE["hello"] = None
+        pear_recover_mesh.unregister()

@@ -38,6 +38,9 @@ from .losses import compute_loss
 from .pseudo_label import pseudo_label
 
 LABELS, STATE, REPORT = "labels", "state.pt", "adapt.json"
+# New zero-initialised branches learn at a high rate (HMR-Adapter's); a trained network
+# fine-tuned whole at that rate forgets in a step, so the comparison takes a tenth of stage 1's.
+ADAPTER_LR, FULL_LR = 1e-3, 5e-5
 METRIC = "kp2d_px"  # the held-out body keypoint error (pixels of the 256-pixel crop)
 
 
@@ -45,7 +48,7 @@ METRIC = "kp2d_px"  # the held-out body keypoint error (pixels of the 256-pixel 
 class AdaptSettings:
     steps: int = 300
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float | None = None  # None: ADAPTER_LR, or FULL_LR with ``full``
     held_out: float = 0.2  # of every clip's frames, its last ones
     val_every: int = 25
     patience: int = 3  # validations without a better held-out error before stopping
@@ -143,7 +146,8 @@ def adapt(base: Path, footage: Sequence[Path], out: Path, asset: Asset,
                                    asset.joint_names)
         trained = network.adapter
     trained.requires_grad_(True)
-    optimizer = torch.optim.AdamW(trained.parameters(), lr=settings.lr, weight_decay=0.0)
+    lr = settings.lr or (FULL_LR if settings.full else ADAPTER_LR)
+    optimizer = torch.optim.AdamW(trained.parameters(), lr=lr, weight_decay=0.0)
     state = {"step": 0, "best": None, "best_step": 0, "stale": 0,
              "before": None, "best_weights": None}
     if resume and (out / STATE).is_file():

@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="body model (default: %(default)s)")
     adapting.add_argument("--steps", type=_positive, default=300, help="at most (default 300)")
     adapting.add_argument("--batch-size", type=_positive, default=8)
-    adapting.add_argument("--lr", type=float, default=1e-3)
+    adapting.add_argument("--lr", type=float, help="default 1e-3 for the adapters, 5e-5 "
+                          "with --full (training.adapt's ADAPTER_LR, FULL_LR)")
     adapting.add_argument("--held-out", type=float, default=0.2,
                           help="the share of each clip's frames, its last, held out")
     adapting.add_argument("--val-every", type=_positive, default=25, metavar="STEPS")

@@ -54,6 +54,20 @@ def _adapter_items(_self, _context):
     return cached[1]
 
 
+def shows_adapter_menu(settings) -> bool:
+    """The panel offers adapters with a regressor estimator, when the backend has any."""
+    return settings.estimator.startswith("regressor") and len(_adapter_items(None, None)) > 1
+
+
+def recover_settings(settings) -> RecoverSettings:
+    """What the panel's settings ask of a recovery (an adapter only on a regressor)."""
+    adapter = settings.adapter if settings.estimator.startswith("regressor") else NO_ADAPTER
+    return RecoverSettings(estimator=settings.estimator, asset=settings.asset,
+                           smooth=settings.smoothing, chunk=settings.chunk,
+                           person=settings.person or None,
+                           adapter=None if adapter == NO_ADAPTER else adapter)
+
+
 def _is_armature(_self, obj) -> bool:
     return obj.type == "ARMATURE"
 
@@ -301,11 +315,7 @@ class PEAR_OT_recover(bpy.types.Operator):
                     self._chunks.append(RecoveredChunk(results, start))
             return apply
 
-        adapter = settings.adapter if settings.estimator.startswith("regressor") else NO_ADAPTER
-        recover = RecoverSettings(estimator=settings.estimator, asset=settings.asset,
-                                  smooth=settings.smoothing, chunk=settings.chunk,
-                                  person=settings.person or None,
-                                  adapter=None if adapter == NO_ADAPTER else adapter)
+        recover = recover_settings(settings)
         work = (PeopleSession(client, footage, recover, make_apply) if settings.everyone
                 else RecoverSession(client, footage, recover, make_apply(None)))
         _STATE["session"] = (work, client)
@@ -551,7 +561,7 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
 
         box = layout.box()
         box.prop(settings, "estimator")
-        if settings.estimator.startswith("regressor") and len(_adapter_items(None, None)) > 1:
+        if shows_adapter_menu(settings):
             box.prop(settings, "adapter")
         box.prop(settings, "smoothing")
         box.prop(settings, "asset")
