@@ -100,6 +100,11 @@ class FrameRegressions:
         """Frames waiting for the regressor."""
         return len(self._queue)
 
+    def estimate(self, position: int) -> dict[str, np.ndarray] | None:
+        """The regressor's estimate of the frame at ``position`` (one frame's values, no
+        time axis), once it has run; None for a frame without a person box or still queued."""
+        return self._found.get(position)
+
     @staticmethod
     def run_together(clips: list[FrameRegressions]) -> int:
         """One forward of the regressor (the clips must share it) for every frame the clips

@@ -22,22 +22,26 @@ class OneEuroFilter:
         self._value: np.ndarray | None = None
         self._derivative: np.ndarray | None = None
 
-    def _alpha(self, cutoff: np.ndarray | float) -> np.ndarray | float:
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float, rate: float) -> np.ndarray | float:
         tau = 1.0 / (2 * np.pi * cutoff)
-        return 1.0 / (1.0 + tau * self.rate)
+        return 1.0 / (1.0 + tau * rate)
 
-    def __call__(self, value: np.ndarray) -> np.ndarray:
+    def __call__(self, value: np.ndarray, spacing: float | None = None) -> np.ndarray:
+        """The filtered ``value``; ``spacing``: seconds since the previous value, when samples
+        do not come at the filter's rate (a live source that dropped frames)."""
         value = np.asarray(value, dtype=float)
         if self.strength <= 0:
             return value
         if self._value is None:
             self._value, self._derivative = value, np.zeros_like(value)
             return value
-        derivative = (value - self._value) * self.rate
-        a = self._alpha(self.derivative_cutoff)
+        rate = self.rate if spacing is None else 1.0 / spacing
+        derivative = (value - self._value) * rate
+        a = self._alpha(self.derivative_cutoff, rate)
         self._derivative = a * derivative + (1 - a) * self._derivative
         cutoff = self.min_cutoff + self.beta * np.abs(self._derivative)
-        a = self._alpha(cutoff)
+        a = self._alpha(cutoff, rate)
         self._value = a * value + (1 - a) * self._value
         return self._value
 

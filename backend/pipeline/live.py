@@ -1,0 +1,85 @@
+"""A clip recovered as it plays: each frame's body is answered as soon as the frame is
+detected (``backend live``, the server's ``live`` sessions), and the whole clip can still be
+finished offline afterwards (``ClipRecovery.finish``).
+
+Per frame: MediaPipe Holistic, the regressor on the person's crop for the estimators that use
+it, then the online tracker (``backend.tracking.online``) warm-started from the previous frame
+or the regressor; the ``regressor`` estimator answers with the network's estimate, filtered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..body.asset import Asset
+from ..body.model import BodyModel
+from ..camera import principal_point
+from ..perception.frames import Frame
+from ..perception.holistic import FrameLandmarks
+from ..results import ClipResults
+from ..tracking.online import OnlineConfig, OnlineEstimate, OnlineTracker
+from ..tracking.tracker import PART_LANDMARKS
+from .recovery import ClipRecovery
+
+
+class LiveRecovery(ClipRecovery):
+    """``ClipRecovery`` that also answers every frame: ``add`` leaves the frame's estimate in
+    ``latest`` (None until a body has been seen); ``answered`` gathers them as a clip.
+    ``smooth`` scales the online filter (0: off); ``subject``: per-subject values to hold."""
+
+    def __init__(self, width: int, height: int, asset: Asset, estimator: str = "tracker",
+                 regressor=None, fps: float = 30.0, focal: float | None = None,
+                 center: tuple[float, float] | None = None, person: int | None = None,
+                 person_box: np.ndarray | None = None,
+                 subject: dict[str, np.ndarray] | None = None, smooth: float = 1.0,
+                 device: str | None = None):
+        # The regressor runs on each frame as it comes (a batch of one): the answer cannot wait.
+        super().__init__(width, height, asset, estimator=estimator, regressor=regressor,
+                         focal=focal, person=person, person_box=person_box, center=center,
+                         regressor_batch=1)
+        config = OnlineConfig()
+        self.online = OnlineTracker(BodyModel(asset), width, height, fps=fps, focal=focal,
+                                    center=center, subject=subject,
+                                    config=OnlineConfig(smooth=config.smooth * smooth),
+                                    device=device)
+        self.fps, self.width, self.height = fps, width, height
+        self.latest: OnlineEstimate | None = None
+        self._answers: list[tuple[int, float, OnlineEstimate, FrameLandmarks]] = []
+
+    def add(self, frame: Frame) -> FrameLandmarks:
+        found = super().add(frame)
+        start = None
+        if self.regressions is not None:
+            estimate = self.regressions.estimate(len(self) - 1)
+            start = None if estimate is None else {name: np.asarray(value)[None]
+                                                   for name, value in estimate.items()}
+        parts = {part: getattr(found, part) for part in PART_LANDMARKS}
+        self.latest = self.online.step(parts, frame.time, found.pose_world, start,
+                                       refine=self.estimator != "regressor")
+        if self.latest is not None:
+            self._answers.append((frame.index, frame.time, self.latest, found))
+        return found
+
+    def answered(self) -> ClipResults:
+        """Every answer given so far, as a clip (the frames before the first body are not in
+        it): what a live rig showed, without the offline fit's second look."""
+        if not self._answers:
+            raise ValueError("no frame has been answered yet: nobody was seen")
+        estimates = [estimate for _, _, estimate, _ in self._answers]
+        per_subject = {spec.name for spec in self.asset.param_spec if spec.per == "subject"}
+        params = {name: (value if name in per_subject
+                         else np.concatenate([e.params[name] for e in estimates]))
+                  for name, value in estimates[-1].params.items()}
+        detections = {part: np.stack([getattr(found, part) for *_, found in self._answers])
+                      for part in (*PART_LANDMARKS, "pose_world")}
+        return ClipResults(
+            asset_id=self.asset.asset_id, spec_hash=self.asset.spec_hash,
+            frames=np.array([index for index, *_ in self._answers]),
+            times=np.array([time_s for _, time_s, *_ in self._answers]),
+            params=params, cam_t=np.concatenate([e.cam_t for e in estimates]),
+            focal=self.focal or float(max(self.width, self.height)),
+            center=principal_point(self.width, self.height, self.center),
+            width=self.width, height=self.height, detections=detections,
+            info={"fps": self.fps, "estimator": self.estimator, "live": True,
+                  "refits": self.online.refits,
+                  "fit_s": round(sum(e.seconds for e in estimates), 2)})
