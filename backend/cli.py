@@ -162,15 +162,22 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.renderer import run_renderer_bench as run
     elif args.target == "cluster":
         from .bench.cluster import run_cluster_bench as run
+    elif args.target == "live":
+        from .bench.live import run_live_bench as run
     else:
         from .bench.tracker import run_tracker_bench as run
 
     options = {} if args.repeats is None else {"repeats": args.repeats}
     if args.target == "tracker":
-        options.update(frames=args.frames, checkpoint=args.checkpoint, mocap=args.mocap)
-    elif (args.checkpoint, args.mocap, args.frames) != (None, None, TRACKER_BENCH_FRAMES):
+        options.update(frames=args.frames or TRACKER_BENCH_FRAMES, checkpoint=args.checkpoint,
+                       mocap=args.mocap)
+    elif args.target == "live":
+        if args.repeats is not None or args.checkpoint is not None:
+            raise InputError("`backend bench live` takes --frames and --mocap only")
+        options.update(mocap=args.mocap, **({"frames": args.frames} if args.frames else {}))
+    elif (args.checkpoint, args.mocap, args.frames) != (None, None, None):
         raise InputError("--checkpoint, --mocap and --frames are options of `backend bench "
-                         "tracker`")
+                         "tracker` (and the last two of `backend bench live`)")
     result = run(progress=not args.json, **options)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     return 0
@@ -215,6 +222,21 @@ def _fit(args: argparse.Namespace) -> int:
                          contact=not args.no_contact, adapter=args.adapter)
     print("\n".join(fitted.summary()))
     return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    from .live.command import live_command
+
+    _check_adapter(args)
+
+    def regressor_for(args: argparse.Namespace, asset):
+        if not uses_regressor(args.estimator):
+            return None
+        from .pipeline.recovery import load_regressor
+
+        return load_regressor(asset, args.checkpoint, adapter=args.adapter)
+
+    return live_command(args, _load_asset, regressor_for)
 
 
 def _people(args: argparse.Namespace) -> int:
@@ -401,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks that print one JSON object")
     bench.add_argument("target", choices=["ehm", "open-model", "tracker", "server", "blender",
-                                          "regressor", "renderer", "cluster"],
+                                          "regressor", "renderer", "cluster", "live"],
                        help="ehm: body-model forward vs the smplx package; open-model: build, "
                        "load, speed and anny equivalence of the free default asset; tracker: "
                        "speed and accuracy on a 300-frame synthetic clip; server: served vs "
@@ -410,15 +432,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "network img/s (torch, ONNX Runtime) against the matmul roofline; "
                        "renderer: Gaussian rasterizer and avatar network ms, and the "
                        "rasterizer over its brute-force reference; cluster: bakes on Ray "
-                       "against local ones, split clips, a killed worker (docs/cluster.md)")
+                       "against local ones, split clips, a killed worker (docs/cluster.md); "
+                       "live: a 640x480 movie played at 30 fps through a live server session: "
+                       "fps, latency, dropped frames, accuracy against the offline fit")
     bench.add_argument("--json", action="store_true", help="print only the JSON object")
     bench.add_argument("--repeats", type=int,
                        help="timed runs per measurement (default: 20; the tracker: 1 fit)")
-    bench.add_argument("--frames", type=int, default=TRACKER_BENCH_FRAMES,
-                       help=f"tracker: the clip's length (default {TRACKER_BENCH_FRAMES})")
+    bench.add_argument("--frames", type=int, help="tracker, live: the clip's length "
+                       f"(default {TRACKER_BENCH_FRAMES}; live: 90)")
     bench.add_argument("--checkpoint", help="tracker: the regressor for the regressor+tracker "
                        "fields (default: the one installed for the body model, if any)")
-    bench.add_argument("--mocap", help="tracker: BVH clips whose held-out subjects move the "
+    bench.add_argument("--mocap", help="tracker, live: BVH clips whose held-out subjects move the "
                        "clip: the folder the prior was trained on (default: "
                        "../shared/data/mocap/cmu when it exists, else a procedural motion)")
     bench.set_defaults(handler=_bench)
@@ -493,6 +517,33 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--report", type=Path, help="with --ray: where the JSON report goes "
                       "(default: OUT/report.json)")
     bake.set_defaults(handler=_bake)
+
+    live = commands.add_parser("live", help="a camera, stream or movie -> the body per frame as "
+                               "it plays (docs/live.md)")
+    live.add_argument("source", help="a camera index (0) or device (/dev/video0), a stream URL "
+                      "(rtsp://, http://, ...) or a movie file, played at its own frame rate")
+    live.add_argument("--out", type=Path, required=True, help="result .npz of what was answered")
+    live.add_argument("--preview", action="store_true", help="show the body over the frames in "
+                      "a window (where a display exists; headless, the fps is printed)")
+    live.add_argument("--seconds", type=float, help="stop after this long (default: when the "
+                      "source ends, or Ctrl-C)")
+    live.add_argument("--all-frames", action="store_true", help="a movie: take every frame, "
+                      "however slow, instead of dropping those that come while busy")
+    live.add_argument("--asset", default=DEFAULT_ASSET_ID,
+                      help=f"body model (default: {DEFAULT_ASSET_ID})")
+    live.add_argument("--estimator", default="tracker", choices=list(ESTIMATORS),
+                      help=ESTIMATOR_HELP)
+    live.add_argument("--checkpoint", type=Path, help=CHECKPOINT_HELP)
+    live.add_argument("--adapter", type=Path, metavar="DIR", help=ADAPTER_HELP)
+    live.add_argument("--smooth", type=float, default=1.0,
+                      help="the online filter's strength (0 = off, 1 = default)")
+    live.add_argument("--focal", type=float, help="focal length in pixels, if known")
+    live.add_argument("--server", metavar="ENDPOINT", help="have this server answer (e.g. "
+                      "tcp://gpu-box:5555; `backend serve`) instead of this process; the result "
+                      "is then the server's whole-clip fit of the frames it saw")
+    live.add_argument("--timeout", type=float, default=60.0,
+                      help="--server: seconds to wait for a reply")
+    live.set_defaults(handler=_live)
 
     people = commands.add_parser("people", help="who is in the footage, numbered for --person")
     people.add_argument("footage", type=Path, help="a video, an image or a folder of images")

@@ -22,8 +22,8 @@ def backend(*args: str, home) -> subprocess.CompletedProcess:
 COMMANDS = {
     "models": ("install", "build-open", "preview", "list"), "priors": ("train", "show"),
     "bench": ("ehm", "open-model", "tracker", "server", "blender", "regressor", "renderer",
-              "cluster"),
-    "fit": (), "bake": (), "people": (), "eval": ("coco-wholebody",), "serve": (),
+              "cluster", "live"),
+    "fit": (), "bake": (), "live": (), "people": (), "eval": ("coco-wholebody",), "serve": (),
     "keys": ("generate",), "demo": (), "avatar": (),
 }
 

@@ -51,7 +51,11 @@ def test_session_open_fills_defaults_and_checks_ranges():
     parsed = parse_request(request("session.open"))
     assert parsed.fields == {"estimator": "tracker", "asset": "open", "smooth": 1.0,
                              "fps": 30.0, "intrinsics": None, "rig": False, "subject": None,
-                             "person": None, "person_box": None, "adapter": None}
+                             "person": None, "person_box": None, "adapter": None,
+                             "live": False}
+    assert parse_request(request("session.open", live=True)).fields["live"] is True
+    for bad in ({"live": 1}, {"live": True, "estimator": "detector"}):
+        assert code_of(request("session.open", **bad)) == ErrorCode.BAD_FIELD
     assert code_of(request("session.open", smooth=-1)) == ErrorCode.BAD_FIELD
     assert parse_request(request("session.open", adapter="actor-2.v1")).fields[
         "adapter"] == "actor-2.v1"

@@ -206,14 +206,15 @@ class Client:
                      smooth: float = 1.0, fps: float = 30.0, intrinsics: dict | None = None,
                      rig: bool = False, subject: dict | None = None, person: int | None = None,
                      person_box: Sequence[float] | None = None,
-                     timeout: float | None = None, adapter: str | None = None
-                     ) -> RemoteSession:
+                     timeout: float | None = None, adapter: str | None = None,
+                     live: bool = False) -> RemoteSession:
         """``rig``: also return the subject's rig (backend.pipeline.rig) when the session finishes.
         ``subject``: an earlier session's ``RemoteSession.subject``, to fit the same body.
         ``person``: follow this person, 1 = the leftmost in the first frame showing anybody;
         ``person_box``: follow whoever is at this box (x0, y0, x1, y1) in the first frame,
         e.g. a frame reply's ``detections.box`` from an earlier session; neither: the most
-        prominent person. ``adapter``: an adapter ``hello`` lists, on the regressor."""
+        prominent person. ``adapter``: an adapter ``hello`` lists, on the regressor.
+        ``live``: every frame reply also carries that frame's body (``live``), as it comes."""
         connection = min(self._connections, key=lambda c: c.sessions)
         reply = connection.request({"op": "session.open", "estimator": estimator,
                                     "asset": asset, "smooth": smooth, "fps": fps,
@@ -221,7 +222,7 @@ class Client:
                                     "person": person,
                                     "person_box": None if person_box is None
                                     else [float(v) for v in person_box],
-                                    "adapter": adapter},
+                                    "adapter": adapter, "live": live},
                                    timeout)
         connection.sessions += 1
         return RemoteSession(connection, reply["session"], reply["window"])

@@ -31,6 +31,7 @@ from ..paths import adapters_dir
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetector
 from ..perception.people import PersonNotFound
+from ..pipeline.live import LiveRecovery
 from ..pipeline.recovery import (
     ClipRecovery,
     FrameRegressions,
@@ -41,6 +42,7 @@ from ..pipeline.recovery import (
 from ..pipeline.rig import build_rig, subject_params
 from ..regressor.adapter_checkpoint import base_hash, installed_adapters
 from ..results import results_to_message
+from ..tracking.online import OnlineEstimate
 from ..tracking.tracker import check_landmark_sets
 from .protocol import ErrorCode, ProtocolError
 
@@ -135,11 +137,23 @@ class EstimatorClip(DetectorClip):
         center = None
         if "cx" in intrinsics or "cy" in intrinsics:
             center = (intrinsics.get("cx", width / 2), intrinsics.get("cy", height / 2))
+        if self.settings.get("live"):
+            return LiveRecovery(width, height, self.asset, estimator=self.settings["estimator"],
+                                regressor=self.regressor, fps=self.settings["fps"],
+                                focal=intrinsics.get("focal"), center=center,
+                                subject=self.subject or None, smooth=self.settings["smooth"],
+                                device=self.device, **self.following)
         # regressor_batch None: the server runs the regressor over several sessions' frames
         # at once (run_regressor_batches).
         return ClipRecovery(width, height, self.asset, estimator=self.settings["estimator"],
                             regressor=self.regressor, focal=intrinsics.get("focal"),
                             center=center, regressor_batch=None, **self.following)
+
+    def add_frame(self, index: int, time: float, image: np.ndarray) -> dict:
+        reply = super().add_frame(index, time, image)
+        if self.settings.get("live"):
+            reply["live"] = live_message(self._clip.latest)
+        return reply
 
     @property
     def regressions(self) -> FrameRegressions | None:
@@ -165,6 +179,17 @@ class EstimatorClip(DetectorClip):
         if self.settings.get("rig"):
             reply["rig"] = build_rig(self.asset, subject)
         return reply
+
+
+def live_message(estimate: OnlineEstimate | None) -> dict | None:
+    """A live frame reply's ``live``: the frame's parameters (name -> (1, ...)), ``cam_t``
+    (1, 3), ``found`` (False: nobody in this frame, the last body repeated) and ``fit_ms``;
+    None until a body has been seen."""
+    if estimate is None:
+        return None
+    return {"params": {name: value.astype(np.float32) for name, value in estimate.params.items()},
+            "cam_t": estimate.cam_t.astype(np.float32), "found": estimate.found,
+            "fit_ms": round(1000 * estimate.seconds, 1)}
 
 
 def run_regressor_batches(clips: Iterable[DetectorClip]) -> tuple[list[int],

@@ -382,9 +382,14 @@ def parse_request(message: dict) -> Request:
             "person": _person(message.get("person")),
             "person_box": _person_box(message.get("person_box")),
             "adapter": _adapter(message.get("adapter")),
+            "live": _flag(message, "live", False),
         }
         if request.fields["person"] is not None and request.fields["person_box"] is not None:
             raise _bad("give 'person' or 'person_box', not both")
+        if request.fields["live"] and request.fields["estimator"] == "detector":
+            raise _bad("'live' answers each frame with its body: open the session with a 3D "
+                       "estimator, not 'detector' (whose frame replies already carry the "
+                       "keypoints)")
     elif op == "frame":
         request.fields = {"index": int(_number(message, "index", None, 0, MAX_INDEX, True)),
                           "time": _number(message, "time", 0.0, 0.0, 1e9)}

@@ -1,0 +1,110 @@
+"""``backend bench live``: live capture through a server on loopback.
+
+A 640x480 synthetic clip with exact truth (the open model's painted look performing a
+held-out CMU clip, else the procedural motion) is written as a movie and played twice through
+a ``backend serve`` child's ``live`` session (tracker estimator):
+
+- in real time at 30 fps, the newest frame sent whenever the last answer came back:
+  ``fps`` answered, ``latency_ms_p50`` / ``_p95`` (a frame's capture to its answer, served
+  over loopback), ``drop_frac`` (the source's frames that came while the server was busy);
+- every frame (nothing dropped): ``pa_mpjpe_mm`` of the live answers, beside
+  ``offline_pa_mpjpe_mm``, the same session's whole-clip fit of the same detections
+  (``session.close``), and their ratio (the goal: within 1.5x).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..body import registry
+from ..body.model import BodyModel
+from ..live.run import run_live, through_session
+from ..live.sources import open_source
+from ..server.client import Client
+from ..server.process import serve_process
+from ..tracking.metrics import pa_error_mm
+from ..tracking.render_clip import render_frames
+from ..tracking.synthetic import make_clip
+from .tracker import bench_motion
+
+SIZE = (640, 480)
+FOCAL = 600.0
+BODY_JOINTS = 22  # pelvis and the 21 body joints, as `backend bench tracker` scores
+
+
+def write_clip(asset, frames: int, path: Path, mocap: str | None = None):
+    """The synthetic clip (``make_clip``) rendered to ``path``; returns the clip and what moves
+    it."""
+    import cv2
+
+    model = BodyModel(asset).double()
+    motion, described = bench_motion(model, mocap, frames + 1)
+    if motion is not None:  # a capture's first frame is its calibration pose: not a motion
+        motion = {name: value[1:] for name, value in motion.items()}
+        frames = min(frames, len(motion["body_pose"]))
+    clip = make_clip(BodyModel(asset), frames=frames, seed=0, motion=motion, size=SIZE,
+                     focal=FOCAL)
+    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, SIZE)
+    for image in render_frames(model, clip.params, clip.cam_t, clip.focal, SIZE, colors):
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return clip, described
+
+
+def body_pa_mm(model: BodyModel, params: dict[str, np.ndarray], truth: np.ndarray) -> float:
+    with torch.no_grad():
+        joints = model({name: torch.as_tensor(value, dtype=torch.float64)
+                        for name, value in params.items()}).joints.numpy()
+    return round(pa_error_mm(joints[:, :BODY_JOINTS], truth[:, :BODY_JOINTS]), 2)
+
+
+def run_live_bench(progress: bool = True, frames: int = 90, mocap: str | None = None) -> dict:
+    say = print if progress else (lambda *_: None)
+    asset = registry.load(progress=say)
+    model = BodyModel(asset).double()
+    with tempfile.TemporaryDirectory() as folder:
+        movie = Path(folder) / "live_bench.mp4"
+        say(f"rendering a {frames}-frame {SIZE[0]}x{SIZE[1]} clip ...")
+        clip, described = write_clip(asset, frames, movie, mocap)
+        say("starting `backend serve` ...")
+        with serve_process(None, "--estimator", "tracker") as server, \
+                Client(server.endpoint, timeout=600) as client:
+            intrinsics = {"focal": FOCAL}
+            say("playing it in real time through a live session ...")
+            session = client.open_session("tracker", fps=30.0, live=True, intrinsics=intrinsics)
+            with open_source(movie) as source:
+                realtime = run_live(source, through_session(session, "raw"))
+            session.cancel()
+            say("every frame through a live session, then its whole-clip fit ...")
+            session = client.open_session("tracker", fps=30.0, live=True, intrinsics=intrinsics)
+            started = time.perf_counter()
+            with open_source(movie, realtime=False) as source:
+                everything = run_live(source, through_session(session, "raw"))
+            live_s = time.perf_counter() - started
+            offline = session.finish()
+    answered = [a for a in everything.answers if a.params is not None]
+    indices = [a.index for a in answered]
+    live_params = {name: np.concatenate([a.params[name] for a in answered])
+                   for name in answered[0].params}
+    live_pa = body_pa_mm(model, live_params, clip.joints[indices])
+    offline_pa = body_pa_mm(model, {k: v for k, v in offline.params.items() if k != "transl"},
+                            clip.joints[offline.frames])
+    return {
+        **realtime.summary(),
+        "source_fps": 30.0,
+        "frame_size": list(SIZE),
+        "motion": described,
+        "pa_mpjpe_mm": live_pa,
+        "offline_pa_mpjpe_mm": offline_pa,
+        "online_vs_offline": round(live_pa / offline_pa, 2),
+        "all_frames_fps": round(len(everything.answers) / live_s, 2),
+        "answered_frames": len(answered),
+        "estimator": "tracker",
+        "threads": torch.get_num_threads(),
+    }
