@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int,
                        help="timed runs per measurement (default: 20; the tracker: 1 fit)")
     bench.add_argument("--frames", type=int, help="tracker, live: the clip's length "
-                       f"(default {TRACKER_BENCH_FRAMES}; live: 90)")
+                       f"(default {TRACKER_BENCH_FRAMES}; live: 150)")
     bench.add_argument("--checkpoint", help="tracker: the regressor for the regressor+tracker "
                        "fields (default: the one installed for the body model, if any)")
     bench.add_argument("--mocap", help="tracker, live: BVH clips whose held-out subjects move the "

@@ -3,6 +3,8 @@ through a real server session with ``live: true``, and ``backend live`` as users
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -11,10 +13,11 @@ import torch
 from backend.body.model import BodyModel
 from backend.live.run import run_live, through_session
 from backend.live.sources import open_source
-from backend.pipeline.demo import demo_frames
+from backend.pipeline.demo import DEMO_SIZE, demo_frames
 from backend.results import load_results
-from backend.server.client import Client
+from backend.server.client import BackendError, Client
 from backend.server.process import serve_process
+from backend.server.protocol import ErrorCode
 from backend.tracking.metrics import pa_error_mm
 from backend.tracking.online import OnlineConfig, OnlineTracker
 from backend.tracking.synthetic import make_clip
@@ -23,6 +26,7 @@ from backend.tracking.tracker import Tracker, TrackerConfig
 from .test_cli import backend
 
 FRAMES = 12
+SIZE = DEMO_SIZE  # the movie's (width, height)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +109,7 @@ def test_a_frame_without_a_body_repeats_the_last_answer_and_a_jump_is_fitted_fro
 def movie(open_asset, tmp_path_factory):
     """A 45-frame movie (1.5 s at 30 fps) of the open model performing."""
     path = tmp_path_factory.mktemp("live") / "performance.mp4"
-    frames = demo_frames(open_asset, 45)
+    frames = demo_frames(open_asset, 45, SIZE)
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
     for image in frames:
@@ -133,9 +137,56 @@ def test_a_movie_played_in_real_time_drives_a_live_server_session(server_home, m
     assert stats["produced"] == 45 and stats["consumed"] == len(answers)
     assert stats["dropped"] == stats["produced"] - stats["consumed"] > 0
     summary = run.summary()
-    assert summary["drop_frac"] > 0 and summary["latency_ms_p95"] >= summary["latency_ms_p50"] > 0
+    assert summary["first_answer_ms"] > 0 and summary["fps"] > 0
+    assert summary["latency_ms_p95"] >= summary["latency_ms_p50"] > 0
     # session.close still gives the clip: the frames the server saw, fitted together.
     assert list(closed.frames) == indices
+
+
+def _poll_until_done(capture, timeout: float = 180.0) -> tuple[dict, list[dict]]:
+    """Poll as the add-on's timer does until the capture ends or fails: (last reply, answers)."""
+    answers, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reply = capture.poll()
+        answers += reply["answers"]
+        if reply["state"] in ("ended", "failed"):
+            return reply, answers
+        time.sleep(0.1)
+    raise AssertionError(f"the capture is still {reply['state']} after {timeout} s")
+
+
+def test_the_server_captures_a_source_it_opens_and_the_client_polls_the_answers(
+        server_home, movie):
+    with serve_process(server_home, "--estimator", "tracker") as server, \
+            Client(server.endpoint, timeout=120) as client:
+        capture = client.start_capture(str(movie))
+        reply, answers = _poll_until_done(capture)
+        assert reply["state"] == "ended", reply["error"]
+        indices = [a["index"] for a in answers]
+        assert answers and indices == sorted(set(indices))  # each answer polled once, in order
+        assert all(a["params"]["body_pose"].shape == (1, 21, 3) and a["cam_t"].shape == (1, 3)
+                   for a in answers)
+        assert (reply["width"], reply["height"], reply["fps"]) == (*SIZE, 30.0)
+        assert reply["source"]["produced"] == 45 and reply["source"]["dropped"] > 0
+        assert client.status()[0]["captures"] == 1
+        stopped = capture.stop()
+        assert list(stopped["results"].frames) == indices
+        assert client.status()[0]["captures"] == 0
+        with pytest.raises(BackendError) as gone:
+            capture.poll()
+        assert gone.value.code == ErrorCode.UNKNOWN_SESSION
+        for source, words in (("97", "camera 97"), (str(movie.parent / "none.mp4"), "no such")):
+            bad = client.start_capture(source)
+            reply, answers = _poll_until_done(bad, timeout=30)
+            assert reply["state"] == "failed" and not answers
+            assert reply["error"]["code"] == ErrorCode.UNAVAILABLE
+            assert words in reply["error"]["message"], reply["error"]
+            assert bad.stop()["results"] is None
+        # A source that opens, but an estimator this server cannot run: said the same way.
+        bad = client.start_capture(str(movie), estimator="regressor")
+        reply, _ = _poll_until_done(bad, timeout=30)
+        assert reply["state"] == "failed" and "checkpoint" in reply["error"]["message"]
+        bad.stop()
 
 
 def test_backend_live_saves_a_result_and_names_bad_sources(server_home, movie, tmp_path):

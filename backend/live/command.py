@@ -81,10 +81,13 @@ def _run_info(run: LiveRun, source: str) -> dict:
 
 def _report(run: LiveRun, out: Path) -> None:
     summary = run.summary()
-    print(f"\n{summary['frames']} frames answered in {run.seconds:.1f} s: "
-          f"{summary['fps']} fps, latency {summary['latency_ms_p50']} ms (median), "
-          f"{summary['latency_ms_p95']} ms (95 %), {100 * summary['drop_frac']:.0f} % of the "
-          f"source's frames dropped while busy; wrote {out}")
+    line = f"\n{summary['frames']} frames answered in {run.seconds:.1f} s"
+    if "fps" in summary:
+        line += (f": {summary['fps']} fps after the first, latency "
+                 f"{summary['latency_ms_p50']} ms (median), {summary['latency_ms_p95']} ms "
+                 f"(95 %), {100 * summary['drop_frac']:.0f} % of the source's frames dropped "
+                 "while busy")
+    print(f"{line}; wrote {out}")
 
 
 def _both(*callbacks):

@@ -243,6 +243,18 @@ class Client:
         """The avatar of the person in ``image``; the server fits the image first (seconds)."""
         return self.send_avatar_build(image, asset, intrinsics).wait(timeout)
 
+    def start_capture(self, source: str, estimator: str = "tracker",
+                      asset: str = DEFAULT_ASSET_ID, smooth: float = 1.0,
+                      intrinsics: dict | None = None, adapter: str | None = None,
+                      timeout: float | None = None) -> RemoteCapture:
+        """Have the server open ``source`` (a camera index or device, a stream URL, or a
+        movie on the server's disk) and answer its frames live; ``poll`` the handle."""
+        connection = self._connections[0]
+        reply = connection.request({"op": "capture.start", "source": source,
+                                    "estimator": estimator, "asset": asset, "smooth": smooth,
+                                    "intrinsics": intrinsics, "adapter": adapter}, timeout)
+        return RemoteCapture(connection, reply["capture"])
+
     def close(self) -> None:
         for connection in self._connections:
             connection.close()
@@ -407,6 +419,30 @@ class RemoteAvatar:
     def drop(self, timeout: float | None = None) -> None:
         """Free the avatar on the server (it also goes after the session timeout)."""
         self.connection.request({"op": "avatar.drop", "avatar": self.id}, timeout)
+
+
+class RemoteCapture:
+    """The client's handle on a live capture the server runs (``capture.*`` ops)."""
+
+    def __init__(self, connection: _Connection, capture_id: str):
+        self.connection, self.id = connection, capture_id
+        self.last_index = -1  # the newest answer taken by ``poll``
+
+    def poll(self, timeout: float | None = None) -> dict:
+        """The capture's state and the answers since the last poll (oldest first)."""
+        reply = decode_arrays(self.connection.request(
+            {"op": "capture.poll", "capture": self.id, "after": self.last_index}, timeout))
+        if reply["answers"]:
+            self.last_index = reply["answers"][-1]["index"]
+        return reply
+
+    def stop(self, timeout: float | None = None) -> dict:
+        """End it; the reply's ``results`` is every answer as a clip (None if none)."""
+        reply = decode_arrays(self.connection.request(
+            {"op": "capture.stop", "capture": self.id}, timeout))
+        if reply.get("results") is not None:
+            reply["results"] = results_from_message(reply["results"])
+        return reply
 
 
 def frames_of(images: Iterable[np.ndarray], fps: float = 30.0) -> Iterator[Frame]:

@@ -17,5 +17,8 @@ class ServerConfig:
     window: int = 32  # frames in flight per session
     max_batch: int = 8  # frames the worker takes at a time across sessions (one regressor forward)
     max_sessions: int = 64
+    # Live captures of sources the server opens (a camera, a stream): each takes a core's
+    # worth of answering, so a few at most.
+    max_captures: int = 2
     session_timeout: float = 120.0  # seconds without a message before a session is reclaimed
     shutdown_grace: float = 30.0  # seconds to finish queued work on SIGINT/SIGTERM

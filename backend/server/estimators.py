@@ -41,7 +41,7 @@ from ..pipeline.recovery import (
 )
 from ..pipeline.rig import build_rig, subject_params
 from ..regressor.adapter_checkpoint import base_hash, installed_adapters
-from ..results import results_to_message
+from ..results import ClipResults, results_to_message
 from ..tracking.online import OnlineEstimate
 from ..tracking.tracker import check_landmark_sets
 from .protocol import ErrorCode, ProtocolError
@@ -154,6 +154,13 @@ class EstimatorClip(DetectorClip):
         if self.settings.get("live"):
             reply["live"] = live_message(self._clip.latest)
         return reply
+
+    def answered(self) -> ClipResults | None:
+        """A live clip's answers so far as a clip (None: none yet, or not live)."""
+        clip = self._clip
+        if not self.settings.get("live") or clip is None or clip.latest is None:
+            return None
+        return clip.answered()
 
     @property
     def regressions(self) -> FrameRegressions | None:

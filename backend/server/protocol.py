@@ -39,7 +39,9 @@ MAX_SUBJECT_VALUES = 4096  # numbers in session.open's 'subject' (an EHM's holds
 # are), and raw RGB pixels.
 IMAGE_FORMATS = ("jpeg", "png", "bmp", "tiff", "webp", "raw")
 OPS = ("hello", "ping", "status", "session.open", "frame", "session.close", "cancel",
-       "avatar.build", "avatar.render", "avatar.drop")
+       "avatar.build", "avatar.render", "avatar.drop", "capture.start", "capture.poll",
+       "capture.stop")
+MAX_SOURCE = 1024  # capture.start's source: a camera index, a device path, a URL or a file
 MAX_AVATAR_FRAMES = 64  # frames one avatar.render may ask for (its reply stays a few MB)
 AVATAR_SIDES = (64, 2048)  # avatar.render's max_side: its images' longer side, pixels
 
@@ -394,6 +396,22 @@ def parse_request(message: dict) -> Request:
         request.fields = {"index": int(_number(message, "index", None, 0, MAX_INDEX, True)),
                           "time": _number(message, "time", 0.0, 0.0, 1e9)}
         request.image = _image(message.get("image"))
+    elif op == "capture.start":
+        request.fields = {
+            "source": _string(message, "source", limit=MAX_SOURCE),
+            "estimator": _string(message, "estimator", "tracker"),
+            "asset": _string(message, "asset", DEFAULT_ASSET_ID),
+            "smooth": _number(message, "smooth", 1.0, 0.0, MAX_SMOOTH),
+            "intrinsics": _intrinsics(message.get("intrinsics")),
+            "adapter": _adapter(message.get("adapter")),
+        }
+        if request.fields["estimator"] == "detector":
+            raise _bad("a capture answers each frame with its body: use a 3D estimator, not "
+                       "'detector'")
+    elif op in ("capture.poll", "capture.stop"):
+        request.fields = {"capture": _string(message, "capture", limit=MAX_ID_STRING)}
+        if op == "capture.poll":
+            request.fields["after"] = int(_number(message, "after", -1, -1, MAX_INDEX, True))
     elif op.startswith("avatar."):
         request.fields = _avatar_fields(op, message)
         if op == "avatar.build":

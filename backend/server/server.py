@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from .. import __version__
+from .captures import Captures
 from .config import ServerConfig
 from .errors import ServeError
 from .images import decode_image
@@ -159,6 +160,8 @@ class Server:
         self._served = itertools.count()
         self._frames_received = 0  # accepted into a queue, since start
         self._regressor_batches: collections.Counter[int] = collections.Counter()  # size: count
+        # Live captures of sources the server opens itself (``captures.py``).
+        self._captures = Captures(self.estimators.open, self.config.max_captures)
         self._worker = threading.Thread(target=self._frame_worker, name="frames", daemon=True)
         self._io = threading.Thread(target=self._serve_io, name="io", daemon=True)
         self._finisher_done = threading.Event()
@@ -245,11 +248,13 @@ class Server:
         if op == "status":
             return ok_reply(request.id, **self.status())
         if self._stop_requested.is_set() and op in ("session.open", "frame", "avatar.build",
-                                                    "avatar.render"):
+                                                    "avatar.render", "capture.start"):
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "the server is shutting down; "
                                 "reconnect to another server or retry when it is back")
         if op.startswith("avatar."):
             return self._avatar_op(peer, request)
+        if op.startswith("capture."):
+            return self._capture_op(peer, request)
         if op == "session.open":
             return self._open(peer, request)
         session = self._owned_session(peer, request.session)
@@ -276,6 +281,7 @@ class Server:
     def status(self) -> dict:
         with self._lock:
             return {"sessions": len(self._sessions), "avatars": len(self._avatars),
+                    "captures": len(self._captures),
                     "queued": self._queued(),
                     "frames_received": self._frames_received,
                     "regressor_batches": {str(size): count for size, count
@@ -383,6 +389,28 @@ class Server:
                              slot))
         return None
 
+    def _capture_op(self, peer: bytes, request: Request) -> dict | None:
+        """``capture.start`` opens the source on the capture's own thread (a stream may take
+        seconds to connect): its failure shows in the next poll. ``capture.stop`` is answered
+        by the finisher, once the frame in hand is done."""
+        if request.op == "capture.start":
+            reply = self._captures.start(peer, request.fields)
+            log_event(logger, "capture.start", source=request.fields["source"][:200], **reply)
+        elif request.op == "capture.poll":
+            reply = self._captures.poll(peer, request.fields)
+        else:
+            capture = self._captures.stop(peer, request.fields)
+
+            def stopped() -> dict:
+                reply = capture.stop()
+                log_event(logger, "capture.stop", capture=capture.id, state=reply["state"],
+                          answered=reply["answered"])
+                return reply
+
+            self._finishing.put((peer, request.id, stopped, None))
+            return None
+        return ok_reply(request.id, **reply)
+
     def _owned_avatar(self, peer: bytes, avatar_id: str) -> _AvatarSlot:
         with self._lock:
             slot = self._avatars.get(avatar_id)
@@ -426,6 +454,8 @@ class Server:
         for avatar in idle_avatars:
             log_event(logger, "avatar.reclaimed", avatar=avatar.id,
                       idle_s=round(now - avatar.last_seen, 1))
+        for capture in self._captures.reap(now, self.config.session_timeout):
+            log_event(logger, "capture.reclaimed", capture=capture)
 
     def _push_job(self, session: _SessionSlot, job: _Job) -> None:
         """Queue a job (caller holds the lock)."""
@@ -463,6 +493,7 @@ class Server:
             log_event(logger, "reply.dropped", peer=peer.hex(), error=str(exc))
 
     def _shutdown(self) -> None:
+        self._captures.stop_all()
         with self._lock:
             sessions = list(self._sessions.values())
         for session in sessions:
