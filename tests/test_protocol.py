@@ -67,6 +67,22 @@ def test_session_open_fills_defaults_and_checks_ranges():
         "intrinsics"] == {"focal": 900}
 
 
+def test_capture_ops_name_a_source_and_their_capture():
+    parsed = parse_request(request("capture.start", source="rtsp://cam.local/stream"))
+    assert parsed.fields == {"source": "rtsp://cam.local/stream", "estimator": "tracker",
+                             "asset": "open", "smooth": 1.0, "intrinsics": None,
+                             "adapter": None}
+    assert parse_request(request("capture.poll", capture="c1")).fields == {"capture": "c1",
+                                                                           "after": -1}
+    assert parse_request(request("capture.stop", capture="c1")).fields == {"capture": "c1"}
+    for op, bad in (("capture.start", {}), ("capture.start", {"source": ""}),
+                    ("capture.start", {"source": "x" * 1025}),
+                    ("capture.start", {"source": "0", "estimator": "detector"}),
+                    ("capture.poll", {}), ("capture.poll", {"capture": "c1", "after": -2}),
+                    ("capture.poll", {"capture": "c1", "after": 1.5}), ("capture.stop", {})):
+        assert code_of(request(op, **bad)) == ErrorCode.BAD_FIELD, (op, bad)
+
+
 def test_session_open_person_is_a_number_or_a_box():
     assert parse_request(request("session.open", person=2)).fields["person"] == 2
     box = parse_request(request("session.open", person_box=[1, 2, 30.5, 40])).fields
