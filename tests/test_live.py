@@ -185,7 +185,8 @@ def test_the_server_captures_a_source_it_opens_and_the_client_polls_the_answers(
         # A source that opens, but an estimator this server cannot run: said the same way.
         bad = client.start_capture(str(movie), estimator="regressor")
         reply, _ = _poll_until_done(bad, timeout=30)
-        assert reply["state"] == "failed" and "checkpoint" in reply["error"]["message"]
+        assert reply["state"] == "failed" and reply["error"]["code"] == ErrorCode.UNAVAILABLE
+        assert "'regressor' is not available" in reply["error"]["message"]
         bad.stop()
 
 
