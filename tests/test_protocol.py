@@ -72,8 +72,8 @@ def test_capture_ops_name_a_source_and_their_capture():
     assert parsed.fields == {"source": "rtsp://cam.local/stream", "estimator": "tracker",
                              "asset": "open", "smooth": 1.0, "intrinsics": None,
                              "adapter": None}
-    assert parse_request(request("capture.poll", capture="c1")).fields == {"capture": "c1",
-                                                                           "after": -1}
+    assert parse_request(request("capture.poll", capture="c1")).fields == {
+        "capture": "c1", "after": -1, "rig": False}
     assert parse_request(request("capture.stop", capture="c1")).fields == {"capture": "c1"}
     for op, bad in (("capture.start", {}), ("capture.start", {"source": ""}),
                     ("capture.start", {"source": "x" * 1025}),

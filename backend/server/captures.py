@@ -37,6 +37,7 @@ class Capture:
         self.last_seen = time.monotonic()
         self._open_estimator = open_estimator
         self._clip = None
+        self._rig: dict | None = None
         self._answers: collections.deque[LiveAnswer] = collections.deque(maxlen=KEPT_ANSWERS)
         self._answered = 0
         self._stop = threading.Event()
@@ -79,6 +80,12 @@ class Capture:
     def _fail(self, code: str, message: str) -> None:
         self.error = {"code": code, "message": message}
         self.state = "failed"
+
+    def rig(self) -> dict | None:
+        """The performer's rig once the body's shape is held (built once)."""
+        if self._rig is None and self._clip is not None:
+            self._rig = self._clip.live_rig()
+        return self._rig
 
     def poll(self, after: int) -> dict:
         """The state, the source's stats and the answers to frames after index ``after``
@@ -134,7 +141,11 @@ class Captures:
         return {"capture": capture.id}
 
     def poll(self, owner: bytes, fields: dict) -> dict:
-        return self._owned(owner, fields["capture"]).poll(fields["after"])
+        capture = self._owned(owner, fields["capture"])
+        reply = capture.poll(fields["after"])
+        if fields["rig"]:
+            reply["rig"] = capture.rig()
+        return reply
 
     def stop(self, owner: bytes, fields: dict) -> Capture:
         """Take the capture out and tell it to stop; its ``stop()`` (waiting for the frame

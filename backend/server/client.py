@@ -428,10 +428,12 @@ class RemoteCapture:
         self.connection, self.id = connection, capture_id
         self.last_index = -1  # the newest answer taken by ``poll``
 
-    def poll(self, timeout: float | None = None) -> dict:
-        """The capture's state and the answers since the last poll (oldest first)."""
+    def poll(self, rig: bool = False, timeout: float | None = None) -> dict:
+        """The capture's state and the answers since the last poll (oldest first); with
+        ``rig``, also the performer's rig (None until the body's shape is held)."""
         reply = decode_arrays(self.connection.request(
-            {"op": "capture.poll", "capture": self.id, "after": self.last_index}, timeout))
+            {"op": "capture.poll", "capture": self.id, "after": self.last_index, "rig": rig},
+            timeout))
         if reply["answers"]:
             self.last_index = reply["answers"][-1]["index"]
         return reply

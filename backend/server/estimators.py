@@ -155,6 +155,14 @@ class EstimatorClip(DetectorClip):
             reply["live"] = live_message(self._clip.latest)
         return reply
 
+    def live_rig(self) -> dict | None:
+        """A live clip's rig, shaped by the body measured so far (None before the first
+        body was fitted)."""
+        clip = self._clip
+        subject = (None if clip is None or not self.settings.get("live")
+                   else clip.online.subject_so_far())
+        return None if subject is None else build_rig(self.asset, subject)
+
     def answered(self) -> ClipResults | None:
         """A live clip's answers so far as a clip (None: none yet, or not live)."""
         clip = self._clip

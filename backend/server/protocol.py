@@ -412,6 +412,7 @@ def parse_request(message: dict) -> Request:
         request.fields = {"capture": _string(message, "capture", limit=MAX_ID_STRING)}
         if op == "capture.poll":
             request.fields["after"] = int(_number(message, "after", -1, -1, MAX_INDEX, True))
+            request.fields["rig"] = _flag(message, "rig", False)
     elif op.startswith("avatar."):
         request.fields = _avatar_fields(op, message)
         if op == "avatar.build":

@@ -81,6 +81,13 @@ class OnlineTracker:
         """The per-subject values held fixed (None while the first frames measure them)."""
         return self._subject
 
+    def subject_so_far(self) -> dict[str, np.ndarray] | None:
+        """The held values, else the mean of those measured so far (None before any fit):
+        enough to build a rig to preview on before the shape is held."""
+        if self._subject is not None or not self._shapes:
+            return self._subject
+        return {name: np.mean([s[name] for s in self._shapes], axis=0) for name in self._shapes[0]}
+
     def step(self, parts: dict[str, np.ndarray], time_s: float,
              world: np.ndarray | None = None, start: dict[str, np.ndarray] | None = None,
              refine: bool = True) -> OnlineEstimate | None:

@@ -372,3 +372,47 @@ class ClipApplier:
             store_contacts(self.armature, footage_frame(results.frames), results.contacts)
         end = max(int(keys.frames[-1]), bpy.context.scene.frame_end if first_index else 1)
         set_frame_range(end, float(results.info.get("fps", 30.0)))
+
+
+class LiveRig:
+    """A rig a live capture drives (``live.LiveSession``): ``show`` poses it with the newest
+    answer (no keys: the viewport follows), ``record`` keys answers at given scene frames on
+    its action (made at the first recorded answer; the keys before a take's first frame stay)."""
+
+    def __init__(self, name: str, collection: bpy.types.Collection | None = None):
+        self.name, self.collection = name, collection
+        self.armature: bpy.types.Object | None = None
+        self.body: bpy.types.Object | None = None
+        self.action: ClipAction | None = None
+        self._rig: Mapping | None = None
+        self._bone_rest: np.ndarray | None = None
+
+    def _keyframes(self, rig: Mapping, answers: Sequence[Mapping],
+                   frames: Sequence[int] | None = None) -> Keyframes:
+        if self.armature is None:
+            self.armature, self.body = build_rig(rig, self.name, self.collection)
+            self._rig = rig
+            self._bone_rest = bone_rest_rotations(self.armature, rig["joint_names"])
+        params = {name: np.concatenate([np.asarray(a["params"][name]) for a in answers])
+                  for name in answers[0]["params"]}
+        cam_t = np.concatenate([np.asarray(a["cam_t"]) for a in answers])
+        return clip_keyframes(params, cam_t, self._rig, self._bone_rest,
+                              None if frames is None else np.asarray(frames))
+
+    def show(self, rig: Mapping, answers: Sequence[Mapping]) -> None:
+        keys = self._keyframes(rig, answers[-1:])
+        bones = self.armature.pose.bones
+        for joint, name in enumerate(self._rig["joint_names"]):
+            bones[name].rotation_quaternion = keys.rotations[0, joint]
+        bones[self._rig["joint_names"][0]].location = keys.root_location[0]
+        shape_keys = self.body.data.shape_keys
+        if shape_keys is not None:
+            for column, name in enumerate(self._rig["expression_names"]):
+                shape_keys.key_blocks[name].value = float(keys.shape_keys[0, column])
+
+    def record(self, rig: Mapping, answers: Sequence[Mapping], frames: Sequence[int]) -> None:
+        keys = self._keyframes(rig, answers, frames)
+        if self.action is None:
+            self.action = ClipAction(self.armature, self.body, self._rig["joint_names"],
+                                     self._rig["expression_names"])
+        self.action.add(keys)

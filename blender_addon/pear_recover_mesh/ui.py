@@ -162,6 +162,11 @@ class PearSettings(bpy.types.PropertyGroup):
     preset_file: bpy.props.StringProperty(
         name="Save as", subtype="FILE_PATH", default="//pear_retarget_preset.json",
         description="Where Save Preset writes the custom map (a JSON preset file)")
+    live_source: bpy.props.StringProperty(
+        name="Live source", default="0",
+        description="What the backend captures live: a camera index (0) or device "
+        "(/dev/video0), a stream URL (rtsp://, http://), or a movie file on the backend's "
+        "machine, played at its own frame rate")
     status: bpy.props.StringProperty(name="Status", default="")
     progress: bpy.props.FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0,
                                       subtype="FACTOR")
@@ -618,8 +623,14 @@ CLASSES = (PearBoneMapItem, PearSettings, PEAR_OT_backend_start, PEAR_OT_backend
            VIEW3D_PT_pear_recover, VIEW3D_PT_pear_retarget)
 
 
+def _all_classes() -> tuple:
+    from . import ui_live
+
+    return CLASSES + ui_live.CLASSES
+
+
 def register() -> None:
-    for cls in CLASSES:
+    for cls in _all_classes():
         bpy.utils.register_class(cls)
     bpy.types.Scene.pear = bpy.props.PointerProperty(type=PearSettings)
 
@@ -627,5 +638,5 @@ def register() -> None:
 def unregister() -> None:
     local_backend.stop()
     del bpy.types.Scene.pear
-    for cls in reversed(CLASSES):
+    for cls in reversed(_all_classes()):
         bpy.utils.unregister_class(cls)
