@@ -204,3 +204,6 @@ def test_backend_live_saves_a_result_and_names_bad_sources(server_home, movie, t
         failed = backend("live", source, "--out", str(tmp_path / "x.npz"), home=server_home)
         assert failed.returncode == 4 and words in failed.stderr, (source, failed.stderr)
         assert not (tmp_path / "x.npz").exists()
+    misused = backend("live", str(movie), "--out", str(tmp_path / "x.npz"), "--server",
+                      "tcp://127.0.0.1:9", "--checkpoint", str(tmp_path), home=server_home)
+    assert misused.returncode == 2 and "--server" in misused.stderr

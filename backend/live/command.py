@@ -62,6 +62,10 @@ def _through_server(args, source, asset, stop, show, meter) -> int:
     from ..results import save_results
     from ..server.client import Client
 
+    if args.checkpoint is not None or args.adapter is not None:
+        raise InputError("--checkpoint and --adapter choose this process's regressor; with "
+                         "--server the server's own is used (`backend serve --checkpoint "
+                         "--adapter`)")
     with Client(args.server, timeout=args.timeout) as client:
         session = client.open_session(args.estimator, asset=asset.asset_id, smooth=args.smooth,
                                       fps=source.fps, live=True,

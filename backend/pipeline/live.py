@@ -16,6 +16,7 @@ from ..body.model import BodyModel
 from ..camera import principal_point
 from ..perception.frames import Frame
 from ..perception.holistic import FrameLandmarks
+from ..perception.people import PersonNotFound
 from ..results import ClipResults
 from ..tracking.online import OnlineConfig, OnlineEstimate, OnlineTracker
 from ..tracking.tracker import PART_LANDMARKS
@@ -64,7 +65,8 @@ class LiveRecovery(ClipRecovery):
         """Every answer given so far, as a clip (the frames before the first body are not in
         it): what a live rig showed, without the offline fit's second look."""
         if not self._answers:
-            raise ValueError("no frame has been answered yet: nobody was seen")
+            raise PersonNotFound(f"nobody was seen in the {len(self)} frame(s) taken, so "
+                                 "nothing was recovered; check the person is in view")
         estimates = [estimate for _, _, estimate, _ in self._answers]
         per_subject = {spec.name for spec in self.asset.param_spec if spec.per == "subject"}
         params = {name: (value if name in per_subject
