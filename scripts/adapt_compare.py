@@ -31,6 +31,7 @@ from backend.body import registry
 from backend.body.model import BodyModel
 from backend.mocap.poses import held_out_motion
 from backend.perception.holistic import person_box
+from backend.pipeline.demo import write_movie
 from backend.pipeline.recovery import FrameRegressions, load_regressor
 from backend.tracking.metrics import pa_error_mm
 from backend.tracking.render_clip import render_frames
@@ -43,18 +44,14 @@ BODY_JOINTS = 22  # pelvis and the 21 body joints: PA-MPJPE's set, as `backend b
 
 def render_actor(asset, frames: int, mocap: Path, path: Path) -> SyntheticClip:
     """A synthetic actor performing a held-out CMU clip, written to ``path`` (mp4)."""
-    import cv2
-
     model = BodyModel(asset).double()
     motion, described = held_out_motion(model, mocap, frames)
     clip = make_clip(BodyModel(asset), frames=min(frames, len(motion["body_pose"])), seed=3,
                      motion=motion)
     colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
     size = (clip.keypoints.width, clip.keypoints.height)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), clip.keypoints.fps, size)
-    for image in render_frames(model, clip.params, clip.cam_t, clip.focal, size, colors):
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    writer.release()
+    write_movie(render_frames(model, clip.params, clip.cam_t, clip.focal, size, colors), path,
+                clip.keypoints.fps)
     print(f"rendered the synthetic actor ({described}, {len(clip.joints)} frames) -> {path}",
           flush=True)
     return clip

@@ -5,14 +5,13 @@ matching its capture time."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 from pear_recover_mesh.keyframes import clip_keyframes
 from pear_recover_mesh.live import LiveSession
 from pear_recover_mesh.session import RecoverSettings
 
-from backend.pipeline.demo import demo_frames
+from backend.pipeline.demo import demo_frames, write_movie
 from backend.server.client import Client
 from backend.server.process import serve_process
 
@@ -22,13 +21,7 @@ FRAMES = 45  # 1.5 s at 30 fps
 @pytest.fixture(scope="module")
 def movie(open_asset, tmp_path_factory):
     path = tmp_path_factory.mktemp("live_movie") / "performance.mp4"
-    frames = demo_frames(open_asset, FRAMES)
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
-    for image in frames:
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    return write_movie(demo_frames(open_asset, FRAMES), path)
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,7 +12,7 @@ import torch
 from backend.body.model import BodyModel
 from backend.live.run import run_live, through_session
 from backend.live.sources import open_source
-from backend.pipeline.demo import DEMO_SIZE, demo_frames
+from backend.pipeline.demo import DEMO_SIZE, demo_frames, write_movie
 from backend.results import load_results
 from backend.server.client import BackendError, Client
 from backend.server.process import serve_process
@@ -109,13 +108,7 @@ def test_a_frame_without_a_body_repeats_the_last_answer_and_a_jump_is_fitted_fro
 def movie(open_asset, tmp_path_factory):
     """A 45-frame movie (1.5 s at 30 fps) of the open model performing."""
     path = tmp_path_factory.mktemp("live") / "performance.mp4"
-    frames = demo_frames(open_asset, 45, SIZE)
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
-    for image in frames:
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    return write_movie(demo_frames(open_asset, 45, SIZE), path)
 
 
 def test_a_movie_played_in_real_time_drives_a_live_server_session(server_home, movie):

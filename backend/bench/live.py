@@ -27,6 +27,7 @@ from ..body import registry
 from ..body.model import BodyModel
 from ..live.run import run_live, through_session
 from ..live.sources import open_source
+from ..pipeline.demo import write_movie
 from ..server.client import Client
 from ..server.process import serve_process
 from ..tracking.metrics import pa_error_mm
@@ -42,8 +43,6 @@ BODY_JOINTS = 22  # pelvis and the 21 body joints, as `backend bench tracker` sc
 def write_clip(asset, frames: int, path: Path, mocap: str | None = None):
     """The synthetic clip (``make_clip``) rendered to ``path``; returns the clip and what moves
     it."""
-    import cv2
-
     model = BodyModel(asset).double()
     motion, described = bench_motion(model, mocap, frames + 1)
     if motion is not None:  # a capture's first frame is its calibration pose: not a motion
@@ -52,10 +51,7 @@ def write_clip(asset, frames: int, path: Path, mocap: str | None = None):
     clip = make_clip(BodyModel(asset), frames=frames, seed=0, motion=motion, size=SIZE,
                      focal=FOCAL)
     colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, SIZE)
-    for image in render_frames(model, clip.params, clip.cam_t, clip.focal, SIZE, colors):
-        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    writer.release()
+    write_movie(render_frames(model, clip.params, clip.cam_t, clip.focal, SIZE, colors), path)
     return clip, described
 
 

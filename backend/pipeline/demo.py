@@ -86,16 +86,22 @@ def render_demo_clip(model: BodyModel, colors: torch.Tensor, params: dict[str, t
                      focal: float = DEMO_FOCAL) -> torch.Tensor:
     """Render the performance to a video file (footage the project makes itself); returns the
     per-frame camera translation used."""
-    import cv2
-
     frames = params["global_orient"].shape[0]
     cam_t = torch.tensor([DEMO_CAM_T], dtype=torch.float64).expand(frames, 3)
-    images = render_frames(model, params, cam_t, focal, size, colors)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    write_movie(render_frames(model, params, cam_t, focal, size, colors), path, fps)
+    return cam_t
+
+
+def write_movie(images, path: Path, fps: float = 30.0) -> Path:
+    """RGB frames (H, W, 3) uint8 as an MPEG-4 movie at ``path``."""
+    import cv2
+
+    height, width = images[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     for image in images:
         writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     writer.release()
-    return cam_t
+    return path
 
 
 def run_demo(out: Path, frames: int = 60, asset_id: str = registry.DEFAULT_ASSET_ID) -> dict:
