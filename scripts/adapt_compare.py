@@ -33,13 +33,11 @@ from backend.mocap.poses import held_out_motion
 from backend.perception.holistic import person_box
 from backend.pipeline.demo import write_movie
 from backend.pipeline.recovery import FrameRegressions, load_regressor
-from backend.tracking.metrics import pa_error_mm
+from backend.tracking.metrics import body_pa_mm
 from backend.tracking.render_clip import render_frames
 from backend.tracking.synthetic import SyntheticClip, make_clip
 from backend.tracking.tracker import PART_LANDMARKS
 from training.adapt import LABELS, AdaptSettings, adapt
-
-BODY_JOINTS = 22  # pelvis and the 21 body joints: PA-MPJPE's set, as `backend bench tracker`
 
 
 def render_actor(asset, frames: int, mocap: Path, path: Path) -> SyntheticClip:
@@ -72,11 +70,8 @@ def held_out_pa_mpjpe(asset, clip: SyntheticClip, path: Path, regressor, held_ou
             regressions.add(t - first, frame.image,
                             person_box(*[points[t] for points in parts]))
     estimate = regressions.finish(frames - first)
-    model = BodyModel(asset).double()
-    with torch.no_grad():
-        joints = model({k: torch.as_tensor(v, dtype=torch.float64)
-                        for k, v in estimate.items() if k != "cam_t"}).joints.numpy()
-    return round(pa_error_mm(joints[:, :BODY_JOINTS], clip.joints[first:, :BODY_JOINTS]), 2)
+    return body_pa_mm(BodyModel(asset).double(),
+                      {k: v for k, v in estimate.items() if k != "cam_t"}, clip.joints[first:])
 
 
 def compare_clip(base: Path, clip_path: Path, out: Path, asset, settings: AdaptSettings,

@@ -7,7 +7,7 @@ import torch
 from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
 from backend.camera import to_camera
-from backend.tracking.metrics import pa_error_mm, procrustes_align
+from backend.tracking.metrics import body_pa_mm, pa_error_mm, procrustes_align
 from backend.tracking.synthetic import make_clip, rough_start
 from backend.tracking.tracker import REFINE_ITERATIONS, Tracker, TrackerConfig
 
@@ -205,3 +205,12 @@ def test_the_tracker_leaves_the_callers_model_as_it_was(open_model):
     tracker = Tracker(open_model, TrackerConfig())
     assert tracker.model.v_template.dtype == torch.float32
     assert open_model.v_template.dtype == before == torch.float64
+
+
+def test_body_pa_mm_scores_the_body_joints_of_parameters_against_the_truth(open_asset):
+    model = BodyModel(open_asset).double()
+    clip = make_clip(BodyModel(open_asset), frames=3, seed=4)
+    truth = {k: np.asarray(v) for k, v in clip.params.items()}
+    assert body_pa_mm(model, truth, clip.joints) < 1e-6
+    bent = dict(truth, body_pose=truth["body_pose"] + 0.2)
+    assert body_pa_mm(model, bent, clip.joints) > 20.0

@@ -45,7 +45,7 @@ from ..tracking.contact import (
     foot_skate_mm,
     jitter_mm_s2,
 )
-from ..tracking.metrics import action_correlations, pa_error_mm
+from ..tracking.metrics import action_correlations, body_pa_mm, pa_error_mm
 from ..tracking.render_clip import render_frames
 from ..tracking.synthetic import (
     FACIAL_ACTIONS,
@@ -231,8 +231,8 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
         with torch.no_grad():
             return model({k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()})
 
-    def body_pa_mm(params) -> float:
-        return round(pa_error_mm(posed(params).joints.numpy()[:, :22], clip.joints[:, :22]), 2)
+    def body_pa(params) -> float:
+        return body_pa_mm(model, params, clip.joints)
 
     def in_camera(params, cam_t) -> np.ndarray:
         return to_camera(posed(params).joints, torch.as_tensor(cam_t, dtype=torch.float64)
@@ -248,7 +248,7 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
     regressor = _installed_regressor(asset, checkpoint)
     with_regressor = ({"regressor": "none installed (pear-train stage1 --install)"}
                       if regressor is None else regressor_fields(asset, clip, regressor,
-                                                                 body_pa_mm))
+                                                                 body_pa))
     faces = (face_fields(asset) if asset.meta.get("expression_names")
              else {"expr_r": "the body model's expressions have no ARKit names"})
     return {
@@ -258,17 +258,17 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
         "overlay_ms_720p": round(overlay_ms_720p(BodyModel(asset)), 1),
         "motion": described,
         "learned_prior": sorted(tracker.learned),
-        "pa_mpjpe_mm": body_pa_mm(result.params),
-        "pa_mpjpe_no_prior_mm": body_pa_mm(without_prior.params),
-        "pa_mpjpe_no_world_mm": body_pa_mm(without_world.params),
-        "pa_mpjpe_no_contact_mm": body_pa_mm(without_contact.params),
+        "pa_mpjpe_mm": body_pa(result.params),
+        "pa_mpjpe_no_prior_mm": body_pa(without_prior.params),
+        "pa_mpjpe_no_world_mm": body_pa(without_world.params),
+        "pa_mpjpe_no_contact_mm": body_pa(without_contact.params),
         **motion_fields,
         "world_noise_m": WORLD_NOISE_M,
         "hand_pa_pve_mm": round(pa_error_mm(out.vertices.numpy()[:, hands],
                                             clip.vertices[:, hands]), 2),
         "refine_s_per_frame": round(refine.seconds / frames, 4),
         "refine_speedup": round(result.seconds / refine.seconds, 2),
-        "refine_pa_mpjpe_mm": body_pa_mm(refine.params),
+        "refine_pa_mpjpe_mm": body_pa(refine.params),
         **with_regressor,
         "reprojection_px": {k: round(v, 2) for k, v in result.reprojection_px.items()},
         **faces,

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from ..body.model import BodyModel
+
+BODY_JOINTS = 22  # pelvis and the 21 body joints: the set body PA-MPJPE is reported on
 
 
 def procrustes_align(predicted: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -22,6 +27,15 @@ def pa_error_mm(predicted: np.ndarray, target: np.ndarray) -> float:
     errors = [np.linalg.norm(procrustes_align(p, t) - t, axis=1).mean()
               for p, t in zip(predicted, target, strict=True)]
     return 1000.0 * float(np.mean(errors))
+
+
+def body_pa_mm(model: BodyModel, params: dict[str, np.ndarray], truth: np.ndarray) -> float:
+    """Body PA-MPJPE (mm, to 0.01) of ``params`` (name -> (T, ...), posed by ``model``) against
+    the true joints ``truth`` (T, J, 3) of the same frames."""
+    with torch.no_grad():
+        joints = model({name: torch.as_tensor(np.asarray(value), dtype=model.v_template.dtype)
+                        for name, value in params.items()}).joints.double().numpy()
+    return round(pa_error_mm(joints[:, :BODY_JOINTS], truth[:, :BODY_JOINTS]), 2)
 
 
 def action_correlations(fitted: np.ndarray, truth: dict[str, np.ndarray], names: list[str],
