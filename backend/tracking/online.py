@@ -35,8 +35,8 @@ class OnlineConfig:
     # Frames fitted with the body's shape free; then it is held at their mean.
     subject_frames: int = 15
     # A frame whose body points the short schedule leaves further off than this share of the
-    # person's height is fitted again from rest (a cut, a fast turn, a lost limb): the
-    # previous solution is then a worse start than none.
+    # person's height (frames dropped while busy, a fast turn, a cut) is fitted again on the
+    # first frame's schedule: onward from the short fit, then from rest if still off.
     refit_error: float = 0.03
     # The one-euro filter's strength (0: off): each 1.0 cost ~5 mm of body PA-MPJPE on a
     # held-out CMU clip (docs/live.md), so a light touch by default.
@@ -116,10 +116,9 @@ class OnlineTracker:
         fit = self._fit(keypoints, initial, self.config.iterations if initial is not None
                         else self.config.first_iterations)
         height = part_scales(keypoints.parts, float(self.height))["pose"][0]
-        if initial is not None and fit.reprojection_px.get("pose", 0.0) > (
-                self.config.refit_error * height):
-            fit = self._fit(keypoints, None, self.config.first_iterations)
-            self.refits += 1
+        limit = self.config.refit_error * height
+        if initial is not None and _pose_px(fit) > limit:
+            fit = self._refit(keypoints, fit, limit)
         self._raw = {**fit.params, "cam_t": fit.cam_t}
         self._learn_subject(fit.params)
         params, cam_t = self._smoothed(fit.params, fit.cam_t, time_s)
@@ -131,6 +130,19 @@ class OnlineTracker:
         self.tracker.config = replace(self._base, initial=initial, iterations=iterations,
                                       subject=self._subject)
         return self.tracker.fit(keypoints)
+
+    def _refit(self, keypoints: Keypoints, fit: FitResult, limit: float) -> FitResult:
+        """A frame the short schedule left ``limit`` pixels off: the long schedule onward from
+        that fit (after dropped frames the body has moved further than a frame's worth, and
+        the short fit is still nearer than rest), and only if that is still off, from rest (a
+        cut, someone else), keeping the closer of the two."""
+        self.refits += 1
+        onward = self._fit(keypoints, {**fit.params, "cam_t": fit.cam_t},
+                           self.config.first_iterations)
+        if _pose_px(onward) <= limit:
+            return onward
+        fresh = self._fit(keypoints, None, self.config.first_iterations)
+        return fresh if _pose_px(fresh) < _pose_px(onward) else onward
 
     def _learn_subject(self, params: dict[str, np.ndarray]) -> None:
         if self._subject is not None:
@@ -155,6 +167,10 @@ class OnlineTracker:
             out[name] = smooth[at:at + size].reshape(params[name].shape).astype(np.float32)
             at += size
         return out, smooth[at:].reshape(cam_t.shape).astype(np.float32)
+
+
+def _pose_px(fit: FitResult) -> float:
+    return fit.reprojection_px.get("pose", 0.0)
 
 
 def _body_seen(parts: dict[str, np.ndarray]) -> bool:
