@@ -147,6 +147,10 @@ def _models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# The benches that time something several times and take the median.
+_REPEATED_BENCHES = {"ehm", "open-model", "regressor", "renderer", "server", "tracker"}
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.target == "ehm":
         from .bench.ehm import run_ehm_bench as run
@@ -167,12 +171,15 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from .bench.tracker import run_tracker_bench as run
 
+    if args.repeats is not None and args.target not in _REPEATED_BENCHES:
+        raise InputError(f"`backend bench {args.target}` runs once; --repeats is an option of "
+                         f"{', '.join(sorted(_REPEATED_BENCHES))}")
     options = {} if args.repeats is None else {"repeats": args.repeats}
     if args.target == "tracker":
         options.update(frames=args.frames or TRACKER_BENCH_FRAMES, checkpoint=args.checkpoint,
                        mocap=args.mocap)
     elif args.target == "live":
-        if args.repeats is not None or args.checkpoint is not None:
+        if args.checkpoint is not None:
             raise InputError("`backend bench live` takes --frames and --mocap only")
         options.update(mocap=args.mocap, **({"frames": args.frames} if args.frames else {}))
     elif (args.checkpoint, args.mocap, args.frames) != (None, None, None):

@@ -165,6 +165,13 @@ def test_build_open_then_list_and_preview(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_refuses_repeats_where_it_runs_once(tmp_path):
+    result = backend("bench", "cluster", "--repeats", "2", home=tmp_path)
+    assert result.returncode != 0
+    assert "runs once" in result.stderr and "tracker" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_bench_renderer_prints_one_json_object(tmp_path):
     result = backend("bench", "renderer", "--json", "--repeats", "1", home=tmp_path)
     assert result.returncode == 0, result.stderr
