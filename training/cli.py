@@ -144,7 +144,20 @@ def _renderer_eval(args: argparse.Namespace) -> int:
     asset = registry.load(args.asset)
     avatar = load_avatar(args.checkpoint, asset)
     sheet: list | None = [] if args.sheet else None
-    result = evaluate_renderer(avatar, asset, ShardPairs(args.data), args.limit, sheet=sheet)
+    pairs = ShardPairs(args.data)
+    result = evaluate_renderer(avatar, asset, pairs, args.limit, sheet=sheet)
+    if args.coupling:
+        from backend.body.model import BodyModel
+
+        from .avatar.batch import collate_pairs
+        from .avatar.coupling import pose_descent
+
+        batch = collate_pairs([pairs[i] for i in range(min(args.coupling, len(pairs)))])
+        for through in ("raw", "refined"):
+            found = pose_descent(avatar, BodyModel(asset), batch, through=through)
+            result[f"coupling_{through}"] = {"start_mm": round(found.start_mm, 2),
+                                             "end_mm": round(found.end_mm, 2),
+                                             "pairs": found.pairs}
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
     if args.sheet:
         from PIL import Image
@@ -308,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
                                help=f"body model (default: {DEFAULT_ASSET_ID})")
     renderer_eval.add_argument("--limit", type=_positive, default=64,
                                help="the first N pairs (default: %(default)s)")
+    renderer_eval.add_argument("--coupling", type=_positive, metavar="N",
+                               help="also the coupling stage 2 needs, on the first N pairs: "
+                               "their target poses made noisy, then pulled back by gradient "
+                               "descent through the rendering (mean joint error, mm, before "
+                               "and after; through the splatted and the refined image)")
     renderer_eval.add_argument("--json", action="store_true", help="one JSON line")
     renderer_eval.add_argument("--sheet", type=Path, metavar="PNG",
                                help="also write a contact sheet of the first 8 pairs")
