@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from backend.cluster import outputs
+from backend.cluster.ray_run import worker_processes
 from backend.results import load_results
 
 from .footage_support import write_demo_clip
@@ -26,7 +27,6 @@ pytest.importorskip("ray", reason="the [cluster] extra (ray) is not installed")
 
 CLIPS = {"a": 4, "b": 5, "c": 6, "d": 7}  # frames each: different motions, short fits
 LONG = 20  # frames of the clip whose worker is killed: its fit takes long enough to hit
-WORKER = "ray::ClipWorker"  # Ray's title for an actor process of ours
 
 
 def _bake(clips: list[Path], out: Path, home: Path, *extra: str) -> subprocess.Popen:
@@ -137,24 +137,10 @@ def test_a_rerun_skips_the_clips_already_done(ray_bake, footage, server_home):
     assert {n: (out / f"{n}.blend").stat().st_mtime_ns for n in CLIPS} == before
 
 
-def _workers() -> dict[int, str]:
-    """Our actors' processes: pid -> Ray's title (which says the task running)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
-            except OSError:
-                continue
-            if title.startswith(WORKER):
-                found[int(entry.name)] = title
-    return found
-
-
 def _wait_for_task(process: subprocess.Popen, task: str) -> int:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        busy = [pid for pid, title in _workers().items() if task in title]
+        busy = [pid for pid, title in worker_processes().items() if task in title]
         if busy:
             return busy[0]
         time.sleep(0.1)
@@ -192,9 +178,9 @@ def test_ctrl_c_stops_the_run_and_leaves_nothing_half_written(long_clip, footage
     assert not (out / outputs.STAGING).exists()
     assert not list(out.glob("*.done.json")) and not list(out.glob("*.blend"))
     deadline = time.monotonic() + 30  # the actors go with the run
-    while _workers() and time.monotonic() < deadline:
+    while worker_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _workers()
+    assert not worker_processes()
 
 
 def test_a_long_clip_is_fitted_in_parts_on_several_workers_and_joined(long_clip, server_home,

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..cluster.ray_run import WORKER_TITLE, worker_processes
+
 CLIP_FRAMES = 60
 LONG_FRAMES = 240
 PART_FRAMES = 80  # the long clip in three parts: the two after the first run side by side
@@ -102,14 +104,10 @@ def _timed_bake(clips: list[Path], out: Path, *options: str, kill_one: bool = Fa
 def _kill_a_fitting_worker(process: subprocess.Popen) -> None:
     """SIGKILL the first of our Ray workers seen fitting a part, a second into it."""
     while process.poll() is None:
-        for entry in Path("/proc").iterdir():
-            try:
-                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
-            except (OSError, ValueError):
-                continue
-            if title.startswith("ray::ClipWorker.fit_part"):
+        for pid, title in worker_processes().items():
+            if title.startswith(f"{WORKER_TITLE}.fit_part"):
                 time.sleep(1.0)
-                os.kill(int(entry.name), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 return
         time.sleep(0.1)
 

@@ -27,6 +27,25 @@ INSTALL_HINT = ("`--ray` needs Ray: `pip install -e '.[cluster]'` (ray 2.60, whi
                 "beside numpy<2 and protobuf 4.25)")
 
 
+WORKER_TITLE = "ray::ClipWorker"  # Ray's process title for our actors (".task" while busy)
+
+
+def worker_processes() -> dict[int, str]:
+    """This machine's ClipWorker actor processes: pid -> Ray's title, which names the task
+    running (for the bench and tests that kill one mid-task)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode()
+        except (OSError, ValueError):
+            continue
+        if title.startswith(WORKER_TITLE):
+            found[int(entry.name)] = title
+    return found
+
+
 class ClusterError(SetupError):
     """Ray is missing, or the cluster cannot be reached or used: says what to do."""
 
