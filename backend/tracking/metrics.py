@@ -33,7 +33,7 @@ def body_pa_mm(model: BodyModel, params: dict[str, np.ndarray], truth: np.ndarra
     """Body PA-MPJPE (mm, to 0.01) of ``params`` (name -> (T, ...), posed by ``model``) against
     the true joints ``truth`` (T, J, 3) of the same frames."""
     with torch.no_grad():
-        joints = model({name: torch.as_tensor(np.asarray(value), dtype=model.v_template.dtype)
+        joints = model({name: torch.as_tensor(np.array(value), dtype=model.v_template.dtype)
                         for name, value in params.items()}).joints.double().numpy()
     return round(pa_error_mm(joints[:, :BODY_JOINTS], truth[:, :BODY_JOINTS]), 2)
 

@@ -36,8 +36,13 @@ class OnlineConfig:
     subject_frames: int = 15
     # A frame whose body points the short schedule leaves further off than this share of the
     # person's height (frames dropped while busy, a fast turn, a cut) is fitted again on the
-    # first frame's schedule: onward from the short fit, then from rest if still off.
+    # first frame's schedule, onward from the short fit; if that is still further off than
+    # ``rest_error``, from rest too (a cut, someone else), and the closer of the two is kept.
+    # Not at ``refit_error`` itself: on detections many frames stay a little over it from the
+    # detector's noise alone, where a third fit only costs time (1.3 against 1.65 frames/s on
+    # ``backend bench live``).
     refit_error: float = 0.03
+    rest_error: float = 0.06
     # The one-euro filter's strength (0: off): each 1.0 cost ~5 mm of body PA-MPJPE on a
     # held-out CMU clip (docs/live.md), so a light touch by default.
     smooth: float = 0.3
@@ -116,9 +121,8 @@ class OnlineTracker:
         fit = self._fit(keypoints, initial, self.config.iterations if initial is not None
                         else self.config.first_iterations)
         height = part_scales(keypoints.parts, float(self.height))["pose"][0]
-        limit = self.config.refit_error * height
-        if initial is not None and _pose_px(fit) > limit:
-            fit = self._refit(keypoints, fit, limit)
+        if initial is not None and _pose_px(fit) > self.config.refit_error * height:
+            fit = self._refit(keypoints, fit, height)
         self._raw = {**fit.params, "cam_t": fit.cam_t}
         self._learn_subject(fit.params)
         params, cam_t = self._smoothed(fit.params, fit.cam_t, time_s)
@@ -131,18 +135,14 @@ class OnlineTracker:
                                       subject=self._subject)
         return self.tracker.fit(keypoints)
 
-    def _refit(self, keypoints: Keypoints, fit: FitResult, limit: float) -> FitResult:
-        """A frame the short schedule left over ``limit`` pixels off: the long schedule onward
-        from that fit (after dropped frames the body has moved further than a frame's worth,
-        and the short fit is still nearer than rest), and only if that is still twice as far
-        off, from rest (a cut, someone else), keeping the closer of the two. Twice: on
-        detections a frame is often a little over the limit from the detector's noise alone,
-        and a third fit from rest there only costs time (1.3 against 1.65 frames/s on
-        ``backend bench live``)."""
+    def _refit(self, keypoints: Keypoints, fit: FitResult, height: float) -> FitResult:
+        """A frame the short schedule missed (``OnlineConfig.refit_error``): onward from that
+        fit, since after dropped frames the body has moved more than a frame's worth but the
+        short fit is still nearer than rest; from rest as well if still off."""
         self.refits += 1
         onward = self._fit(keypoints, {**fit.params, "cam_t": fit.cam_t},
                            self.config.first_iterations)
-        if _pose_px(onward) <= 2 * limit:
+        if _pose_px(onward) <= self.config.rest_error * height:
             return onward
         fresh = self._fit(keypoints, None, self.config.first_iterations)
         return fresh if _pose_px(fresh) < _pose_px(onward) else onward
