@@ -137,10 +137,19 @@ def test_a_rerun_skips_the_clips_already_done(ray_bake, footage, server_home):
     assert {n: (out / f"{n}.blend").stat().st_mtime_ns for n in CLIPS} == before
 
 
-def _wait_for_task(process: subprocess.Popen, task: str) -> int:
+def _start_bake(clips: list[Path], out: Path, home: Path, *extra: str
+                ) -> tuple[subprocess.Popen, set[int]]:
+    """``_bake``, and the Ray workers already alive then (an earlier test's, still going):
+    ``_wait_for_task`` must not take one of those for this run's."""
+    earlier = set(worker_processes())
+    return _bake(clips, out, home, *extra), earlier
+
+
+def _wait_for_task(process: subprocess.Popen, task: str, earlier: set[int]) -> int:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        busy = [pid for pid, title in worker_processes().items() if task in title]
+        busy = [pid for pid, title in worker_processes().items()
+                if task in title and pid not in earlier]
         if busy:
             return busy[0]
         time.sleep(0.1)
@@ -154,8 +163,8 @@ def long_clip(open_asset, tmp_path_factory) -> Path:
 
 def test_a_worker_killed_mid_clip_is_restarted_and_the_clip_completes(long_clip, server_home,
                                                                       tmp_path):
-    process = _bake([long_clip], tmp_path / "out", server_home, "--workers", "1")
-    victim = _wait_for_task(process, "fit_part")
+    process, earlier = _start_bake([long_clip], tmp_path / "out", server_home, "--workers", "1")
+    victim = _wait_for_task(process, "fit_part", earlier)
     time.sleep(1.0)  # well into the fit
     os.kill(victim, signal.SIGKILL)
     code, log = _finish(process)
@@ -169,8 +178,8 @@ def test_a_worker_killed_mid_clip_is_restarted_and_the_clip_completes(long_clip,
 def test_ctrl_c_stops_the_run_and_leaves_nothing_half_written(long_clip, footage, server_home,
                                                              tmp_path):
     out = tmp_path / "out"
-    process = _bake([long_clip, footage["a"]], out, server_home, "--workers", "1")
-    _wait_for_task(process, "fit_part")
+    process, earlier = _start_bake([long_clip, footage["a"]], out, server_home, "--workers", "1")
+    _wait_for_task(process, "fit_part", earlier)
     process.send_signal(signal.SIGINT)
     code, log = _finish(process, timeout=120)
     assert code == 130, log
