@@ -153,8 +153,9 @@ def _renderer_eval(args: argparse.Namespace) -> int:
         from .avatar.coupling import pose_descent
 
         batch = collate_pairs([pairs[i] for i in range(min(args.coupling, len(pairs)))])
+        body = BodyModel(asset)
         for through in ("raw", "refined"):
-            found = pose_descent(avatar, BodyModel(asset), batch, through=through)
+            found = pose_descent(avatar, body, batch, through=through)
             result[f"coupling_{through}"] = {"start_mm": round(found.start_mm, 2),
                                              "end_mm": round(found.end_mm, 2),
                                              "pairs": found.pairs}

@@ -22,10 +22,6 @@ class Coupling:
     end_mm: float  # after the descent
     pairs: int
 
-    @property
-    def ratio(self) -> float:
-        return self.end_mm / self.start_mm
-
 
 def pose_descent(avatar: GaussianAvatar, body: BodyModel, batch: PairBatch, steps: int = 40,
                  noise: float = 0.15, lr: float = 0.003, through: str = "raw",
@@ -33,7 +29,8 @@ def pose_descent(avatar: GaussianAvatar, body: BodyModel, batch: PairBatch, step
     """Adam on each target's body pose (its truth plus ``noise`` rad of Gaussian noise per
     axis), minimising the L1 distance between the avatar's rendering of that pose (``through``
     "raw": the splatted colours; "refined": after the refiner) and the target image; the
-    other target parameters, the camera and the source body are true."""
+    other target parameters, the camera and the source body are true. The avatar is frozen
+    (``requires_grad_(False)``): only the pose moves."""
     avatar = avatar.requires_grad_(False)
     with torch.no_grad():
         built = avatar.build(batch.source.image, posed_vertices(body, batch.source),
