@@ -69,6 +69,29 @@ def test_cost_is_zero_at_the_detected_directions_and_bounded_when_a_limb_is_flip
                                                 dtype=torch.float64))
 
 
+def test_depth_only_cost_ignores_a_turn_in_the_image_plane_but_not_a_flip_in_depth():
+    points = _random_pose(2)
+    seen = crop_view(points)
+    world = torch.cat([(points @ seen.transpose(1, 2)), torch.ones(2, 33, 1,
+                                                                   dtype=torch.float64)], -1)
+    directions, confidence = world_targets(world)
+    # Every detected bone turned 40 degrees about the optical axis: the depths stay.
+    angle = np.radians(40.0)
+    about_axis = torch.tensor([[np.cos(angle), -np.sin(angle), 0.0],
+                               [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]],
+                              dtype=torch.float64)
+    turned = directions @ about_axis.T
+    assert world_bone_cost(points, turned, confidence, 1.5, depth_only=True).abs().max() < 1e-12
+    assert world_bone_cost(points, turned, confidence, 1.5).min() > 0.05
+    mirrored = directions.clone()
+    mirrored[..., 2] = -mirrored[..., 2]  # every bone pointing the other way in depth
+    depth = (directions[..., 2] * 2).square()
+    expected = (depth * 1.5**2 / (1.5**2 + depth)).sum(-1) / len(WORLD_BONES)
+    torch.testing.assert_close(
+        world_bone_cost(points, mirrored, confidence, 1.5, depth_only=True), expected)
+    assert expected.min() > 0.05
+
+
 def _arm_forward_clip(asset, degrees: float):
     """A still body facing the camera, its left arm swung ``degrees`` from the T-pose toward
     the camera (negative: behind the body); 2D keypoints and an exact metric pose."""

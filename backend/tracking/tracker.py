@@ -402,12 +402,12 @@ class Tracker:
             total = total + weight * (target[..., 2] * robust).sum()
         return total
 
-    def _world_term(self, v, landmarks, world: tuple[torch.Tensor, torch.Tensor]
-                    ) -> torch.Tensor:
+    def _world_term(self, v, landmarks, world: tuple[torch.Tensor, torch.Tensor],
+                    depth_only: bool) -> torch.Tensor:
         """The fitted limbs' directions against the detector's metric pose (``world``: its
-        ``world_targets``)."""
+        ``world_targets``); ``depth_only``: only how far each limb points toward the camera."""
         points = to_camera(landmarks[PART_LANDMARKS["pose"]], v["cam_t"])
-        cost = world_bone_cost(points, *world, self.config.world_sigma)
+        cost = world_bone_cost(points, *world, self.config.world_sigma, depth_only)
         return self.config.world_bones * cost.sum()
 
     def _feet(self, joints: torch.Tensor, v) -> torch.Tensor:
@@ -546,7 +546,11 @@ class Tracker:
                 data = self._data_term(v, landmarks, targets if label in early else fine,
                                        scales, parts, sigma)
                 if world is not None:
-                    data = data + self._world_term(v, landmarks, world)
+                    # Whole directions while the limbs find their side of the image plane;
+                    # after that only their depth, where the detector's ~19 degrees of noise
+                    # would otherwise outweigh pixel-exact 2D points (docs/tracker.md).
+                    data = data + self._world_term(v, landmarks, world,
+                                                   depth_only=label not in early)
                 if contacts is not None:
                     data = data + c.contact * contact_cost(self._feet(joints, v), contacts,
                                                            ground)

@@ -62,14 +62,19 @@ def crop_view(points: torch.Tensor) -> torch.Tensor:
 
 
 def world_bone_cost(points: torch.Tensor, directions: torch.Tensor, confidence: torch.Tensor,
-                    sigma: float) -> torch.Tensor:
+                    sigma: float, depth_only: bool = False) -> torch.Tensor:
     """Per frame (T,) robust cost of the fitted bones (``points``: (T, 33, 3) BlazePose
     points in the camera frame) against the detected directions: Geman-McClure on the chord
     between unit directions (2 sin(angle / 2)), scaled to cost chord^2 when small and at most
     ``sigma``^2, so a limb the detector got wrong cannot drag the fit far; confidence-weighted
-    and averaged over the bones."""
+    and averaged over the bones. ``depth_only``: only the directions' components along the
+    crop's optical axis are compared (how far each bone points toward or away from the
+    camera), leaving where it points in the image to the 2D keypoints."""
     vectors = bone_vectors(points) @ crop_view(points).transpose(1, 2)
     fitted = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    chord2 = (fitted - directions).square().sum(-1)
+    if depth_only:
+        chord2 = (fitted[..., 2] - directions[..., 2]).square()
+    else:
+        chord2 = (fitted - directions).square().sum(-1)
     robust = chord2 * sigma**2 / (sigma**2 + chord2)
     return (confidence * robust).sum(-1) / len(WORLD_BONES)
