@@ -239,3 +239,18 @@ def test_a_walk_the_prior_never_saw_is_fitted_about_as_well(open_asset, open_mod
         errors[learned] = pa_error_mm(posed.joints.numpy()[:, :22], clip.joints[:, :22])
     # Measured: 65.3 mm without the prior, 67.8 with it.
     assert abs(errors[TrackerConfig().learned_pose_prior] - errors[0.0]) < 5.0, errors
+
+
+def test_a_preferred_held_out_clip_is_taken_and_a_clip_the_prior_saw_is_not(open_model, walks):
+    from backend.mocap.poses import clip_id, held_out_motion
+    from backend.mocap.retarget import split_subjects, subject_of
+
+    ids = [clip_id(path, walks) for path in sorted(walks.glob("mb2/*/*.bvh"))]
+    training, held_out = split_subjects({subject_of(i) for i in ids}, 0.3)
+    assert len(held_out) >= 2
+    for wanted in ids:
+        _, described = held_out_motion(open_model, walks, 8, validation_fraction=0.3,
+                                       prefer=wanted)
+        taken = described.split(":")[1]
+        assert subject_of(taken) in held_out
+        assert (taken == wanted) == (subject_of(wanted) in held_out), (wanted, taken)

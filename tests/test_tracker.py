@@ -214,3 +214,26 @@ def test_body_pa_mm_scores_the_body_joints_of_parameters_against_the_truth(open_
     assert body_pa_mm(model, truth, clip.joints) < 1e-6
     bent = dict(truth, body_pose=truth["body_pose"] + 0.2)
     assert body_pa_mm(model, bent, clip.joints) > 20.0
+
+
+def test_a_clip_strides_as_far_as_its_own_legs_reach(open_asset, open_model):
+    """A motion's root travel is retargeted at the mean shape's legs: a clip of a body with
+    other legs scales it by their length, so feet planted in the capture stay planted."""
+    from backend.mocap.retarget import leg_length
+
+    frames = 4
+    travel = np.linspace([0.0, 0.0, 0.0], [0.0, 0.0, 0.9], frames)  # forward, model axes
+    motion = {"global_orient": np.zeros((frames, 3)), "body_pose": np.zeros((frames, 21, 3)),
+              "transl": travel}
+    clip = make_clip(BodyModel(open_asset), frames=frames, seed=2, motion=motion)
+    names = open_model.joint_names
+    with torch.no_grad():
+        mean = open_model(open_model.default_params(1)).rest_joints[0].numpy()
+        own = open_model({**open_model.default_params(1), "betas": clip.params["betas"]}
+                         ).rest_joints[0].numpy()
+    legs = (leg_length(lambda joint: own[names.index(joint)])
+            / leg_length(lambda joint: mean[names.index(joint)]))
+    assert abs(legs - 1) > 0.02  # the clip's body is not the mean shape
+    moved = clip.cam_t[-1] - clip.cam_t[0]
+    # Forward in the model (+z) is toward the camera (-z in camera axes).
+    np.testing.assert_allclose(moved.numpy(), [0.0, 0.0, -0.9 * legs], atol=1e-9)

@@ -194,10 +194,11 @@ class RangePoses:
 
 
 def held_out_motion(model: BodyModel, folder: str | Path, frames: int, fps: float = 30.0,
-                    validation_fraction: float = VALIDATION_FRACTION
-                    ) -> tuple[dict[str, np.ndarray], str]:
-    """Up to ``frames`` frames at ``fps`` of the longest clip of the held-out capture subjects
-    (no prior or network here was fitted to them), turned about the vertical so its first
+                    validation_fraction: float = VALIDATION_FRACTION,
+                    prefer: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """Up to ``frames`` frames at ``fps`` of a clip of the held-out capture subjects (no prior
+    or network here was fitted to them): the one whose id is ``prefer`` when it is among them,
+    else the longest; turned about the vertical so its first
     frame faces the camera: ``{"global_orient": (T, 3), "body_pose": (T, 21, 3), "transl":
     (T, 3)}`` (``transl``: metres the performer moved since the first frame, model axes) and a
     description (``"mocap:<clip>:<first frame>-<last frame>"``)."""
@@ -210,8 +211,8 @@ def held_out_motion(model: BodyModel, folder: str | Path, frames: int, fps: floa
         raise InputError(f"{folder}: no clips of held-out subjects among {len(files)} BVH "
                          "files; " + CMU_HINT)
     skeleton = asset_skeleton(model)
-    clips = [load_clip(path, folder, skeleton, fps) for path in candidates]
-    clip = max(clips, key=len)
+    chosen = [path for path in candidates if clip_id(path, folder) == prefer] or candidates
+    clip = max((load_clip(path, folder, skeleton, fps) for path in chosen), key=len)
     take = slice(0, min(frames, len(clip)))
     orient = Rotation.from_rotvec(clip.global_orient[take])
     forward = orient[0].apply([0.0, 0.0, 1.0])  # the model faces +z at rest

@@ -12,6 +12,7 @@ from ..body.model import BodyModel
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..conventions import FOOT_JOINTS
 from ..errors import InputError
+from ..mocap.retarget import leg_length
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
 from .world_bones import HIPS, crop_view
@@ -106,7 +107,8 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
     through a camera of focal length ``focal`` and principal point ``center`` (pixels;
     default the image centre). The body moves by smoothed random turns of every joint, or as
     ``motion`` says (``global_orient`` (T, 3), ``body_pose`` (T, 21, 3) and optionally
-    ``transl`` (T, 3), the root's travel in model axes, e.g.
+    ``transl`` (T, 3), the root's travel in model axes at the mean shape's size, scaled to
+    this body's legs; e.g.
     ``backend.mocap.poses.held_out_motion``; T >= frames). With ``world_noise_m``, the
     keypoints carry a metric 3D pose as MediaPipe's ``pose_world_landmarks`` would
     (``world_bones.py``: hip-centred, in the axes of a camera looking at the person), each
@@ -142,11 +144,15 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         params["expression"] = torch.as_tensor(np.clip(expression, 0, 1))
     params["eye_pose"] = torch.as_tensor(_smooth_noise(rng, frames, (2, 3), 0.08))
     wander = _smooth_noise(rng, frames, (3,), 0.05)
-    if motion is not None and "transl" in motion:  # the performer's own travel instead
-        wander = np.asarray(motion["transl"][:frames]) @ np.array(MODEL_TO_CAMERA).T
-    cam_t = torch.as_tensor(np.array([0.05, 0.25, 3.2]) + wander)
     with torch.no_grad():
         output = model(params)
+    if motion is not None and "transl" in motion:  # the performer's own travel instead
+        # Retargeted at the mean shape's legs: strides as long as this body's legs, so its
+        # planted feet stay planted.
+        strides = (leg_length(lambda joint: output.rest_joints[0, names.index(joint)].numpy())
+                   / leg_length(lambda joint: rest_joints[names.index(joint)].numpy()))
+        wander = strides * np.asarray(motion["transl"][:frames]) @ np.array(MODEL_TO_CAMERA).T
+    cam_t = torch.as_tensor(np.array([0.05, 0.25, 3.2]) + wander)
     width, height = size
     center = torch.tensor(principal_point(width, height, center), dtype=torch.float64)
     parts = {}
