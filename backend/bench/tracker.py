@@ -1,7 +1,8 @@
 """``backend bench tracker``: the tracker on a 300-frame synthetic clip with exact answers,
 moving as held-out CMU subjects do (``--mocap DIR``, default ../shared/data/mocap/cmu when it
-exists, the folder the shipped prior was fitted to; else a procedural motion), fitted with and
-without the learned pose prior.
+exists, the folder the shipped prior was fitted to: its walk ``BENCH_CLIP`` when there, else
+the longest held-out clip; without one, a procedural motion), fitted with and without the
+learned pose prior.
 
 - ``s_per_frame``: the full schedule from the rest pose; ``refine_*``: the short schedule from a
   regressor-like start.
