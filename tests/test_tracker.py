@@ -237,3 +237,40 @@ def test_a_clip_strides_as_far_as_its_own_legs_reach(open_asset, open_model):
     moved = clip.cam_t[-1] - clip.cam_t[0]
     # Forward in the model (+z) is toward the camera (-z in camera axes).
     np.testing.assert_allclose(moved.numpy(), [0.0, 0.0, -0.9 * legs], atol=1e-9)
+
+
+def test_hinge_limits_start_at_a_straight_limb_whatever_the_rest_pose(open_model, smplx_model):
+    """The open asset's arms rest bent ~42 degrees: its straight arm is negative flexion from
+    rest, and must cost nothing (the limit at rest's own bend kept fitted arms from ever
+    straightening: elbows 38 mm off on a walk). Bending backward past straight still costs."""
+    from backend.tracking.priors import hinge_axes, joint_limit_loss, rest_flexion
+
+    rest_bends = {}
+    for label, model in (("open", open_model), ("smplx", smplx_model)):
+        with torch.no_grad():
+            rest = model(model.default_params(1)).rest_joints[0]
+        names = model.joint_names
+        axes = hinge_axes(rest, names)
+        bent = rest_flexion(rest, names, axes)
+        elbow = names.index("left_elbow")
+        rest_bends[label] = bent[elbow]
+        bend = torch.tensor([bent[elbow]], dtype=torch.float64)
+        bounds = torch.full((1,), 10.0, dtype=torch.float64)
+        axis = axes[elbow]
+
+        def cost(flexion_from_straight: float, axis=axis, bend=bend, bounds=bounds) -> float:
+            local = ((flexion_from_straight - bend) * axis).reshape(1, 1, 3)
+            return float(joint_limit_loss(local, bounds, {0: axis}, bend))
+
+        # The posed arm really is straight at that flexion (within a few degrees: the bend
+        # does not lie exactly in the plane across the hinge axis).
+        local_pose = model.default_params(1)
+        local_pose["body_pose"][0, elbow - 1] = -bent[elbow] * axes[elbow]
+        with torch.no_grad():
+            joints = model(local_pose).joints[0]
+        upper = joints[elbow] - joints[names.index("left_shoulder")]
+        lower = joints[names.index("left_wrist")] - joints[elbow]
+        assert torch.nn.functional.cosine_similarity(upper, lower, dim=0) > 0.995  # < 6 deg
+        assert cost(0.0) < 1e-12 and cost(1.0) < 1e-12
+        assert cost(-0.3) > 0.5
+    assert np.degrees(rest_bends["open"]) > 30 and abs(np.degrees(rest_bends["smplx"])) < 10

@@ -35,9 +35,32 @@ def hinge_axes(rest_joints: torch.Tensor, joint_names: list[str]) -> dict[int, t
     return axes
 
 
+def rest_flexion(rest_joints: torch.Tensor, joint_names: list[str],
+                 axes: dict[int, torch.Tensor]) -> dict[int, float]:
+    """How far each hinge of ``axes`` (``hinge_axes``) is already bent in the rest pose,
+    radians about its axis: the thigh-to-shin or upper-arm-to-forearm angle. SMPL-X rests
+    straight (0); the open asset's arms rest bent ~45 degrees, so straightening them is
+    negative flexion."""
+    bent = {}
+    for joint, axis in axes.items():
+        name = joint_names[joint]
+        side, kind = name.split("_", 1)
+        parent, child = {"knee": ("hip", "ankle"), "elbow": ("shoulder", "wrist")}[kind]
+        upper = rest_joints[joint] - rest_joints[joint_names.index(f"{side}_{parent}")]
+        lower = rest_joints[joint_names.index(f"{side}_{child}")] - rest_joints[joint]
+        axis = axis.to(rest_joints)
+        bent[joint] = float(torch.atan2((torch.linalg.cross(upper, lower) * axis).sum(),
+                                        (upper * lower).sum()))
+    return bent
+
+
 def joint_limit_loss(local: torch.Tensor, bounds: torch.Tensor,
-                     hinges: dict[int, torch.Tensor]) -> torch.Tensor:
-    """local: (T, J, 3) axis-angle per joint (model layout). Squared hinge penalties.
+                     hinges: dict[int, torch.Tensor],
+                     rest_bend: torch.Tensor | None = None) -> torch.Tensor:
+    """local: (T, J, 3) axis-angle per joint (model layout). Squared hinge penalties; a hinge
+    flexes from straight to ``_FLEXION_MAX``, measured from the rest pose's own bend
+    (``rest_bend``: (H,) radians in the order of ``hinges``, ``rest_flexion``; None: the rest
+    pose is straight).
 
     ``local`` may hold only some joints (those a parameter drives, with ``bounds`` and the
     ``hinges`` keys in its order): a joint at rest costs nothing."""
@@ -48,7 +71,9 @@ def joint_limit_loss(local: torch.Tensor, bounds: torch.Tensor,
         axes = torch.stack(list(hinges.values())).to(local)  # (H, 3)
         rotation = local[:, list(hinges)]  # (T, H, 3)
         flexion = (rotation * axes).sum(-1)
-        sideways = rotation - flexion[..., None] * axes
+        if rest_bend is not None:
+            flexion = flexion + rest_bend.to(local)
+        sideways = rotation - (rotation * axes).sum(-1, keepdim=True) * axes
         penalty = (torch.relu(-flexion).square() + torch.relu(flexion - _FLEXION_MAX).square()
                    + torch.relu(sideways.norm(dim=-1) - 0.25).square())
         loss = loss + 10 * penalty.sum()

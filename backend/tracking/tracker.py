@@ -34,7 +34,7 @@ from .contact import (
     detect_contacts,
     estimate_ground,
 )
-from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss
+from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss, rest_flexion
 from .world_bones import world_bone_cost, world_targets
 
 # Detector part -> the asset's landmark set for it.
@@ -256,8 +256,11 @@ class Tracker:
         self.limited = [name for name in model.pose_joints if name != "global_orient"]
         order = [j for name in self.limited for j in model.pose_joints[name]]
         self.bounds = angle_bounds(model.joint_names)[order].to(device)
-        self.hinges = {order.index(j): a.to(device) for j, a in hinge_axes(
-            self.rest_joints, model.joint_names).items() if j in order}
+        axes = {j: a for j, a in hinge_axes(self.rest_joints, model.joint_names).items()
+                if j in order}
+        self.hinges = {order.index(j): a.to(device) for j, a in axes.items()}
+        bent = rest_flexion(self.rest_joints, model.joint_names, axes)
+        self.rest_bend = torch.tensor([bent[j] for j in axes], device=device)
         self.learned = self._learned_prior_weights(model.asset_id)
         self.feet = [model.joint_names.index(name) for name in FOOT_JOINTS]
 
@@ -449,7 +452,7 @@ class Tracker:
         c = self.config
         spec = self.model.spec
         local = torch.cat([v[name].reshape(frames, -1, 3) for name in self.limited], dim=1)
-        loss = joint_limit_loss(local, self.bounds, self.hinges)
+        loss = joint_limit_loss(local, self.bounds, self.hinges, self.rest_bend)
         loss = loss + c.pose_prior * v["body_pose"].square().sum()
         for hand in ("left_hand_pose", "right_hand_pose"):
             loss = loss + c.hand_prior * v[hand].square().sum()
