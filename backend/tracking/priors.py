@@ -39,7 +39,7 @@ def rest_flexion(rest_joints: torch.Tensor, joint_names: list[str],
                  axes: dict[int, torch.Tensor]) -> dict[int, float]:
     """How far each hinge of ``axes`` (``hinge_axes``) is already bent in the rest pose,
     radians about its axis: the thigh-to-shin or upper-arm-to-forearm angle. SMPL-X rests
-    straight (0); the open asset's arms rest bent ~45 degrees, so straightening them is
+    straight (0); the open asset's arms rest bent 42 degrees, so straightening them is
     negative flexion."""
     bent = {}
     for joint, axis in axes.items():
@@ -70,10 +70,9 @@ def joint_limit_loss(local: torch.Tensor, bounds: torch.Tensor,
         # All hinges at once: flexion about each axis, the rest of the rotation sideways.
         axes = torch.stack(list(hinges.values())).to(local)  # (H, 3)
         rotation = local[:, list(hinges)]  # (T, H, 3)
-        flexion = (rotation * axes).sum(-1)
-        if rest_bend is not None:
-            flexion = flexion + rest_bend.to(local)
-        sideways = rotation - (rotation * axes).sum(-1, keepdim=True) * axes
+        along = (rotation * axes).sum(-1)
+        sideways = rotation - along[..., None] * axes
+        flexion = along if rest_bend is None else along + rest_bend.to(local)
         penalty = (torch.relu(-flexion).square() + torch.relu(flexion - _FLEXION_MAX).square()
                    + torch.relu(sideways.norm(dim=-1) - 0.25).square())
         loss = loss + 10 * penalty.sum()
