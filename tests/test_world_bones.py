@@ -30,6 +30,14 @@ def _random_pose(frames: int, seed: int = 0) -> torch.Tensor:
     return torch.as_tensor(points)
 
 
+def _detected_exactly(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``world_targets`` of a detector that saw ``points`` (camera frame) without error."""
+    seen = crop_view(points)
+    world = torch.cat([points @ seen.transpose(1, 2),
+                       torch.ones(*points.shape[:2], 1, dtype=points.dtype)], -1)
+    return world_targets(world)
+
+
 def test_crop_view_turns_the_ray_through_the_hips_onto_the_optical_axis():
     points = _random_pose(5)
     rotation = crop_view(points)
@@ -56,10 +64,7 @@ def test_targets_are_unit_directions_with_the_weaker_ends_confidence():
 
 def test_cost_is_zero_at_the_detected_directions_and_bounded_when_a_limb_is_flipped():
     points = _random_pose(2)
-    seen = crop_view(points)
-    world = torch.cat([(points @ seen.transpose(1, 2)), torch.ones(2, 33, 1,
-                                                                   dtype=torch.float64)], -1)
-    directions, confidence = world_targets(world)
+    directions, confidence = _detected_exactly(points)
     assert world_bone_cost(points, directions, confidence, 0.5).abs().max() < 1e-12
     flipped = directions.clone()
     flipped[:, UPPER_ARM] = -flipped[:, UPPER_ARM]
@@ -71,10 +76,7 @@ def test_cost_is_zero_at_the_detected_directions_and_bounded_when_a_limb_is_flip
 
 def test_depth_only_cost_ignores_a_turn_in_the_image_plane_but_not_a_flip_in_depth():
     points = _random_pose(2)
-    seen = crop_view(points)
-    world = torch.cat([(points @ seen.transpose(1, 2)), torch.ones(2, 33, 1,
-                                                                   dtype=torch.float64)], -1)
-    directions, confidence = world_targets(world)
+    directions, confidence = _detected_exactly(points)
     # Every detected bone turned 40 degrees about the optical axis: the depths stay.
     angle = np.radians(40.0)
     about_axis = torch.tensor([[np.cos(angle), -np.sin(angle), 0.0],

@@ -5,6 +5,7 @@ weak pulls toward rest, and expression coefficients kept in their parameter's ra
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -22,16 +23,28 @@ def angle_bounds(joint_names: list[str]) -> torch.Tensor:
     return torch.tensor(bounds)
 
 
+# Each hinge by name: the joint above it, the joint below it, and which way along the body's
+# forward axis (model frame: +Z) the lower limb swings as it bends.
+_HINGES = {"knee": ("hip", "ankle", -1.0), "elbow": ("shoulder", "wrist", 1.0)}
+
+
+def _hinge_joints(joint_names: list[str]) -> Iterator[tuple[int, int, int, float]]:
+    """(hinge, joint above, joint below, forward sign) indices for both sides' knees and
+    elbows."""
+    for side in ("left", "right"):
+        for joint, (above, below, sign) in _HINGES.items():
+            yield (joint_names.index(f"{side}_{joint}"), joint_names.index(f"{side}_{above}"),
+                   joint_names.index(f"{side}_{below}"), sign)
+
+
 def hinge_axes(rest_joints: torch.Tensor, joint_names: list[str]) -> dict[int, torch.Tensor]:
     """Flexion axis of each knee and elbow from the rest skeleton: knees bend the shin back,
     elbows bring the forearm forward (model frame: +Z forward)."""
     axes = {}
     forward = torch.tensor([0.0, 0.0, 1.0], dtype=rest_joints.dtype)
-    for side in ("left", "right"):
-        for joint, child, bend in (("knee", "ankle", -forward), ("elbow", "wrist", forward)):
-            j, c = joint_names.index(f"{side}_{joint}"), joint_names.index(f"{side}_{child}")
-            bone = torch.nn.functional.normalize(rest_joints[c] - rest_joints[j], dim=0)
-            axes[j] = torch.nn.functional.normalize(torch.linalg.cross(bone, bend), dim=0)
+    for j, _, c, sign in _hinge_joints(joint_names):
+        bone = torch.nn.functional.normalize(rest_joints[c] - rest_joints[j], dim=0)
+        axes[j] = torch.nn.functional.normalize(torch.linalg.cross(bone, sign * forward), dim=0)
     return axes
 
 
@@ -42,13 +55,12 @@ def rest_flexion(rest_joints: torch.Tensor, joint_names: list[str],
     straight (0); the open asset's arms rest bent 42 degrees, so straightening them is
     negative flexion."""
     bent = {}
-    for joint, axis in axes.items():
-        name = joint_names[joint]
-        side, kind = name.split("_", 1)
-        parent, child = {"knee": ("hip", "ankle"), "elbow": ("shoulder", "wrist")}[kind]
-        upper = rest_joints[joint] - rest_joints[joint_names.index(f"{side}_{parent}")]
-        lower = rest_joints[joint_names.index(f"{side}_{child}")] - rest_joints[joint]
-        axis = axis.to(rest_joints)
+    for joint, above, below, _ in _hinge_joints(joint_names):
+        if joint not in axes:
+            continue
+        upper = rest_joints[joint] - rest_joints[above]
+        lower = rest_joints[below] - rest_joints[joint]
+        axis = axes[joint].to(rest_joints)
         bent[joint] = float(torch.atan2((torch.linalg.cross(upper, lower) * axis).sum(),
                                         (upper * lower).sum()))
     return bent
