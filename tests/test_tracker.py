@@ -239,6 +239,25 @@ def test_a_clip_strides_as_far_as_its_own_legs_reach(open_asset, open_model):
     np.testing.assert_allclose(moved.numpy(), [0.0, 0.0, -0.9 * legs], atol=1e-9)
 
 
+def test_a_walk_toward_and_across_the_camera_stays_in_the_frame(open_asset):
+    """A performer's travel is framed: 3 m toward the camera and 1 m sideways start far enough
+    back and centred that every body point stays in the image, with the nearest frame at the
+    usual distance (unframed, this walk ends behind the lens)."""
+    frames = 6
+    travel = np.linspace([0.0, 0.0, 0.0], [1.0, 0.0, 3.0], frames)  # sideways and forward
+    motion = {"global_orient": np.zeros((frames, 3)), "body_pose": np.zeros((frames, 21, 3)),
+              "transl": travel}
+    clip = make_clip(BodyModel(open_asset), frames=frames, seed=2, motion=motion,
+                     size=(720, 1280), focal=1100.0)
+    pose = clip.keypoints.parts["pose"]
+    assert (pose[..., 0] > 0).all() and (pose[..., 0] < 720).all()
+    assert (pose[..., 1] > 0).all() and (pose[..., 1] < 1280).all()
+    depth = clip.cam_t[:, 2].numpy()
+    assert depth.min() == pytest.approx(3.2) and depth[0] > depth[-1] + 2.0
+    sideways = clip.cam_t[:, 0].numpy()
+    assert sideways.min() == pytest.approx(-sideways.max() + 0.1)  # centred on the path
+
+
 def test_hinge_limits_start_at_a_straight_limb_whatever_the_rest_pose(open_model, smplx_model):
     """The open asset's arms rest bent ~42 degrees: its straight arm is negative flexion from
     rest, and must cost nothing (the limit at rest's own bend kept fitted arms from ever

@@ -151,7 +151,8 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         # planted feet stay planted.
         strides = (leg_length(lambda joint: output.rest_joints[0, names.index(joint)].numpy())
                    / leg_length(lambda joint: rest_joints[names.index(joint)].numpy()))
-        wander = strides * np.asarray(motion["transl"][:frames]) @ np.array(MODEL_TO_CAMERA).T
+        wander = framed(strides * np.asarray(motion["transl"][:frames])
+                        @ np.array(MODEL_TO_CAMERA).T)
     cam_t = torch.as_tensor(np.array([0.05, 0.25, 3.2]) + wander)
     width, height = size
     center = torch.tensor(principal_point(width, height, center), dtype=torch.float64)
@@ -170,6 +171,14 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         world = np.concatenate([points, np.ones((*points.shape[:2], 1))], axis=-1)
     return SyntheticClip(Keypoints(parts, width, height, world=world), params, cam_t, focal,
                          output.joints.numpy(), output.vertices.numpy())
+
+
+def framed(travel: np.ndarray) -> np.ndarray:
+    """A performer's travel (T, 3), camera axes, shifted so the camera stays on the path's
+    middle across the image and no nearer than where a clip starts (a walk toward the camera
+    starts farther away instead of walking out of the frame and past the lens)."""
+    middle = (travel.min(0) + travel.max(0)) / 2
+    return travel - np.array([middle[0], middle[1], travel[:, 2].min()])
 
 
 def _swells(rng: np.random.Generator, time: np.ndarray, kinds: tuple[str, ...]
