@@ -258,6 +258,22 @@ def test_a_walk_toward_and_across_the_camera_stays_in_the_frame(open_asset):
     assert sideways.min() == pytest.approx(-sideways.max() + 0.1)  # centred on the path
 
 
+def test_a_clip_turned_around_is_the_same_motion_seen_from_behind(open_asset, open_model):
+    """``turned(clip, 180, n)``: every joint swings half a turn about the root's vertical line,
+    so the body's left is where its right was; the pose within the body is unchanged."""
+    from backend.tracking.synthetic import turned
+
+    clip = make_clip(BodyModel(open_asset), frames=5, seed=1)
+    params = turned(clip, 180.0, 3)
+    assert params["body_pose"].shape[0] == 3 and params["betas"].shape[0] == 1
+    torch.testing.assert_close(params["body_pose"], clip.params["body_pose"][:3])
+    with torch.no_grad():
+        joints = open_model.converted(torch.float64)(params).joints.numpy()
+    before = clip.joints[:3] - clip.joints[:3, :1]
+    half_turn = np.diag([-1.0, 1.0, -1.0])  # about the model's up axis (y)
+    np.testing.assert_allclose(joints - joints[:, :1], before @ half_turn.T, atol=1e-6)
+
+
 def test_hinge_limits_start_at_a_straight_limb_whatever_the_rest_pose(open_model, smplx_model):
     """The open asset's arms rest bent ~42 degrees: its straight arm is negative flexion from
     rest, and must cost nothing (the limit at rest's own bend kept fitted arms from ever

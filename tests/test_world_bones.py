@@ -49,6 +49,23 @@ def test_crop_view_turns_the_ray_through_the_hips_onto_the_optical_axis():
     assert torch.allclose(torch.linalg.det(rotation), torch.ones(5, dtype=torch.float64))
 
 
+def test_the_detected_feet_do_not_pull():
+    """MediaPipe's 3D feet are its worst bones (seen from behind it turns the toes toward the
+    camera, ~90 degrees off): a detected foot pointing anywhere costs the same, while a
+    detected shin turned the same way does cost."""
+    points = _random_pose(2, seed=3)
+    directions, confidence = _detected_exactly(points)
+    exact = world_bone_cost(points, directions, confidence, 1.5)
+    for child in (31, 32, 27):  # foot indices, then the left ankle (end of the left shin)
+        moved = points.clone()
+        moved[:, child] += torch.tensor([0.0, 0.0, -0.3], dtype=torch.float64)
+        cost = world_bone_cost(points, *_detected_exactly(moved), 1.5)
+        if child == 27:
+            assert (cost > exact + 1e-3).all()
+        else:
+            torch.testing.assert_close(cost, exact)
+
+
 def test_targets_are_unit_directions_with_the_weaker_ends_confidence():
     points = _random_pose(3)
     world = torch.cat([points, torch.full((3, 33, 1), 0.9, dtype=torch.float64)], -1)

@@ -14,6 +14,10 @@ learned pose prior.
   names one): the clip rendered with the asset's painted look, the regressor on each frame's
   person box, its accuracy alone and as the start of the short schedule
   (``regressor+tracker``), with both stages' time per frame.
+- ``pa_mpjpe_detected[_back][_no_world]_mm`` (``detected_body_fields``): the clip's first
+  60 frames rendered with the asset's painted look, facing the camera and turned away from it,
+  detected by MediaPipe and fitted with and without its metric 3D pose: the detector's real
+  errors (the fields above simulate them).
 - ``expr_r``, ``expr_r_by_name``, ``face_px`` (``face_fields``): a 60-frame rendered close-up
   performing known facial actions (``synthetic.face_clip``), detected by MediaPipe and
   fitted: the correlation of each action's fitted weights with the truth, their mean, and
@@ -54,6 +58,7 @@ from ..tracking.synthetic import (
     face_clip,
     make_clip,
     rough_start,
+    turned,
 )
 from ..tracking.tracker import (
     PART_LANDMARKS,
@@ -119,6 +124,37 @@ def regressor_fields(asset, clip: SyntheticClip, regressor, pa_error) -> dict:
         "regressor_tracker_s_per_frame": round((regressions.seconds + refined.seconds)
                                                / frames, 4),
     }
+
+
+DETECTED_FRAMES = 60
+
+
+def detected_body_fields(asset, clip: SyntheticClip, frames: int = DETECTED_FRAMES) -> dict:
+    """The bench clip's first ``frames`` frames rendered facing the camera and turned away from
+    it, detected by MediaPipe and fitted with and without the metric 3D term: the whole path,
+    with the detector's real errors instead of simulated ones."""
+    from ..perception.frames import Frame
+    from ..perception.holistic import detect_clip
+
+    model = BodyModel(asset).double()
+    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
+    size = (clip.keypoints.width, clip.keypoints.height)
+    cam_t = clip.cam_t[:frames]
+    fields = {"detected_frames": frames}
+    for view, degrees in (("", 0.0), ("_back", 180.0)):
+        params = turned(clip, degrees, frames)
+        images = render_frames(model, params, cam_t, clip.focal, size, colors)
+        detections = detect_clip((Frame(t, t / clip.keypoints.fps, image)
+                                  for t, image in enumerate(images)), *size)
+        keypoints = Keypoints(detections.parts, *size, fps=clip.keypoints.fps,
+                              world=detections.pose_world)
+        with torch.no_grad():
+            truth = model(params).joints.numpy()
+        for suffix, overrides in (("", {}), ("_no_world", {"world_bones": 0.0})):
+            fit = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal, **overrides)
+                          ).fit(keypoints)
+            fields[f"pa_mpjpe_detected{view}{suffix}_mm"] = body_pa_mm(model, fit.params, truth)
+    return fields
 
 
 FACE_FRAMES = 60
@@ -253,6 +289,7 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
     with_regressor = ({"regressor": "none installed (pear-train stage1 --install)"}
                       if regressor is None else regressor_fields(asset, clip, regressor,
                                                                  body_pa))
+    detected = detected_body_fields(asset, clip)
     faces = (face_fields(asset) if asset.meta.get("expression_names")
              else {"expr_r": "the body model's expressions have no ARKit names"})
     return {
@@ -268,6 +305,7 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
         "pa_mpjpe_no_contact_mm": body_pa(without_contact.params),
         **motion_fields,
         "world_noise_m": WORLD_NOISE_M,
+        **detected,
         "hand_pa_pve_mm": round(pa_error_mm(out.vertices.numpy()[:, hands],
                                             clip.vertices[:, hands]), 2),
         "refine_s_per_frame": round(refine.seconds / frames, 4),

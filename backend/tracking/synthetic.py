@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..body.model import BodyModel
+from ..body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..conventions import FOOT_JOINTS
 from ..errors import InputError
@@ -179,6 +180,20 @@ def framed(travel: np.ndarray) -> np.ndarray:
     starts farther away instead of walking out of the frame and past the lens)."""
     middle = (travel.min(0) + travel.max(0)) / 2
     return travel - np.array([middle[0], middle[1], travel[:, 2].min()])
+
+
+def turned(clip: SyntheticClip, degrees: float, frames: int) -> dict[str, torch.Tensor]:
+    """The first ``frames`` frames of ``clip``'s parameters with the whole body turned
+    ``degrees`` about its up axis in place (180: the same motion seen from behind)."""
+    length = len(clip.cam_t)
+    params = {name: value[:frames] if value.shape[0] == length else value
+              for name, value in clip.params.items()}
+    turn = torch.tensor([0.0, np.radians(degrees), 0.0], dtype=torch.float64)
+    orient = params["global_orient"].double()
+    rotation = axis_angle_to_matrix(turn) @ axis_angle_to_matrix(orient.reshape(-1, 3))
+    params["global_orient"] = matrix_to_axis_angle(rotation).reshape(orient.shape).to(
+        clip.params["global_orient"].dtype)
+    return params
 
 
 def _swells(rng: np.random.Generator, time: np.ndarray, kinds: tuple[str, ...]

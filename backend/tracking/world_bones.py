@@ -16,9 +16,12 @@ import torch
 from ..conventions import KEYPOINT_SEEN
 
 # BlazePose bones (landmark index pairs, parent -> child): shoulders and hips across, the
-# torso's sides, upper arms, forearms, thighs, shins and feet (ankle -> foot index).
+# torso's sides, upper arms, forearms, thighs and shins. Not the feet: on rendered clips with
+# exact answers they are MediaPipe's worst bones from every side (18-24 degrees off from the
+# front, 91-94 from behind, where it turns the toes toward the camera), and the 2D heel and
+# toe points already orient them (docs/tracker.md).
 WORLD_BONES = ((11, 12), (23, 24), (11, 23), (12, 24), (11, 13), (13, 15), (12, 14), (14, 16),
-               (23, 25), (25, 27), (24, 26), (26, 28), (27, 31), (28, 32))
+               (23, 25), (25, 27), (24, 26), (26, 28))
 HIPS = (23, 24)
 _MIN_LENGTH = 0.02  # metres: a shorter detected bone has no usable direction
 
