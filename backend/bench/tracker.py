@@ -131,8 +131,8 @@ DETECTED_FRAMES = 60
 
 def detected_body_fields(asset, clip: SyntheticClip, frames: int = DETECTED_FRAMES) -> dict:
     """The bench clip's first ``frames`` frames rendered facing the camera and turned away from
-    it, detected by MediaPipe and fitted with and without the metric 3D term: the whole path,
-    with the detector's real errors instead of simulated ones."""
+    it, detected by MediaPipe and fitted with and without the metric 3D term: the detector's
+    real errors instead of simulated ones."""
     from ..perception.frames import Frame
     from ..perception.holistic import detect_clip
 
