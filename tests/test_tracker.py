@@ -8,7 +8,7 @@ from backend.body.landmark_model import LandmarkModel
 from backend.body.model import BodyModel
 from backend.camera import to_camera
 from backend.tracking.metrics import body_pa_mm, pa_error_mm, procrustes_align
-from backend.tracking.synthetic import make_clip, rough_start
+from backend.tracking.synthetic import make_clip, rough_start, turned
 from backend.tracking.tracker import REFINE_ITERATIONS, Tracker, TrackerConfig
 
 from .conftest import random_params
@@ -261,8 +261,6 @@ def test_a_walk_toward_and_across_the_camera_stays_in_the_frame(open_asset):
 def test_a_clip_turned_around_is_the_same_motion_seen_from_behind(open_asset, open_model):
     """``turned(clip, 180, n)``: every joint swings half a turn about the root's vertical line,
     so the body's left is where its right was; the pose within the body is unchanged."""
-    from backend.tracking.synthetic import turned
-
     clip = make_clip(BodyModel(open_asset), frames=5, seed=1)
     params = turned(clip, 180.0, 3)
     assert params["body_pose"].shape[0] == 3 and params["betas"].shape[0] == 1

@@ -126,6 +126,22 @@ def regressor_fields(asset, clip: SyntheticClip, regressor, pa_error) -> dict:
     }
 
 
+def detect_rendered(asset, params: dict[str, torch.Tensor], cam_t: torch.Tensor,
+                    clip: SyntheticClip):
+    """MediaPipe on the painted asset posed by ``params``, seen through ``clip``'s camera and
+    image size at its frame rate: the detections and the keypoints the tracker fits."""
+    from ..perception.frames import Frame
+    from ..perception.holistic import detect_clip
+
+    size = (clip.keypoints.width, clip.keypoints.height)
+    fps = clip.keypoints.fps
+    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
+    images = render_frames(BodyModel(asset).double(), params, cam_t, clip.focal, size, colors)
+    detections = detect_clip((Frame(t, t / fps, image) for t, image in enumerate(images)),
+                             *size)
+    return detections, Keypoints(detections.parts, *size, fps=fps, world=detections.pose_world)
+
+
 DETECTED_FRAMES = 60
 
 
@@ -133,21 +149,11 @@ def detected_body_fields(asset, clip: SyntheticClip, frames: int = DETECTED_FRAM
     """The bench clip's first ``frames`` frames rendered facing the camera and turned away from
     it, detected by MediaPipe and fitted with and without the metric 3D term: the detector's
     real errors instead of simulated ones."""
-    from ..perception.frames import Frame
-    from ..perception.holistic import detect_clip
-
     model = BodyModel(asset).double()
-    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
-    size = (clip.keypoints.width, clip.keypoints.height)
-    cam_t = clip.cam_t[:frames]
     fields = {"detected_frames": frames}
     for view, degrees in (("", 0.0), ("_back", 180.0)):
         params = turned(clip, degrees, frames)
-        images = render_frames(model, params, cam_t, clip.focal, size, colors)
-        detections = detect_clip((Frame(t, t / clip.keypoints.fps, image)
-                                  for t, image in enumerate(images)), *size)
-        keypoints = Keypoints(detections.parts, *size, fps=clip.keypoints.fps,
-                              world=detections.pose_world)
+        _, keypoints = detect_rendered(asset, params, clip.cam_t[:frames], clip)
         with torch.no_grad():
             truth = model(params).joints.numpy()
         for suffix, overrides in (("", {}), ("_no_world", {"world_bones": 0.0})):
@@ -163,18 +169,11 @@ FACE_FRAMES = 60
 def face_fields(asset, frames: int = FACE_FRAMES) -> dict:
     """The face clip (``synthetic.face_clip``) fitted from its true landmarks and from
     MediaPipe on its rendering: expression correlations and face reprojection errors."""
-    from ..perception.frames import Frame
-    from ..perception.holistic import detect_clip
-
     names = asset.meta.get("expression_names", [])
     clip = face_clip(BodyModel(asset), names, frames=frames)
     size = (clip.keypoints.width, clip.keypoints.height)
     model = BodyModel(asset).double()
-    colors = torch.as_tensor(asset.arrays["vertex_colors"], dtype=torch.float64)
-    images = render_frames(model, clip.params, clip.cam_t, clip.focal, size, colors)
-    detections = detect_clip((Frame(t, t / 30.0, image) for t, image in enumerate(images)),
-                             *size)
-    detected = Keypoints(detections.parts, *size, world=detections.pose_world)
+    detections, detected = detect_rendered(asset, clip.params, clip.cam_t, clip)
     center = (size[0] / 2, size[1] / 2)
     true_pixels = face_pixels(model, clip.params, clip.cam_t, clip.focal, center)
     fields = {"face_frames": frames, "face_detected_frac": round(
