@@ -276,7 +276,7 @@ def _eval(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"... person {done}/{total}", flush=True)
 
-    options = {} if args.crop_scale is None else {"crop_scale": args.crop_scale}
+    options = {} if args.crop_scale is None else {"crop_scales": tuple(args.crop_scale)}
     result = evaluate(args.data, BodyModel(registry.load(args.asset)), progress=say,
                       **options)
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
@@ -565,10 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--data", type=Path, required=True,
                             help="folder with a *wholebody*.json and its images")
     evaluation.add_argument("--asset", default=DEFAULT_ASSET_ID)
-    evaluation.add_argument("--crop-scale", type=float,
-                            help="the crop around each person's box the detector sees, as a "
-                            "multiple of the box (default: the one chosen by measurement, "
-                            "docs/tracker.md)")
+    evaluation.add_argument("--crop-scale", type=float, nargs="+", metavar="SCALE",
+                            help="the crops around each person's box the detector sees, as "
+                            "multiples of the box, their detections fused point by point "
+                            "(default: the ones chosen by measurement, docs/tracker.md)")
     evaluation.add_argument("--json", action="store_true", help="print only the JSON object")
     evaluation.set_defaults(handler=_eval)
 

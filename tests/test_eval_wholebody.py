@@ -11,6 +11,7 @@ from backend.evaluation.coco_wholebody import (
     COCO17_FROM_POSE33,
     FACE68_FROM_MESH478,
     evaluate,
+    fuse_detections,
     pck_counts,
 )
 from backend.tracking.render_clip import render_frames
@@ -25,6 +26,19 @@ def test_pck_counts_missing_predictions_as_wrong():
     assert pck_counts(predicted, truth, threshold=5) == (1, 2)
     predicted[0, 2] = 0
     assert pck_counts(predicted, truth, threshold=5) == (0, 2)
+
+
+def test_fused_crops_outvote_a_stray_point_and_keep_parts_one_crop_found():
+    pose = np.array([[10, 10, 0.9], [20, 20, 0.8]], float)
+    stray = pose.copy()
+    stray[1, :2] = (300, -40)  # one crop put the second point far off
+    hand = np.array([[5, 5, 0.7]], float)
+    missed = np.zeros_like(hand)
+    fused = fuse_detections([[pose, hand, missed], [stray, missed, missed],
+                             [pose + [2, 0, 0], missed, missed]])
+    np.testing.assert_allclose(fused[0], [[10, 10, 0.9], [22, 20, 0.8]])  # medians
+    np.testing.assert_allclose(fused[1], hand)  # found by one crop only
+    np.testing.assert_array_equal(fused[2], missed)  # found by none
 
 
 def test_face68_indices_are_valid_and_distinct():

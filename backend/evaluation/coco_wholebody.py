@@ -3,9 +3,11 @@ keypoints on COCO-WholeBody annotations (body 17, each hand 21, face 68).
 
 As PEAR and HMR2 report on COCO: a keypoint is correct when it lies within alpha x max(box width,
 box height) of the annotation, alpha in {0.05, 0.1}; a keypoint with no prediction is wrong.
-Each annotated person is detected in a crop of ``PERSON_CROP`` times its box (the evaluation's
-usual 1.25 leaves MediaPipe too little context: docs/tracker.md) and fitted on its own; single
-images are cheap to fit, so the body stage runs longer than for clips.
+Each annotated person is detected in crops of ``PERSON_CROPS`` times its box (the evaluation's
+usual 1.25 alone leaves MediaPipe too little context, and no one scale suits every person:
+docs/tracker.md), the crops' detections are fused point by point (``fuse_detections``), and the
+person is fitted on its own; single images are cheap to fit, so the body stage runs longer than
+for clips.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from ..errors import InputError
 from ..perception.holistic import Holistic
 from ..tracking.tracker import PART_LANDMARKS, Keypoints, Tracker, TrackerConfig
 
-# The crop around an annotated person's box that MediaPipe sees, as a multiple of the box
-# (chosen by measurement on mmpose's COCO-WholeBody people: docs/tracker.md).
-PERSON_CROP = 1.5
+# The crops around an annotated person's box that MediaPipe sees, as multiples of the box: the
+# best single scale and one step of 1.2x either side (chosen by measurement on mmpose's
+# COCO-WholeBody people: docs/tracker.md).
+PERSON_CROPS = (1.25, 1.5, 1.8)
 
 # COCO-17 in BlazePose's 33.
 COCO17_FROM_POSE33 = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
@@ -81,9 +84,9 @@ def pck_counts(predicted: np.ndarray, truth: np.ndarray, threshold: float) -> tu
 
 def evaluate(data: str | Path, model: BodyModel, iterations=(80, 600, 300),
              progress: Callable[[int, int], None] | None = None,
-             crop_scale: float = PERSON_CROP) -> dict:
-    """PCK per source (detector, fit) and part; ``crop_scale``: the crop around each
-    person's box the detector sees, as a multiple of the box."""
+             crop_scales: tuple[float, ...] = PERSON_CROPS) -> dict:
+    """PCK per source (detector, fit) and part; ``crop_scales``: the crops around each
+    person's box the detector sees, as multiples of the box (their detections fused)."""
     import cv2
 
     people = load_people(Path(data))
@@ -94,7 +97,8 @@ def evaluate(data: str | Path, model: BodyModel, iterations=(80, 600, 300),
     with Holistic(static=True) as holistic:
         for done, person in enumerate(people, start=1):
             image = cv2.cvtColor(cv2.imread(str(person.image)), cv2.COLOR_BGR2RGB)
-            detected = _detect_person(holistic, image, person.box, crop_scale)
+            detected = fuse_detections([_detect_person(holistic, image, person.box, scale)
+                                        for scale in crop_scales])
             keypoints = Keypoints(dict(zip(PART_LANDMARKS, (d[None] for d in detected),
                                            strict=True)), image.shape[1], image.shape[0])
             predictions = {"detector": _to_parts(*detected)}
@@ -136,6 +140,17 @@ def _detect_person(holistic: Holistic, image: np.ndarray, box: np.ndarray, crop_
     for d in detected:
         d[:, :2] = d[:, :2] / scale + (x0, y0)
     return detected
+
+
+def fuse_detections(detections: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """One detection from several of the same person (each a list of parts, (K, 3) pixels and
+    confidence): per part, the point-wise median over the detections that found the part (an
+    outlier among three is outvoted; of two, the mean); a part none found stays empty."""
+    fused = []
+    for part in zip(*detections, strict=True):
+        found = [points for points in part if points[:, 2].max() > 0]
+        fused.append(np.median(np.stack(found), axis=0) if found else np.zeros_like(part[0]))
+    return fused
 
 
 def _fitted_points(tracker: Tracker, keypoints: Keypoints) -> list[np.ndarray]:
