@@ -160,6 +160,19 @@ def test_missing_hands_and_face_fall_back_to_priors(open_asset):
     assert np.isfinite(result.cam_t).all()
 
 
+def test_a_schedule_may_skip_stages(open_asset):
+    """Zero steps leave a stage out (a live frame fitted without its hands and face stage, or
+    with no first stage); the stages that ran report their losses."""
+    clip = make_clip(BodyModel(open_asset), frames=2, seed=6)
+    for iterations in ((0, 6, 0), (2, 4, 0)):
+        config = TrackerConfig(focal=clip.focal, iterations=iterations, contact=0.0)
+        result = Tracker(BodyModel(open_asset), config).fit(clip.keypoints)
+        assert len(result.stage_losses) == sum(n > 0 for n in iterations)
+        assert np.isfinite(result.stage_losses).all()
+        assert np.abs(result.params["body_pose"]).max() > 0  # the body stage ran
+        np.testing.assert_array_equal(result.params["right_hand_pose"], 0)  # the hands' did not
+
+
 def test_a_held_subject_is_not_fitted(open_asset):
     """Later chunks of a clip keep the body an earlier chunk found."""
     clip = make_clip(BodyModel(open_asset), frames=6, seed=5)

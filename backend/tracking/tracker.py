@@ -149,7 +149,7 @@ class FitResult:
     focal: float
     center: tuple[float, float]
     reprojection_px: dict[str, float]  # mean pixel error per part where detected
-    stage_losses: list[float]
+    stage_losses: list[float]  # the last step's loss of each stage that ran
     seconds: float
     # (T, 4) each of ``contact.FOOT_JOINTS`` touching the ground, when the contact stage ran
     contacts: np.ndarray | None = None
@@ -530,6 +530,8 @@ class Tracker:
         fixed = set(c.subject or ())
         contacts = None
         for (label, names, parts), iterations, sigma in schedule:
+            if not iterations:  # a stage the schedule skips (e.g. a live frame's face)
+                continue
             trainable = {name: v[name].requires_grad_(True) for name in names
                          if name not in fixed}
             optimizer = torch.optim.Adam([
