@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from backend.body.model import BodyModel
+from backend.errors import InputError
 from backend.evaluation.coco_wholebody import (
     COCO17_FROM_POSE33,
     FACE68_FROM_MESH478,
@@ -39,6 +40,11 @@ def test_fused_crops_outvote_a_stray_point_and_keep_parts_one_crop_found():
     np.testing.assert_allclose(fused[0], [[10, 10, 0.9], [22, 20, 0.8]])  # medians
     np.testing.assert_allclose(fused[1], hand)  # found by one crop only
     np.testing.assert_array_equal(fused[2], missed)  # found by none
+
+
+def test_crop_scales_must_be_positive(tmp_path, open_asset):
+    with pytest.raises(InputError, match="above 0"):
+        evaluate(tmp_path, BodyModel(open_asset), crop_scales=(1.5, 0.0))
 
 
 def test_face68_indices_are_valid_and_distinct():

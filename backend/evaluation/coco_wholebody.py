@@ -89,6 +89,9 @@ def evaluate(data: str | Path, model: BodyModel, iterations=(80, 600, 300),
     person's box the detector sees, as multiples of the box (their detections fused)."""
     import cv2
 
+    if not crop_scales or min(crop_scales) <= 0:
+        raise InputError(f"crop scales {list(crop_scales)}: give one or more multiples of the "
+                         "person's box above 0 (e.g. --crop-scale 1.25 1.5 1.8)")
     people = load_people(Path(data))
     counts = {source: {part: {0.05: 0, 0.1: 0, "n": 0} for part in PARTS}
               for source in ("detector", "fit")}
