@@ -137,19 +137,27 @@ def test_a_rerun_skips_the_clips_already_done(ray_bake, footage, server_home):
     assert {n: (out / f"{n}.blend").stat().st_mtime_ns for n in CLIPS} == before
 
 
-def _start_bake(clips: list[Path], out: Path, home: Path, *extra: str
-                ) -> tuple[subprocess.Popen, set[int]]:
-    """``_bake``, and the Ray workers already alive then (an earlier test's, still going):
-    ``_wait_for_task`` must not take one of those for this run's."""
-    earlier = set(worker_processes())
-    return _bake(clips, out, home, *extra), earlier
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process ``pid`` was started, directly or not, by ``ancestor`` (a local Ray's
+    workers descend from the driver that started it)."""
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:  # the parent's pid is the 2nd field after the command's ")"
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
 
 
-def _wait_for_task(process: subprocess.Popen, task: str, earlier: set[int]) -> int:
+def _wait_for_task(process: subprocess.Popen, task: str) -> int:
+    """A Ray worker of this bake's own running ``task``: not one an earlier test's run left
+    still going (a signal sent on seeing that one reached the driver before its clips began,
+    and the bake ran to the end)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         busy = [pid for pid, title in worker_processes().items()
-                if task in title and pid not in earlier]
+                if task in title and _descends_from(pid, process.pid)]
         if busy:
             return busy[0]
         time.sleep(0.1)
@@ -163,8 +171,8 @@ def long_clip(open_asset, tmp_path_factory) -> Path:
 
 def test_a_worker_killed_mid_clip_is_restarted_and_the_clip_completes(long_clip, server_home,
                                                                       tmp_path):
-    process, earlier = _start_bake([long_clip], tmp_path / "out", server_home, "--workers", "1")
-    victim = _wait_for_task(process, "fit_part", earlier)
+    process = _bake([long_clip], tmp_path / "out", server_home, "--workers", "1")
+    victim = _wait_for_task(process, "fit_part")
     time.sleep(1.0)  # well into the fit
     os.kill(victim, signal.SIGKILL)
     code, log = _finish(process)
@@ -178,8 +186,8 @@ def test_a_worker_killed_mid_clip_is_restarted_and_the_clip_completes(long_clip,
 def test_ctrl_c_stops_the_run_and_leaves_nothing_half_written(long_clip, footage, server_home,
                                                              tmp_path):
     out = tmp_path / "out"
-    process, earlier = _start_bake([long_clip, footage["a"]], out, server_home, "--workers", "1")
-    _wait_for_task(process, "fit_part", earlier)
+    process = _bake([long_clip, footage["a"]], out, server_home, "--workers", "1")
+    _wait_for_task(process, "fit_part")
     process.send_signal(signal.SIGINT)
     code, log = _finish(process, timeout=120)
     assert code == 130, log
