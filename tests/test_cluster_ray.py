@@ -31,9 +31,12 @@ LONG = 20  # frames of the clip whose worker is killed: its fit takes long enoug
 
 def _bake(clips: list[Path], out: Path, home: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PEAR_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    # Ctrl-C as a terminal sends it, whatever this run inherited: a shell's background job
+    # starts with SIGINT ignored, and the bake would inherit that and never see the test's.
     return subprocess.Popen([sys.executable, "-m", "backend.cli", "bake", *map(str, clips),
                              "--out", str(out), "--npz", "--ray", *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
