@@ -3,7 +3,7 @@ with the recovered motion, rendered by the backend (``avatar.build``, ``avatar.r
 into a folder of RGBA PNGs, one per scene frame, which the panel lays over the footage in the
 camera view (``scene.add_overlay``).
 
-A stepped object like ``session.RecoverSession``: ``step`` does a little work and returns, so
+A stepped object (``stepping.Stepped``): ``step`` does a little work and returns, so
 Blender's modal timer drives it and headless scripts loop. No bpy here.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .footage import Footage
+from .stepping import Stepped
 
 BATCH = 16  # frames per avatar.render request: a reply of a few MB, progress that moves
 
@@ -59,7 +60,7 @@ def render_batches(chunks: Sequence[RecoveredChunk], batch: int = BATCH
     return requests
 
 
-class AvatarPreview:
+class AvatarPreview(Stepped):
     def __init__(self, client, footage: Footage, chunks: Sequence[RecoveredChunk],
                  folder: Path, asset: str, max_side: int = 512, dead_after: float = 600.0):
         from .backend_client import BackendError
@@ -80,30 +81,17 @@ class AvatarPreview:
         self._since = time.monotonic()
 
     @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
     def progress(self) -> float:
         return self.written / max(self.total, 1)
 
     def step(self, budget: float = 0.05) -> bool:
-        """Work for about ``budget`` seconds; False once finished, cancelled or failed."""
-        deadline = time.monotonic() + budget
         try:
-            while self.running and time.monotonic() < deadline:
-                if not self._advance():
-                    time.sleep(0.002)
+            self.work_for(budget, self._advance)
         except self._backend_error as exc:
             self._fail(str(exc))
         except OSError as exc:  # the preview folder
             self._fail(f"cannot write the preview into {self.folder}: {exc}")
         return self.running
-
-    def run(self) -> None:
-        """Step until finished (headless use)."""
-        while self.step():
-            pass
 
     def cancel(self) -> None:
         if self.running:

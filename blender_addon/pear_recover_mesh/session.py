@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .footage import Footage, FootageError
 from .shared import conventions
+from .stepping import Stepped
 
 # Fitting a frame costs about five times detecting it (measured: 0.25 vs 0.05 s on 2 cores):
 # progress weighs the two phases so the bar moves evenly.
@@ -46,7 +47,7 @@ class RecoverSettings:
 Apply = Callable[[dict, object, int], None]  # (rig, ClipResults, first footage index)
 
 
-class RecoverSession:
+class RecoverSession(Stepped):
     def __init__(self, client, footage: Footage, settings: RecoverSettings,
                  apply: Apply):
         from .backend_client import BackendError
@@ -75,10 +76,6 @@ class RecoverSession:
         self._last_reply = time.monotonic()
 
     @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
     def progress(self) -> float:
         sent = len(self.footage) + sum(self._overlap(k) for k in range(len(self.chunks)))
         total = sent + _FIT_WEIGHT * len(self.footage)
@@ -88,23 +85,14 @@ class RecoverSession:
         """Work for about ``budget`` seconds; False once finished, cancelled or failed."""
         if not self.running:
             return False
-        deadline = time.monotonic() + budget
         try:
-            while self.running and time.monotonic() < deadline:
-                if not self._advance():
-                    time.sleep(0.002)  # nothing arrived: don't spin
+            self.work_for(budget, self._advance)
         except self._backend_error as exc:
             self.error_code = exc.code
             self._fail(str(exc))
         except FootageError as exc:
             self._fail(str(exc))
         return self.running
-
-    def run(self, progress: Callable[[RecoverSession], None] | None = None) -> None:
-        """Step until finished (headless use)."""
-        while self.step():
-            if progress is not None:
-                progress(self)
 
     def cancel(self) -> None:
         """Stop now; keyframes already applied stay."""
@@ -238,7 +226,7 @@ class RecoverSession:
         self.status = f"failed after {self.frames_applied} applied frames"
 
 
-class PeopleSession:
+class PeopleSession(Stepped):
     """Everyone in view, one after another: a ``RecoverSession`` following person 1 (the
     leftmost in the first frame showing anybody), then 2, ... until the backend says there is
     no such person; each into its own rig (``make_apply(number)``). Steps like a
@@ -255,10 +243,6 @@ class PeopleSession:
     def _start(self, number: int) -> RecoverSession:
         settings = RecoverSettings(**{**self.settings.__dict__, "person": number})
         return RecoverSession(self.client, self.footage, settings, self.make_apply(number))
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
 
     @property
     def frames_applied(self) -> int:
@@ -290,10 +274,6 @@ class PeopleSession:
             self._end(current.state, f"{current.state} at person {self.people + 1}; kept "
                       f"{self.people} people")
         return self.running
-
-    def run(self) -> None:
-        while self.step():
-            pass
 
     def cancel(self) -> None:
         if self.running:
