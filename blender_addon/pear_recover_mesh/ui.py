@@ -1,7 +1,8 @@
 """The *Recover Mesh* panel (3D Viewport > Sidebar > PEAR), its settings and operators.
 
 Thin by design: the work lives in ``session.RecoverSession`` (stepped by a modal timer here)
-and ``scene`` (the rig); the local backend process in ``local_backend``.
+and ``scene`` (the rig); the local backend process in ``local_backend``. Its sub-panels:
+``ui_retarget`` (onto the user's character), ``ui_live`` (a live source).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import bpy
 from . import local_backend
 from .avatar_preview import AvatarPreview, RecoveredChunk
 from .footage import FootageError, image_sequence
-from .presets import Preset, PresetError, save_preset, shipped_presets, suggest
+from .presets import shipped_presets
 from .scene import ClipApplier, add_overlay
 from .session import PeopleSession, RecoverSession, RecoverSettings
 from .shared import conventions, footage_files
@@ -385,23 +386,6 @@ def preview_folder(name: str) -> Path:
     return base / "pear_avatar" / bpy.path.clean_name(name)
 
 
-def _retarget_pair(settings: PearSettings):
-    source, target = settings.retarget_source, settings.retarget_target
-    if source is None or target is None:
-        raise PresetError("pick the PEAR rig and your character's armature first")
-    if source == target:
-        raise PresetError("the PEAR rig and the character are the same armature")
-    return source, target
-
-
-def _custom_preset(settings: PearSettings, name: str = "Custom") -> Preset:
-    bones = {item.joint: item.bone for item in settings.bone_map if item.bone}
-    if "pelvis" not in bones:
-        raise PresetError("the custom map needs a bone for 'pelvis' (the root): press Suggest, "
-                          "then fill in or correct the bones")
-    return Preset(name, bones)
-
-
 class PEAR_OT_cancel(bpy.types.Operator):
     bl_idname = "pear.cancel"
     bl_label = "Cancel"
@@ -414,116 +398,6 @@ class PEAR_OT_cancel(bpy.types.Operator):
     def execute(self, context):
         _STATE["cancel"] = True  # the running operator cancels on its next timer tick
         return {"FINISHED"}
-
-
-class PEAR_OT_retarget(bpy.types.Operator):
-    bl_idname = "pear.retarget"
-    bl_label = "Retarget"
-    bl_description = "Key the character's bones with the PEAR rig's motion (one undo step)"
-    bl_options = {"REGISTER", "UNDO"}
-
-    def execute(self, context):
-        from .retarget_scene import RetargetError, resolve_preset, retarget_armature
-
-        settings = _settings(context)
-        try:
-            source, target = _retarget_pair(settings)
-            choice = settings.retarget_preset
-            preset = (_custom_preset(settings) if choice == "CUSTOM"
-                      else resolve_preset(choice.lower() if choice == "AUTO" else choice,
-                                          target))
-            done = retarget_armature(source, target, preset, plant=settings.plant_feet)
-        except (PresetError, RetargetError) as exc:
-            settings.status = str(exc)
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        settings.status = (f"retargeted {done.frames} frames onto {done.bones} bones of "
-                           f"{target.name} ({preset.name}"
-                           f"{', feet planted' if done.planted else ''})")
-        if done.unmapped:
-            self.report({"INFO"}, f"{target.name} has no bone for {', '.join(done.unmapped)}")
-        self.report({"INFO"}, settings.status)
-        return {"FINISHED"}
-
-
-class PEAR_OT_retarget_suggest(bpy.types.Operator):
-    bl_idname = "pear.retarget_suggest"
-    bl_label = "Suggest"
-    bl_description = "Fill the custom bone map by matching the character's bone names"
-    bl_options = {"REGISTER", "UNDO"}
-
-    def execute(self, context):
-        settings = _settings(context)
-        try:
-            source, target = _retarget_pair(settings)
-        except PresetError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        joints = [bone.name for bone in source.data.bones]
-        found = suggest(joints, [bone.name for bone in target.data.bones])
-        settings.bone_map.clear()
-        for joint in joints:
-            item = settings.bone_map.add()
-            item.joint, item.bone = joint, found.get(joint, "")
-        settings.status = f"suggested {len(found)} of {len(joints)} joints: check them"
-        return {"FINISHED"}
-
-
-class PEAR_OT_retarget_save_preset(bpy.types.Operator):
-    bl_idname = "pear.retarget_save_preset"
-    bl_label = "Save Preset"
-    bl_description = "Write the custom bone map as a preset file (JSON), for --retarget FILE"
-
-    def execute(self, context):
-        settings = _settings(context)
-        path = Path(bpy.path.abspath(settings.preset_file))
-        try:
-            saved = save_preset(_custom_preset(settings, path.stem), path)
-        except (PresetError, OSError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        settings.status = f"preset saved: {saved}"
-        return {"FINISHED"}
-
-
-class PEAR_OT_export_bvh(bpy.types.Operator):
-    bl_idname = "pear.export_bvh"
-    bl_label = "Export BVH"
-    bl_description = ("Write the PEAR rig's animation as BVH (Blender's exporter: Z up; import "
-                      "it with Forward Y, Up Z)")
-
-    filepath: bpy.props.StringProperty(subtype="FILE_PATH")
-    filter_glob: bpy.props.StringProperty(default="*.bvh", options={"HIDDEN"})
-
-    def invoke(self, context, _event):
-        rig = _settings(context).retarget_source
-        self.filepath = bpy.path.ensure_ext(rig.name if rig else "pear", ".bvh")
-        context.window_manager.fileselect_add(self)
-        return {"RUNNING_MODAL"}
-
-    def execute(self, context):
-        from .retarget_scene import export_bvh
-
-        rig = _settings(context).retarget_source
-        animation = rig.animation_data if rig is not None else None
-        if animation is None or animation.action is None:
-            self.report({"ERROR"}, "pick the PEAR rig (with its animation) to export")
-            return {"CANCELLED"}
-        first, last = (round(f) for f in animation.action.frame_range)
-        export_bvh(rig, bpy.path.abspath(self.filepath), (first, last))
-        self.report({"INFO"}, f"BVH written: {self.filepath} (frames {first}-{last})")
-        return {"FINISHED"}
-
-
-class PEAR_UL_bone_map(bpy.types.UIList):
-    def draw_item(self, context, layout, _data, item, _icon, _active, _property):
-        row = layout.row(align=True)
-        row.label(text=item.joint)
-        target = _settings(context).retarget_target
-        if target is not None:
-            row.prop_search(item, "bone", target.data, "bones", text="")
-        else:
-            row.prop(item, "bone", text="")
 
 
 class VIEW3D_PT_pear_recover(bpy.types.Panel):
@@ -589,44 +463,15 @@ class VIEW3D_PT_pear_recover(bpy.types.Panel):
             layout.label(text=settings.status)
 
 
-class VIEW3D_PT_pear_retarget(bpy.types.Panel):
-    bl_label = "Retarget"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "PEAR"
-    bl_parent_id = "VIEW3D_PT_pear_recover"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        settings = _settings(context)
-        layout = self.layout
-        layout.prop(settings, "retarget_source")
-        layout.prop(settings, "retarget_target")
-        layout.prop(settings, "retarget_preset")
-        layout.prop(settings, "plant_feet")
-        if settings.retarget_preset == "CUSTOM":
-            layout.operator("pear.retarget_suggest")
-            layout.template_list("PEAR_UL_bone_map", "", settings, "bone_map", settings,
-                                 "bone_map_index", rows=6)
-            row = layout.row(align=True)
-            row.prop(settings, "preset_file", text="")
-            row.operator("pear.retarget_save_preset")
-        row = layout.row(align=True)
-        row.operator("pear.retarget", icon="ARMATURE_DATA")
-        row.operator("pear.export_bvh", icon="EXPORT")
-
-
 CLASSES = (PearBoneMapItem, PearSettings, PEAR_OT_backend_start, PEAR_OT_backend_stop,
-           PEAR_OT_connect, PEAR_OT_recover, PEAR_OT_cancel, PEAR_OT_retarget,
-           PEAR_OT_retarget_suggest, PEAR_OT_retarget_save_preset, PEAR_OT_export_bvh,
-           PEAR_UL_bone_map,
-           VIEW3D_PT_pear_recover, VIEW3D_PT_pear_retarget)
+           PEAR_OT_connect, PEAR_OT_recover, PEAR_OT_cancel, VIEW3D_PT_pear_recover)
 
 
 def _all_classes() -> tuple:
-    from . import ui_live
+    """This panel's classes, then its sub-panels' (Blender registers parents first)."""
+    from . import ui_live, ui_retarget
 
-    return CLASSES + ui_live.CLASSES
+    return CLASSES + ui_retarget.CLASSES + ui_live.CLASSES
 
 
 def register() -> None:
