@@ -3,6 +3,7 @@ strangers out."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -170,3 +171,27 @@ def test_a_send_nobody_takes_times_out_instead_of_hanging():
             connection.send({"op": "ping"})
     assert time.monotonic() - started < 10
     connection.send({"op": "ping"})  # a fresh socket takes messages again
+
+
+_CRASHING_THREAD = """
+import logging, threading
+from backend.perception.face_mesh import _native_stderr_silenced
+from backend.server import logs
+logs.configure()
+with logs.thread_failures_logged(logging.getLogger("backend.server")):
+    with _native_stderr_silenced():  # as while MediaPipe runs on another thread
+        worker = threading.Thread(target=lambda: 1 / 0, name="worker")
+        worker.start()
+        worker.join()
+"""
+
+
+def test_a_crashed_server_thread_is_logged_even_while_stderr_is_silenced():
+    done = subprocess.run([sys.executable, "-c", _CRASHING_THREAD], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e["event"] == "thread.failed"]
+    assert failed and failed[0]["thread"] == "worker", done.stderr
+    assert failed[0]["error"].startswith("ZeroDivisionError")
+    assert "in <lambda>" in failed[0]["traceback"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields) -> None:
@@ -48,3 +51,25 @@ def configure(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+@contextmanager
+def thread_failures_logged(logger: logging.Logger) -> Iterator[None]:
+    """While inside, an exception that ends a thread is logged as a ``thread.failed`` event
+    with its traceback, on the log stream: Python would print it raw to file descriptor 2,
+    which the MediaPipe silencing may point at /dev/null at that moment."""
+    previous = threading.excepthook
+
+    def log_failure(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        logger.error(json.dumps({"event": "thread.failed",
+                                 "thread": args.thread.name if args.thread else None,
+                                 "error": f"{args.exc_type.__name__}: {args.exc_value}"}),
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    threading.excepthook = log_failure
+    try:
+        yield
+    finally:
+        threading.excepthook = previous

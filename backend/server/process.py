@@ -40,7 +40,8 @@ class ServerProcess:
         try:
             process = subprocess.Popen([str(python), "-m", "backend.cli", "serve", "--bind",
                                         bind, *args], env=env, stderr=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, text=True)
+                                       stdout=subprocess.DEVNULL, encoding="utf-8",
+                                       errors="replace")  # a stray byte must not end the reader
         except OSError as exc:
             raise ServeError(f"cannot run {python}: {exc}; point it at the Python of an "
                              "environment where the PEAR backend is installed") from None

@@ -32,9 +32,10 @@ def serve(config: ServerConfig, gpu: str | None = None, estimators: list[str] | 
     previous = {sig: signal.signal(sig, lambda *_: server.request_stop())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if ready is not None:
-            ready(server)
-        server.run()
+        with logs.thread_failures_logged(logger):
+            if ready is not None:
+                ready(server)
+            server.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -493,23 +493,26 @@ class Server:
             log_event(logger, "reply.dropped", peer=peer.hex(), error=str(exc))
 
     def _shutdown(self) -> None:
-        self._captures.stop_all()
-        with self._lock:
-            sessions = list(self._sessions.values())
-        for session in sessions:
-            self._drop_session(session, "the server shut down before this was done")
-        with self._lock:
-            self._stopping.set()
-            self._lock.notify_all()
-        self._finishing.put(None)
-        self._worker.join(timeout=5.0)
-        self._finisher_done.wait(timeout=5.0)
-        self._forward_replies()
-        self._router.close()
-        self._replies.close()
-        if self._authenticator is not None:
-            self._authenticator.stop()
-        log_event(logger, "stopped", replies=next(self._served))
+        # "stopped" is said even if a step fails (``thread_failures_logged`` says how).
+        try:
+            self._captures.stop_all()
+            with self._lock:
+                sessions = list(self._sessions.values())
+            for session in sessions:
+                self._drop_session(session, "the server shut down before this was done")
+            with self._lock:
+                self._stopping.set()
+                self._lock.notify_all()
+            self._finishing.put(None)
+            self._worker.join(timeout=5.0)
+            self._finisher_done.wait(timeout=5.0)
+            self._forward_replies()
+            self._router.close()
+            self._replies.close()
+            if self._authenticator is not None:
+                self._authenticator.stop()
+        finally:
+            log_event(logger, "stopped", replies=next(self._served))
 
     # -- workers ----------------------------------------------------------------------------
 
