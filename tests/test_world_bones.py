@@ -150,7 +150,7 @@ def test_the_metric_pose_pulls_a_depth_flipped_arm_back(open_asset, weight):
     start = {name: value.numpy().repeat(3 // len(value), 0)
              for name, value in behind.params.items()}
     start["cam_t"] = clip.cam_t.numpy()
-    config = TrackerConfig(focal=clip.focal, initial=start, iterations=(20, 150, 50),
+    config = TrackerConfig(focal=clip.focal, initial=start, iterations=(20, 300, 50),
                            world_bones=weight, **NO_LEARNED_PRIOR)
     fit = Tracker(BodyModel(open_asset), config).fit(clip.keypoints)
     angle = _upper_arm_angle(clip, open_asset, fit.params)

@@ -46,6 +46,11 @@ class OnlineConfig:
     # The one-euro filter's strength (0: off): each 1.0 cost ~5 mm of body PA-MPJPE on a
     # held-out CMU clip (docs/live.md), so a light touch by default.
     smooth: float = 0.3
+    # The metric 3D term's weight (``TrackerConfig.world_bones``): a frame fitted alone has no
+    # neighbours to settle its limbs' depth, so it leans on the detector's 3D pose more than
+    # the offline fit does (on MediaPipe's detections of a rendered walk: 65.7 mm at 1.0,
+    # 67.3 at the offline 0.5; docs/live.md).
+    world_bones: float = 1.0
 
 
 @dataclass
@@ -69,7 +74,7 @@ class OnlineTracker:
         self.config, self.width, self.height, self.fps = config, width, height, fps
         # No contact stage (it needs a clip) and no smoothness (one frame has no acceleration).
         self._base = TrackerConfig(focal=focal, center=center, device=device, contact=0.0,
-                                   subject=subject)
+                                   subject=subject, world_bones=config.world_bones)
         self.tracker = Tracker(model, self._base)
         self._per_subject = [name for name, spec in model.spec.items() if spec.per == "subject"]
         self._subject = subject

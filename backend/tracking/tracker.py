@@ -111,9 +111,10 @@ class TrackerConfig:
     # Limb directions from the detector's metric 3D pose (``world_bones.py``), per frame, and
     # the robust scale of their chord error (1.5: ~100 degrees, so a limb fitted the wrong way
     # round is still pulled back); 0 turns the term off. Used when the keypoints carry
-    # ``world`` (results format 2 and later). Weight and scale by measurement on a held-out
-    # CMU clip with MediaPipe-like errors (docs/tracker.md).
-    world_bones: float = 1.0
+    # ``world`` (results format 2 and later). Weight and scale by measurement (docs/tracker.md):
+    # 0.5 scored better than 1.0 on each of two held-out CMU clips with MediaPipe-like errors
+    # and on MediaPipe's own output on rendered frames, from the front and from behind.
+    world_bones: float = 0.5
     world_sigma: float = 1.5
     # Feet on the ground (``contact.py``): after the other stages, the ground and each foot's
     # contacts are found from the fit, and this many more steps keep touching feet still and
