@@ -400,11 +400,24 @@ class PEAR_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class VIEW3D_PT_pear_recover(bpy.types.Panel):
-    bl_label = "Recover Mesh"
+class PearPanel:
+    """Where the PEAR panels show: 3D Viewport > Sidebar > PEAR (a mixin before
+    ``bpy.types.Panel``)."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "PEAR"
+
+
+class PearSubPanel(PearPanel):
+    """A box of the Recover Mesh panel, closed until opened (Retarget, Live)."""
+
+    bl_parent_id = "VIEW3D_PT_pear_recover"
+    bl_options = {"DEFAULT_CLOSED"}
+
+
+class VIEW3D_PT_pear_recover(PearPanel, bpy.types.Panel):
+    bl_label = "Recover Mesh"
 
     def draw(self, context):
         settings = _settings(context)

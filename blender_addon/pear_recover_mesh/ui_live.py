@@ -110,13 +110,8 @@ class PEAR_OT_live_stop(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class VIEW3D_PT_pear_live(bpy.types.Panel):
+class VIEW3D_PT_pear_live(ui.PearSubPanel, bpy.types.Panel):
     bl_label = "Live"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "PEAR"
-    bl_parent_id = "VIEW3D_PT_pear_recover"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         settings = ui._settings(context)

@@ -139,13 +139,8 @@ class PEAR_UL_bone_map(bpy.types.UIList):
             row.prop(item, "bone", text="")
 
 
-class VIEW3D_PT_pear_retarget(bpy.types.Panel):
+class VIEW3D_PT_pear_retarget(ui.PearSubPanel, bpy.types.Panel):
     bl_label = "Retarget"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "PEAR"
-    bl_parent_id = "VIEW3D_PT_pear_recover"
-    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         settings = ui._settings(context)
