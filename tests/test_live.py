@@ -58,9 +58,10 @@ def test_the_online_tracker_answers_every_frame_and_settles_on_the_body(open_ass
     late = [a.params["betas"] for a in answers[6:]]
     assert all(np.array_equal(betas, late[0]) for betas in late)
     # The first frame's short schedule leaves it rough; the frames after it converge (measured:
-    # 31-35 mm at the first frame, 22-24 over the last four).
+    # 28 mm at the first frame, 23 over the last four; 31-35 and 22-24 before the frames
+    # continued the optimizer's moments, docs/live.md).
     errors = _per_frame_pa(BodyModel(open_asset).double(), answers, clip.joints)
-    assert errors[-4:].mean() < 0.8 * errors[0] and errors[-4:].mean() < 30, errors.round()
+    assert errors[-4:].mean() < 0.9 * errors[0] and errors[-4:].mean() < 26, errors.round()
 
 
 @pytest.mark.slow

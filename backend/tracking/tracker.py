@@ -34,6 +34,7 @@ from .contact import (
     detect_contacts,
     estimate_ground,
 )
+from .optimizer_memory import OptimizerMemory
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss, rest_flexion
 from .world_bones import world_bone_cost, world_targets
 
@@ -489,7 +490,11 @@ class Tracker:
 
     # -- the fit ------------------------------------------------------------------------------
 
-    def fit(self, keypoints: Keypoints, progress: Progress | None = None) -> FitResult:
+    def fit(self, keypoints: Keypoints, progress: Progress | None = None,
+            memory: OptimizerMemory | None = None) -> FitResult:
+        """The fit of ``keypoints``; ``memory``: each stage's optimizer starts from the state
+        the last fit given it ended with, and leaves its own there (a fit continuing another,
+        such as a live frame's: ``optimizer_memory.py``)."""
         start = time.perf_counter()
         c = self.config
         focal = c.focal or float(max(keypoints.width, keypoints.height))
@@ -539,6 +544,8 @@ class Tracker:
                 {"params": [tensor], "lr_scale": c.face_learning_rate
                  if name in FACE_ACTION_PARAMS else 1.0}
                 for name, tensor in trainable.items()], lr=c.learning_rate)
+            if memory is not None:
+                memory.restore(label, optimizer, trainable)
             for step in range(iterations):
                 # Found twice: once the first pins have stilled the feet, contacts that the
                 # fit's own noise cut short are found whole.
@@ -566,6 +573,8 @@ class Tracker:
                 optimizer.step()
                 if progress and (step % 10 == 0 or step == iterations - 1):
                     progress(label, step + 1, iterations)
+            if memory is not None:
+                memory.keep(label, optimizer, trainable)
             for tensor in trainable.values():
                 tensor.requires_grad_(False)
             stage_losses.append(float(loss.detach()))
