@@ -52,11 +52,12 @@ class OnlineConfig:
     # the offline fit does (on MediaPipe's detections of a rendered walk: 65.7 mm at 1.0,
     # 67.3 at the offline 0.5; docs/live.md).
     world_bones: float = 1.0
-    # Each frame's steps continue the last frame's optimizer moments (``optimizer_memory.py``)
-    # and end at this share of the step size they start with, where the offline schedule's
-    # hundreds of steps anneal to 0.05: a frame fitted in a dozen steps is still moving at its
-    # end. Both by measurement (docs/live.md): on a synthetic clip, 49.2 mm settled with
-    # neither, 44.3 with the share alone, 40.9 with both.
+    # Each frame's steps continue the optimizer moments of the frame just before it
+    # (``optimizer_memory.py``; after a dropped frame they start afresh) and end at this share
+    # of the step size they start with, where the offline schedule's hundreds of steps anneal
+    # to 0.05: a frame fitted in a dozen steps is still moving at its end. Both by measurement
+    # (docs/live.md): on a synthetic clip, 49.2 mm settled with neither, 44.4 with the share
+    # alone, 41.1 with both.
     carry_moments: bool = True
     final_lr_fraction: float = 0.5
 
@@ -84,7 +85,7 @@ class OnlineTracker:
         self._base = TrackerConfig(focal=focal, center=center, device=device, contact=0.0,
                                    subject=subject, world_bones=config.world_bones,
                                    final_lr_fraction=config.final_lr_fraction)
-        self._memory = OptimizerMemory() if config.carry_moments else None
+        self._memory: OptimizerMemory | None = None  # the last fit's moments
         self.tracker = Tracker(model, self._base)
         self._per_subject = [name for name, spec in model.spec.items() if spec.per == "subject"]
         self._subject = subject
@@ -133,34 +134,48 @@ class OnlineTracker:
         keypoints = Keypoints({name: points[None] for name, points in parts.items()},
                               self.width, self.height, fps=self.fps,
                               world=None if world is None else world[None])
+        # Moments only from the frame just before: after a gap the last descent points the
+        # wrong way (every 2nd frame answered: 32.0 mm carried against 30.5 afresh).
+        follows = self._last_time is not None and time_s - self._last_time < 1.5 / self.fps
+        memory = self._memory if follows and self._memory is not None else self._new_memory()
         fit = self._fit(keypoints, initial, self.config.iterations if initial is not None
-                        else self.config.first_iterations)
+                        else self.config.first_iterations, memory)
         height = part_scales(keypoints.parts, float(self.height))["pose"][0]
         if initial is not None and _pose_px(fit) > self.config.refit_error * height:
-            fit = self._refit(keypoints, fit, height)
+            fit, memory = self._refit(keypoints, fit, height)
+        self._memory = memory
         self._raw = {**fit.params, "cam_t": fit.cam_t}
         self._learn_subject(fit.params)
         params, cam_t = self._smoothed(fit.params, fit.cam_t, time_s)
         self._last = OnlineEstimate(params, cam_t, True, time.perf_counter() - started)
         return self._last
 
+    def _new_memory(self) -> OptimizerMemory | None:
+        return OptimizerMemory() if self.config.carry_moments else None
+
     def _fit(self, keypoints: Keypoints, initial: dict[str, np.ndarray] | None,
-             iterations: tuple[int, int, int]) -> FitResult:
+             iterations: tuple[int, int, int], memory: OptimizerMemory | None) -> FitResult:
         self.tracker.config = replace(self._base, initial=initial, iterations=iterations,
                                       subject=self._subject)
-        return self.tracker.fit(keypoints, memory=self._memory)
+        return self.tracker.fit(keypoints, memory=memory)
 
-    def _refit(self, keypoints: Keypoints, fit: FitResult, height: float) -> FitResult:
+    def _refit(self, keypoints: Keypoints, fit: FitResult, height: float
+               ) -> tuple[FitResult, OptimizerMemory | None]:
         """A frame the short schedule missed (``OnlineConfig.refit_error``): onward from that
         fit, since after dropped frames the body has moved more than a frame's worth but the
-        short fit is still nearer than rest; from rest as well if still off."""
+        short fit is still nearer than rest; from rest as well if still off. Each with fresh
+        moments (a jump is no continuation); returns the fit kept and its moments."""
         self.refits += 1
+        onward_memory = self._new_memory()
         onward = self._fit(keypoints, {**fit.params, "cam_t": fit.cam_t},
-                           self.config.first_iterations)
+                           self.config.first_iterations, onward_memory)
         if _pose_px(onward) <= self.config.rest_error * height:
-            return onward
-        fresh = self._fit(keypoints, None, self.config.first_iterations)
-        return fresh if _pose_px(fresh) < _pose_px(onward) else onward
+            return onward, onward_memory
+        rest_memory = self._new_memory()
+        fresh = self._fit(keypoints, None, self.config.first_iterations, rest_memory)
+        if _pose_px(fresh) < _pose_px(onward):
+            return fresh, rest_memory
+        return onward, onward_memory
 
     def _learn_subject(self, params: dict[str, np.ndarray]) -> None:
         if self._subject is not None:
