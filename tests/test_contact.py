@@ -82,6 +82,14 @@ def test_short_contacts_are_dropped_and_exits_are_looser_than_entries():
     assert not detect_contacts(hovering, ground, fps=1.0).any()
 
 
+def test_a_fitted_foot_may_move_faster_than_a_captured_one_and_still_touch():
+    ground = Ground(np.array([0.0, 1.0, 0.0]), 0.0, np.array([0.0]))
+    feet = np.zeros((8, 1, 3))
+    feet[:, 0, 0] = 0.3 * np.arange(8)  # on the ground, at 0.3 m/s: the fit's noise
+    assert not detect_contacts(feet, ground, fps=1.0).any()
+    assert detect_contacts(feet, ground, fps=1.0, speeds=TrackerConfig.contact_speeds).all()
+
+
 def test_contact_cost_counts_sliding_and_sinking_only():
     ground = Ground(np.array([0.0, 1.0, 0.0]), 0.0, np.array([0.05, 0.05]))
     still = torch.zeros(3, 2, 3, dtype=torch.float64)

@@ -70,11 +70,13 @@ def estimate_ground(points: np.ndarray, up: np.ndarray, fps: float,
     return Ground(normal, offset, resting + offset)
 
 
-def detect_contacts(points: np.ndarray, ground: Ground, fps: float) -> np.ndarray:
+def detect_contacts(points: np.ndarray, ground: Ground, fps: float,
+                    speeds: tuple[float, float] = (ENTER_SPEED, EXIT_SPEED)) -> np.ndarray:
     """(T, P) bool: each foot point's contact with ``ground``, frame by frame: it starts when
-    the point is within ``ENTER_HEIGHT`` of its resting height and slower than
-    ``ENTER_SPEED``, lasts while within the looser ``EXIT_*`` bounds, and counts only when it
-    lasts ``MIN_FRAMES``."""
+    the point is within ``ENTER_HEIGHT`` of its resting height and slower than ``speeds[0]``
+    (m/s), lasts while within ``EXIT_HEIGHT`` and slower than ``speeds[1]``, and counts only
+    when it lasts ``MIN_FRAMES``."""
+    enter_speed, exit_speed = speeds
     above = ground.heights(points) - ground.resting
     speed = np.linalg.norm(np.gradient(points, axis=0), axis=-1) * fps
     contacts = np.zeros(above.shape, bool)
@@ -82,9 +84,9 @@ def detect_contacts(points: np.ndarray, ground: Ground, fps: float) -> np.ndarra
         touching = False
         for t in range(len(points)):
             if touching:
-                touching = above[t, point] < EXIT_HEIGHT and speed[t, point] < EXIT_SPEED
+                touching = above[t, point] < EXIT_HEIGHT and speed[t, point] < exit_speed
             else:
-                touching = above[t, point] < ENTER_HEIGHT and speed[t, point] < ENTER_SPEED
+                touching = above[t, point] < ENTER_HEIGHT and speed[t, point] < enter_speed
             contacts[t, point] = touching
         contacts[:, point] = _drop_short_runs(contacts[:, point], MIN_FRAMES)
     return contacts
