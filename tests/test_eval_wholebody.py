@@ -15,6 +15,7 @@ from backend.evaluation.coco_wholebody import (
     fuse_detections,
     pck_counts,
 )
+from backend.perception.holistic import FACE, HAND, POSE, FrameLandmarks
 from backend.tracking.render_clip import render_frames
 from backend.tracking.synthetic import make_clip
 
@@ -29,17 +30,44 @@ def test_pck_counts_missing_predictions_as_wrong():
     assert pck_counts(predicted, truth, threshold=5) == (0, 2)
 
 
+def _crop(pose, hand, world):
+    """A crop's detection: ``pose`` and ``world`` given, ``hand`` as the left, nothing else."""
+    return FrameLandmarks(pose, np.zeros((FACE, 3)), hand, np.zeros((HAND, 3)), world)
+
+
 def test_fused_crops_outvote_a_stray_point_and_keep_parts_one_crop_found():
-    pose = np.array([[10, 10, 0.9], [20, 20, 0.8]], float)
+    pose = np.zeros((POSE, 3))
+    pose[:, :2] = np.linspace(10, 300, 2 * POSE).reshape(POSE, 2)
+    pose[:, 2] = 0.9
     stray = pose.copy()
     stray[1, :2] = (300, -40)  # one crop put the second point far off
-    hand = np.array([[5, 5, 0.7]], float)
+    hand = np.zeros((HAND, 3))
+    hand[:, :2], hand[:, 2] = pose[15, :2] + 3, 0.7  # on the pose's left wrist
     missed = np.zeros_like(hand)
-    fused = fuse_detections([[pose, hand, missed], [stray, missed, missed],
-                             [pose + [2, 0, 0], missed, missed]])
-    np.testing.assert_allclose(fused[0], [[10, 10, 0.9], [22, 20, 0.8]])  # medians
-    np.testing.assert_allclose(fused[1], hand)  # found by one crop only
-    np.testing.assert_array_equal(fused[2], missed)  # found by none
+    world = np.ones((POSE, 4))
+    fused = fuse_detections([_crop(pose, hand, world), _crop(stray, missed, 3 * world),
+                             _crop(pose + [2, 0, 0], missed, 2 * world)])
+    np.testing.assert_allclose(fused.pose[:2], [[pose[0, 0], pose[0, 1], 0.9],
+                                                [pose[1, 0] + 2, pose[1, 1], 0.9]])  # medians
+    np.testing.assert_allclose(fused.left_hand, hand)  # found by one crop only
+    np.testing.assert_array_equal(fused.right_hand, missed)  # found by none
+    np.testing.assert_allclose(fused.pose_world, 2 * world)  # the metric pose fused alike
+
+
+def test_a_crops_hand_on_another_arm_is_dropped():
+    """A wide crop found a left hand far from the fused pose's left wrist (a neighbour's): it
+    does not count, while the same hand on the wrist does."""
+    pose = np.zeros((POSE, 3))
+    pose[[11, 12, 23, 24], :2] = [(120, 100), (80, 100), (115, 200), (85, 200)]  # torso 100 px
+    pose[15, :2] = (140, 190)
+    pose[:, 2] = 0.9
+    far = np.zeros((HAND, 3))
+    far[:, :2], far[:, 2] = (140 + 60, 190), 1.0  # 0.6 torso from the wrist
+    near = far.copy()
+    near[:, 0] = 140 + 20
+    world = np.zeros((POSE, 4))
+    assert not fuse_detections([_crop(pose, far, world)]).left_hand.any()
+    np.testing.assert_allclose(fuse_detections([_crop(pose, near, world)]).left_hand, near)
 
 
 def test_crop_scales_must_be_positive(tmp_path, open_asset):

@@ -12,6 +12,8 @@ from backend.perception.holistic import (
     assign_hands,
     detect_clip,
     face_agrees_with_pose,
+    hand_agrees_with_pose,
+    own_parts,
     person_box,
 )
 from backend.results import FORMAT_VERSION, ClipResults, ResultsError, load_results, save_results
@@ -130,6 +132,25 @@ def test_a_face_mesh_on_another_face_is_not_the_persons(open_asset):
     unseen = pose.copy()
     unseen[:11, 2] = 0.0  # no face points to vote: the mesh stands
     assert face_agrees_with_pose(unseen, neighbour)
+
+
+def test_a_hand_away_from_its_wrist_is_not_the_arms(open_asset):
+    """The model's own hands agree with its pose; a right hand given the left hand's landmarks
+    (what Holistic does with a hand hidden behind the body) does not, and is dropped."""
+    clip = make_clip(BodyModel(open_asset), frames=1, seed=3, size=(480, 640), focal=550.0)
+    parts = {name: points[0] for name, points in clip.keypoints.parts.items()}
+    pose, left, right = parts["pose"], parts["left_hand"], parts["right_hand"]
+    assert hand_agrees_with_pose(pose, left, "left")
+    assert hand_agrees_with_pose(pose, right, "right")
+    assert np.linalg.norm(left[0, :2] - right[0, :2]) > 50  # the hands are apart here
+    assert not hand_agrees_with_pose(pose, left, "right")
+    face, kept_left, kept_right = own_parts(pose, parts["face"], left, left.copy())
+    np.testing.assert_array_equal(kept_left, left)
+    assert not kept_right.any()
+    np.testing.assert_array_equal(face, parts["face"])
+    unseen = pose.copy()
+    unseen[16, 2] = 0.0  # no right wrist to compare with: the hand stands
+    assert hand_agrees_with_pose(unseen, left, "right")
 
 
 def test_person_box_covers_found_points():

@@ -6,8 +6,8 @@ box height) of the annotation, alpha in {0.05, 0.1}; a keypoint with no predicti
 Each annotated person is detected in crops of ``PERSON_CROPS`` times its box (the evaluation's
 usual 1.25 alone leaves MediaPipe too little context, and no one scale suits every person:
 docs/tracker.md), the crops' detections are fused point by point (``fuse_detections``), and the
-person is fitted on its own; single images are cheap to fit, so the body stage runs longer than
-for clips.
+person is fitted on its own, to the image parts and BlazePose's metric 3D pose as ``backend fit``
+is; single images are cheap to fit, so the body stage runs longer than for clips.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch
 from ..body.model import BodyModel
 from ..camera import project, to_camera
 from ..errors import InputError
-from ..perception.holistic import Holistic
+from ..perception.holistic import FrameLandmarks, Holistic, own_parts
 from ..tracking.tracker import PART_LANDMARKS, Keypoints, Tracker, TrackerConfig
 
 # The crops around an annotated person's box that MediaPipe sees, as multiples of the box: the
@@ -102,10 +102,13 @@ def evaluate(data: str | Path, model: BodyModel, iterations=(80, 600, 300),
             image = cv2.cvtColor(cv2.imread(str(person.image)), cv2.COLOR_BGR2RGB)
             detected = fuse_detections([_detect_person(holistic, image, person.box, scale)
                                         for scale in crop_scales])
-            keypoints = Keypoints(dict(zip(PART_LANDMARKS, (d[None] for d in detected),
-                                           strict=True)), image.shape[1], image.shape[0])
-            predictions = {"detector": _to_parts(*detected)}
-            if detected[0][:, 2].max() > 0:
+            # The fit sees what ``backend fit`` gives it: the image parts and the metric pose.
+            keypoints = Keypoints(dict(zip(PART_LANDMARKS, (d[None] for d in
+                                                            detected.image_parts),
+                                           strict=True)), image.shape[1], image.shape[0],
+                                  world=detected.pose_world[None])
+            predictions = {"detector": _to_parts(*detected.image_parts)}
+            if detected.pose[:, 2].max() > 0:
                 predictions["fit"] = _to_parts(*_fitted_points(tracker, keypoints))
             else:  # a person the detector missed counts against the fit too
                 for part in PARTS:
@@ -126,7 +129,7 @@ def evaluate(data: str | Path, model: BodyModel, iterations=(80, 600, 300),
 
 
 def _detect_person(holistic: Holistic, image: np.ndarray, box: np.ndarray, crop_scale: float
-                   ) -> list[np.ndarray]:
+                   ) -> FrameLandmarks:
     """Holistic on a ``crop_scale`` crop of the person's box (small people upscaled so its
     longer side is at least 512 pixels), in full-image pixels."""
     import cv2
@@ -139,21 +142,29 @@ def _detect_person(holistic: Holistic, image: np.ndarray, box: np.ndarray, crop_
     scale = max(1.0, 512 / max(x1 - x0, y1 - y0))
     patch = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale,
                        interpolation=cv2.INTER_CUBIC)
-    detected = [d.copy() for d in holistic.detect(np.ascontiguousarray(patch)).image_parts]
-    for d in detected:
+    detected = holistic.detect(np.ascontiguousarray(patch))
+    parts = [d.copy() for d in detected.image_parts]
+    for d in parts:
         d[:, :2] = d[:, :2] / scale + (x0, y0)
-    return detected
+    return FrameLandmarks(*parts, detected.pose_world)
 
 
-def fuse_detections(detections: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """One detection from several of the same person (each a list of parts, (K, 3) pixels and
-    confidence): per part, the point-wise median over the detections that found the part (an
-    outlier among three is outvoted; of two, the mean); a part none found stays empty."""
-    fused = []
-    for part in zip(*detections, strict=True):
-        found = [points for points in part if points[:, 2].max() > 0]
-        fused.append(np.median(np.stack(found), axis=0) if found else np.zeros_like(part[0]))
-    return fused
+def fuse_detections(detections: list[FrameLandmarks]) -> FrameLandmarks:
+    """One detection from several of the same person: per part, the point-wise median over the
+    detections that found the part (an outlier among three is outvoted; of two, the mean); a
+    part none found stays empty. The pose is fused first (its metric 3D pose with it), and a
+    crop's face or hand counts only where it is that pose's own (``own_parts``): a wide crop
+    can take in a neighbour's hand."""
+    with_pose = [d for d in detections if d.pose[:, 2].max() > 0] or detections[:1]
+    pose = _median_of_found([d.pose for d in with_pose])
+    world = np.median(np.stack([d.pose_world for d in with_pose]), axis=0)
+    owned = zip(*(own_parts(pose, *d.image_parts[1:]) for d in detections), strict=True)
+    return FrameLandmarks(pose, *(_median_of_found(list(part)) for part in owned), world)
+
+
+def _median_of_found(part: list[np.ndarray]) -> np.ndarray:
+    found = [points for points in part if points[:, 2].max() > 0]
+    return np.median(np.stack(found), axis=0) if found else np.zeros_like(part[0])
 
 
 def _fitted_points(tracker: Tracker, keypoints: Keypoints) -> list[np.ndarray]:

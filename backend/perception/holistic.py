@@ -30,6 +30,13 @@ MESH_FACE_POINTS = [4, 473, 468, 291, 61]
 # BlazePose's is another face or none (measured on COCO-WholeBody people: a mesh on the right
 # face lies within 0.1-0.35, one on a neighbour's face or a hat 0.65-1.0; docs/tracker.md).
 FACE_MESH_MAX_OFFSET = 0.5
+# BlazePose's shoulders and hips: (left, right) each.
+POSE_SHOULDERS, POSE_HIPS = [11, 12], [23, 24]
+# A hand whose wrist lies further than this times the torso (shoulders' to hips' midpoint) from
+# the pose's wrist on its side is not that arm's: on real footage a hand on its own wrist lies
+# within 0.3, a hidden hand given the visible one's landmarks 0.6, a crop's hand on a
+# neighbour's arm 0.75 (docs/tracker.md).
+HAND_MAX_OFFSET = 0.45
 
 
 IMAGE_PARTS = ("pose", "face", "left_hand", "right_hand")
@@ -152,6 +159,33 @@ def face_agrees_with_pose(pose: np.ndarray, face: np.ndarray) -> bool:
     return float(np.median(np.linalg.norm(offsets, axis=1))) <= FACE_MESH_MAX_OFFSET * size
 
 
+def hand_agrees_with_pose(pose: np.ndarray, hand: np.ndarray, side: str) -> bool:
+    """Whether a found hand (``side``: "left" or "right") is on the arm the pose has there.
+
+    Holistic can give a hand hidden behind the body the visible hand's landmarks, and a crop
+    around a person can find a neighbour's hand; the fit would then pull the arm there. With
+    the wrist, the shoulders or the hips unseen there is nothing to compare, and the hand
+    stands.
+    """
+    wrist = pose[POSE_LEFT_WRIST if side == "left" else POSE_RIGHT_WRIST]
+    torso = pose[POSE_SHOULDERS + POSE_HIPS]
+    if wrist[2] <= KEYPOINT_SEEN or (torso[:, 2] <= KEYPOINT_SEEN).any():
+        return True
+    length = np.linalg.norm(torso[:2, :2].mean(0) - torso[2:, :2].mean(0))
+    return float(np.linalg.norm(hand[0, :2] - wrist[:2])) <= HAND_MAX_OFFSET * length
+
+
+def own_parts(pose: np.ndarray, face: np.ndarray, left: np.ndarray, right: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(face, left hand, right hand), each as found or, where it is not the pose's own
+    (``face_agrees_with_pose``, ``hand_agrees_with_pose``), as not found."""
+    face = face if not face[:, 2].any() or face_agrees_with_pose(pose, face) else \
+        np.zeros_like(face)
+    left, right = (hand if not hand[:, 2].any() or hand_agrees_with_pose(pose, hand, side)
+                   else np.zeros_like(hand) for hand, side in ((left, "left"), (right, "right")))
+    return face, left, right
+
+
 def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
     """Box around every found landmark, grown by ``margin`` of its size; NaN if none."""
     points = np.concatenate([p[p[:, 2] > KEYPOINT_SEEN, :2] for p in parts])
@@ -191,20 +225,23 @@ class Holistic:
         first = _points(result.left_hand_landmarks, HAND, width, height, use_visibility=False)
         second = _points(result.right_hand_landmarks, HAND, width, height, use_visibility=False)
         left, right = assign_hands(pose, first, second)
-        face = _own_face(pose, face)  # if another face: the crop pass below looks again
+        # A part on someone else (or the other hand's double) is not found: the crop pass
+        # below looks again.
+        face, left, right = own_parts(pose, face, left, right)
         for part, points in (("face", face), ("left_hand", left), ("right_hand", right)):
             self.first_pass_found[part] += bool(points[:, 2].any())
         if self._crops is not None and pose[:, 2].max() > KEYPOINT_CONFIDENT:
             last = self._last_found
             if not face[:, 2].any():
-                face = _own_face(pose, _with_confidence(
-                    self._crops.face(image, pose, last.get("face")), FACE, face))
+                face = _with_confidence(self._crops.face(image, pose, last.get("face")),
+                                        FACE, face)
             if not left[:, 2].any():
                 left = _with_confidence(self._crops.hand(image, pose, "left",
                                                          last.get("left_hand")), HAND, left)
             if not right[:, 2].any():
                 right = _with_confidence(self._crops.hand(image, pose, "right",
                                                           last.get("right_hand")), HAND, right)
+            face, left, right = own_parts(pose, face, left, right)
         # Where each part was found, for the next frame's second chance (video mode only).
         self._last_found = {} if self._static else {
             part: points[:, :2] for part, points in (("face", face), ("left_hand", left),
@@ -226,13 +263,6 @@ class Holistic:
 
     def __exit__(self, *_) -> None:
         self.close()
-
-
-def _own_face(pose: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """``face``, or nothing found where it is not the face the pose is on."""
-    if face[:, 2].any() and not face_agrees_with_pose(pose, face):
-        return np.zeros_like(face)
-    return face
 
 
 def _with_confidence(points: np.ndarray | None, count: int, missing: np.ndarray) -> np.ndarray:
