@@ -3,13 +3,14 @@ through a real server session with ``live: true``, and ``backend live`` as users
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from backend.body.model import BodyModel
-from backend.live.run import run_live, through_session
+from backend.live.run import run_live, run_pipelined, through_session
 from backend.live.sources import open_source
 from backend.pipeline.demo import DEMO_SIZE, demo_frames, write_movie
 from backend.results import load_results
@@ -191,6 +192,53 @@ def test_the_server_captures_a_source_it_opens_and_the_client_polls_the_answers(
         assert reply["state"] == "failed" and reply["error"]["code"] == ErrorCode.UNAVAILABLE
         assert "'regressor' is not available" in reply["error"]["message"]
         bad.stop()
+
+
+def test_the_pipelined_loop_detects_the_next_frame_while_the_last_is_fitted(movie):
+    """``run_pipelined`` on a real movie, every frame: each answered once, in order; the next
+    frame's detection runs on another thread while the first frame is being fitted; an error
+    in either stage is raised and leaves no thread behind."""
+    detecting_next = threading.Event()
+    seen = {"detect": set(), "fit": set()}
+
+    def detect(frame):
+        seen["detect"].add(threading.get_ident())
+        if frame.index == 1:
+            detecting_next.set()
+        return frame.index, float(frame.image.mean())
+
+    overlapped = []
+
+    def fit(detected):
+        seen["fit"].add(threading.get_ident())
+        index, brightness = detected
+        if index == 0:
+            overlapped.append(detecting_next.wait(timeout=10))
+        return {"index": np.array([index]), "brightness": np.array([brightness])}, \
+            np.zeros((1, 3)), True
+
+    with open_source(movie, realtime=False) as source:
+        run = run_pipelined(source, detect, fit)
+    assert [a.index for a in run.answers] == list(range(45))
+    assert [int(a.params["index"][0]) for a in run.answers] == list(range(45))
+    assert overlapped == [True] and not seen["detect"] & seen["fit"]
+    assert run.source["consumed"] == 45
+
+    def broken_detect(frame):
+        if frame.index == 3:
+            raise ValueError("frame 3 is broken")
+        return detect(frame)
+
+    def broken_fit(detected):
+        if detected[0] == 2:
+            raise RuntimeError("the fit failed on frame 2")
+        return fit(detected)
+
+    for stages, error in (((broken_detect, fit), ValueError), ((detect, broken_fit),
+                                                                RuntimeError)):
+        with open_source(movie, realtime=False) as source, pytest.raises(error):
+            run_pipelined(source, *stages)
+        assert not any(t.name == "live detection" for t in threading.enumerate())
 
 
 def test_backend_live_saves_a_result_and_names_bad_sources(server_home, movie, tmp_path):

@@ -6,14 +6,16 @@ The estimator is either in this process (``LiveRecovery``) or a server session o
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..perception.frames import Frame
-from .sources import LiveFrame, LiveSource
+from .sources import LatestFrame, LiveFrame, LiveSource
 
 
 @dataclass
@@ -72,28 +74,96 @@ def run_live(source: LiveSource, answer: Answerer,
             if source.ended:
                 break
             continue
-        params, cam_t, found = answer(frame)
-        now = time.monotonic()
-        answered = LiveAnswer(frame.index, frame.time, params, cam_t, found,
-                              now - frame.captured, now)
-        run.answers.append(answered)
-        if on_answer is not None:
-            on_answer(answered, frame)
+        _record(run, frame, answer(frame), on_answer)
     run.seconds = time.monotonic() - started
     run.source = source.stats()
     return run
 
 
-def in_process(recovery) -> Answerer:
-    """Answers from a ``LiveRecovery`` in this process."""
+def _record(run: LiveRun, frame: LiveFrame,
+            answer: tuple[dict | None, np.ndarray | None, bool],
+            on_answer: Callable[[LiveAnswer, LiveFrame], None] | None) -> None:
+    params, cam_t, found = answer
+    now = time.monotonic()
+    answered = LiveAnswer(frame.index, frame.time, params, cam_t, found,
+                          now - frame.captured, now)
+    run.answers.append(answered)
+    if on_answer is not None:
+        on_answer(answered, frame)
 
-    def answer(frame: LiveFrame) -> tuple[dict | None, np.ndarray | None, bool]:
-        recovery.add(Frame(frame.index, frame.time, frame.image))
-        latest = recovery.latest
+
+def run_pipelined(source: LiveSource, detect: Callable[[LiveFrame], Any],
+                  fit: Callable[[Any], tuple[dict | None, np.ndarray | None, bool]],
+                  on_answer: Callable[[LiveAnswer, LiveFrame], None] | None = None,
+                  should_stop: Callable[[], bool] = lambda: False,
+                  max_seconds: float | None = None) -> LiveRun:
+    """``run_live`` in two stages on two threads: ``detect`` runs on the source's newest
+    frames while ``fit`` answers the newest frame detected (on 2 cores each keeps a core;
+    docs/live.md). A detection the fit was too busy for is replaced by the next, as the
+    source replaces frames; a source that keeps every frame (a movie played with
+    ``realtime=False``) has every frame detected and answered. An error in either stage ends
+    the run and is raised here."""
+    run = LiveRun()
+    started = time.monotonic()
+    handoff = LatestFrame(wait_for_consumer=source.keeps_every_frame)
+    done = threading.Event()
+    failed: list[BaseException] = []
+
+    def over() -> bool:
+        return done.is_set() or should_stop() or (
+            max_seconds is not None and time.monotonic() - started >= max_seconds)
+
+    def detecting() -> None:
+        try:
+            while not over():
+                frame = source.next(timeout=0.5)
+                if frame is None:
+                    if source.ended:
+                        break
+                    continue
+                if not handoff.put((frame, detect(frame))):
+                    break
+        except BaseException as exc:  # raised on the fitting thread, never lost
+            failed.append(exc)
+        finally:
+            handoff.close()
+
+    detector = threading.Thread(target=detecting, name="live detection", daemon=True)
+    detector.start()
+    try:
+        while not (should_stop() or (max_seconds is not None
+                                     and time.monotonic() - started >= max_seconds)):
+            item = handoff.get(timeout=0.1)
+            if item is None:
+                if handoff.finished:
+                    break
+                continue
+            frame, detected = item
+            _record(run, frame, fit(detected), on_answer)
+    finally:
+        done.set()
+        handoff.close()
+        detector.join()
+    if failed:
+        raise failed[0]
+    run.seconds = time.monotonic() - started
+    run.source = source.stats()
+    return run
+
+
+def in_process(recovery) -> tuple[Callable[[LiveFrame], Any], Callable[[Any], tuple]]:
+    """Answers from a ``LiveRecovery`` in this process, as ``run_pipelined``'s two stages:
+    the frame's detection, its fit."""
+
+    def detect(frame: LiveFrame):
+        return recovery.detect(Frame(frame.index, frame.time, frame.image))
+
+    def fit(detected) -> tuple[dict | None, np.ndarray | None, bool]:
+        latest = recovery.answer(detected)
         return (None, None, False) if latest is None else (latest.params, latest.cam_t,
                                                            latest.found)
 
-    return answer
+    return detect, fit
 
 
 def through_session(session, image_format: str = "jpeg", first_index: int = 0) -> Answerer:

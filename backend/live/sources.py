@@ -99,7 +99,8 @@ class LiveFrame:
 
 class LatestFrame:
     """A thread-safe single slot between a reader thread and a consumer: the consumer always
-    gets the newest frame, and frames it was too busy to take are dropped, never queued.
+    gets the newest frame, and frames it was too busy to take are dropped, never queued
+    (``run_pipelined`` passes detected frames between its two stages through one too).
 
     With ``wait_for_consumer`` (offline use), ``put`` waits until the slot is empty instead of
     dropping, so every frame is taken.
@@ -268,6 +269,12 @@ class LiveSource:
                               f"({type(error).__name__}: {error}); check the source and open "
                               "it again") from error
         return frame
+
+    @property
+    def keeps_every_frame(self) -> bool:
+        """Frames wait for the consumer instead of being dropped (a movie played with
+        ``realtime=False``)."""
+        return self._slot.wait_for_consumer
 
     @property
     def ended(self) -> bool:

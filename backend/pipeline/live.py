@@ -9,6 +9,8 @@ or the regressor; the ``regressor`` estimator answers with the network's estimat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..body.asset import Asset
@@ -21,6 +23,16 @@ from ..results import ClipResults
 from ..tracking.online import OnlineConfig, OnlineEstimate, OnlineTracker
 from ..tracking.tracker import PART_LANDMARKS
 from .recovery import ClipRecovery
+
+
+@dataclass
+class Detected:
+    """A frame detected and not yet answered (``LiveRecovery.detect``)."""
+
+    index: int
+    time: float
+    found: FrameLandmarks
+    start: dict[str, np.ndarray] | None  # the regressor's estimate, for the estimators using it
 
 
 class LiveRecovery(ClipRecovery):
@@ -48,18 +60,31 @@ class LiveRecovery(ClipRecovery):
         self._answers: list[tuple[int, float, OnlineEstimate, FrameLandmarks]] = []
 
     def add(self, frame: Frame) -> FrameLandmarks:
+        detected = self.detect(frame)
+        self.answer(detected)
+        return detected.found
+
+    def detect(self, frame: Frame) -> Detected:
+        """The frame's landmarks (and regressor estimate): the first half of ``add``, which a
+        pipeline runs on one thread while ``answer`` fits the frame before on another."""
         found = super().add(frame)
         start = None
         if self.regressions is not None:
             estimate = self.regressions.estimate(len(self) - 1)
             start = None if estimate is None else {name: np.asarray(value)[None]
                                                    for name, value in estimate.items()}
+        return Detected(frame.index, frame.time, found, start)
+
+    def answer(self, detected: Detected) -> OnlineEstimate | None:
+        """The online fit of a detected frame, left in ``latest``: the second half of ``add``.
+        Frames must be answered in the order they were detected."""
+        found = detected.found
         parts = {part: getattr(found, part) for part in PART_LANDMARKS}
-        self.latest = self.online.step(parts, frame.time, found.pose_world, start,
+        self.latest = self.online.step(parts, detected.time, found.pose_world, detected.start,
                                        refine=self.estimator != "regressor")
         if self.latest is not None:
-            self._answers.append((frame.index, frame.time, self.latest, found))
-        return found
+            self._answers.append((detected.index, detected.time, self.latest, found))
+        return self.latest
 
     def answered(self) -> ClipResults:
         """Every answer given so far, as a clip (the frames before the first body are not in
