@@ -241,6 +241,8 @@ class Holistic:
             if not right[:, 2].any():
                 right = _with_confidence(self._crops.hand(image, pose, "right",
                                                           last.get("right_hand")), HAND, right)
+            # A crop around one wrist can find the other hand, which lies near it.
+            left, right = assign_hands(pose, left, right)
             face, left, right = own_parts(pose, face, left, right)
         # Where each part was found, for the next frame's second chance (video mode only).
         self._last_found = {} if self._static else {
