@@ -12,7 +12,11 @@ a ``backend serve`` child's ``live`` session (tracker estimator):
   ``realtime_pa_mpjpe_mm``: the accuracy of those answers, what a live rig shows;
 - every frame (nothing dropped): ``pa_mpjpe_mm`` of the live answers, beside
   ``offline_pa_mpjpe_mm``, the same session's whole-clip fit of the same detections
-  (``session.close``), and their ratio (the goal: within 1.5x).
+  (``session.close``), and their ratio (the goal: within 1.5x);
+- every frame in this process, as ``backend live --all-frames`` answers it (one torch
+  thread): ``in_process_fps`` with detection and fit one after the other,
+  ``in_process_pipelined_fps`` with them on two threads (``run_pipelined``), and their ratio
+  ``pipelined_speedup``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,17 @@ import torch
 
 from ..body import registry
 from ..body.model import BodyModel
-from ..live.run import LiveRun, run_live, through_session
+from ..live.run import (
+    LiveRun,
+    in_process,
+    in_turn,
+    run_live,
+    run_pipelined,
+    through_session,
+)
 from ..live.sources import open_source
 from ..pipeline.demo import write_movie
+from ..pipeline.live import LiveRecovery
 from ..server.client import Client
 from ..server.process import serve_process
 from ..tracking.metrics import body_pa_mm
@@ -64,6 +76,31 @@ def answers_pa_mm(model: BodyModel, run: LiveRun, truth: np.ndarray) -> tuple[fl
     return body_pa_mm(model, params, truth[[a.index for a in answered]]), len(answered)
 
 
+def in_process_fields(asset, movie: Path) -> dict:
+    """Every frame of ``movie`` answered in this process as ``backend live --all-frames``
+    does (one torch thread), with detection and fit one after the other and pipelined
+    (``run_pipelined``): frames per second of each and their ratio."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fps = {}
+    try:
+        for pipelined in (False, True):
+            with open_source(movie, realtime=False) as source:
+                recovery = LiveRecovery(source.width, source.height, asset, fps=source.fps,
+                                        focal=FOCAL)
+                detect, fit = in_process(recovery)
+                try:
+                    run = (run_pipelined(source, detect, fit) if pipelined
+                           else run_live(source, in_turn(detect, fit)))
+                finally:
+                    recovery.close()
+            fps[pipelined] = run.summary()["fps"]
+    finally:
+        torch.set_num_threads(threads)
+    return {"in_process_fps": fps[False], "in_process_pipelined_fps": fps[True],
+            "pipelined_speedup": round(fps[True] / fps[False], 2)}
+
+
 def run_live_bench(progress: bool = True, frames: int = 300, mocap: str | None = None) -> dict:
     say = print if progress else (lambda *_: None)
     asset = registry.load(progress=say)
@@ -94,6 +131,8 @@ def run_live_bench(progress: bool = True, frames: int = 300, mocap: str | None =
                 everything = run_live(source, through_session(session, "raw"))
             live_s = time.perf_counter() - started
             offline = session.finish()
+        say("every frame in this process, one stage after the other, then pipelined ...")
+        in_process = in_process_fields(asset, movie)
     live_pa, answered = answers_pa_mm(model, everything, clip.joints)
     realtime_pa, _ = answers_pa_mm(model, realtime, clip.joints)
     offline_pa = body_pa_mm(model, {k: v for k, v in offline.params.items() if k != "transl"},
@@ -111,6 +150,7 @@ def run_live_bench(progress: bool = True, frames: int = 300, mocap: str | None =
         "online_vs_offline": round(live_pa / offline_pa, 2),
         "all_frames_fps": round(len(everything.answers) / live_s, 2),
         "answered_frames": answered,
+        **in_process,
         "estimator": "tracker",
         "threads": torch.get_num_threads(),
     }

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from .run import LiveAnswer, LiveRun, in_process, run_live, run_pipelined, through_session
+from .run import (
+    LiveAnswer,
+    LiveRun,
+    in_process,
+    in_turn,
+    run_live,
+    run_pipelined,
+    through_session,
+)
 from .sources import LiveFrame, open_source
 
 PREVIEW_WINDOW = "backend live (q or Esc to stop)"
@@ -56,7 +64,7 @@ def live_command(args: argparse.Namespace, load_asset, load_regressor) -> int:
         try:
             run = (run_pipelined(source, detect, fit, _both(meter, show), stop, args.seconds)
                    if source.keeps_every_frame else
-                   run_live(source, lambda frame: fit(detect(frame)), _both(meter, show), stop,
+                   run_live(source, in_turn(detect, fit), _both(meter, show), stop,
                             args.seconds))
         finally:
             torch.set_num_threads(threads)

@@ -166,6 +166,15 @@ def in_process(recovery) -> tuple[Callable[[LiveFrame], Any], Callable[[Any], tu
     return detect, fit
 
 
+def in_turn(detect: Callable[[LiveFrame], Any], fit: Callable[[Any], tuple]) -> Answerer:
+    """``run_pipelined``'s two stages as one ``run_live`` answerer: one after the other."""
+
+    def answer(frame: LiveFrame) -> tuple[dict | None, np.ndarray | None, bool]:
+        return fit(detect(frame))
+
+    return answer
+
+
 def through_session(session, image_format: str = "jpeg", first_index: int = 0) -> Answerer:
     """Answers from a server session opened with ``live=True`` (``RemoteSession``); the
     source's frames go as ``first_index`` onwards (after frames the session already had)."""
