@@ -30,14 +30,7 @@ import torch
 
 from ..body import registry
 from ..body.model import BodyModel
-from ..live.run import (
-    LiveRun,
-    in_process,
-    in_turn,
-    run_live,
-    run_pipelined,
-    through_session,
-)
+from ..live.run import LiveRun, run_in_process, run_live, through_session
 from ..live.sources import open_source
 from ..pipeline.demo import write_movie
 from ..pipeline.live import LiveRecovery
@@ -78,25 +71,18 @@ def answers_pa_mm(model: BodyModel, run: LiveRun, truth: np.ndarray) -> tuple[fl
 
 def in_process_fields(asset, movie: Path) -> dict:
     """Every frame of ``movie`` answered in this process as ``backend live --all-frames``
-    does (one torch thread), with detection and fit one after the other and pipelined
-    (``run_pipelined``): frames per second of each and their ratio."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    does (``run_in_process``), with detection and fit one after the other and pipelined:
+    frames per second of each and their ratio."""
     fps = {}
-    try:
-        for pipelined in (False, True):
-            with open_source(movie, realtime=False) as source:
-                recovery = LiveRecovery(source.width, source.height, asset, fps=source.fps,
-                                        focal=FOCAL)
-                detect, fit = in_process(recovery)
-                try:
-                    run = (run_pipelined(source, detect, fit) if pipelined
-                           else run_live(source, in_turn(detect, fit)))
-                finally:
-                    recovery.close()
-            fps[pipelined] = run.summary()["fps"]
-    finally:
-        torch.set_num_threads(threads)
+    for pipelined in (False, True):
+        with open_source(movie, realtime=False) as source:
+            recovery = LiveRecovery(source.width, source.height, asset, fps=source.fps,
+                                    focal=FOCAL)
+            try:
+                fps[pipelined] = run_in_process(recovery, source,
+                                                pipelined=pipelined).summary()["fps"]
+            finally:
+                recovery.close()
     return {"in_process_fps": fps[False], "in_process_pipelined_fps": fps[True],
             "pipelined_speedup": round(fps[True] / fps[False], 2)}
 

@@ -11,15 +11,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
-from .run import (
-    LiveAnswer,
-    LiveRun,
-    in_process,
-    in_turn,
-    run_live,
-    run_pipelined,
-    through_session,
-)
+from .run import LiveAnswer, LiveRun, run_in_process, run_live, through_session
 from .sources import LiveFrame, open_source
 
 PREVIEW_WINDOW = "backend live (q or Esc to stop)"
@@ -32,8 +24,6 @@ def display_available() -> bool:
 
 
 def live_command(args: argparse.Namespace, load_asset, load_regressor) -> int:
-    import torch
-
     from ..pipeline.live import LiveRecovery
     from ..results import save_results
 
@@ -54,20 +44,9 @@ def live_command(args: argparse.Namespace, load_asset, load_regressor) -> int:
         recovery = LiveRecovery(source.width, source.height, asset, estimator=args.estimator,
                                 regressor=regressor, fps=source.fps, focal=args.focal,
                                 smooth=args.smooth)
-        # One torch thread: a frame's fit is many small operations, which a second thread
-        # slows. Every frame of a movie: detection and fit pipelined on a core each (1.4x
-        # the frames per second); in real time one after the other, whose answers come
-        # sooner (docs/live.md).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        detect, fit = in_process(recovery)
         try:
-            run = (run_pipelined(source, detect, fit, _both(meter, show), stop, args.seconds)
-                   if source.keeps_every_frame else
-                   run_live(source, in_turn(detect, fit), _both(meter, show), stop,
-                            args.seconds))
+            run = run_in_process(recovery, source, _both(meter, show), stop, args.seconds)
         finally:
-            torch.set_num_threads(threads)
             recovery.close()
         results = recovery.answered()
         results.info.update(_run_info(run, args.source))

@@ -67,8 +67,7 @@ def run_live(source: LiveSource, answer: Answerer,
     says so or ``max_seconds`` have passed; ``on_answer(answer, frame)`` after each."""
     run = LiveRun()
     started = time.monotonic()
-    while not should_stop() and (max_seconds is None
-                                 or time.monotonic() - started < max_seconds):
+    while not _stopping(should_stop, started, max_seconds):
         frame = source.next(timeout=0.5)
         if frame is None:
             if source.ended:
@@ -78,6 +77,13 @@ def run_live(source: LiveSource, answer: Answerer,
     run.seconds = time.monotonic() - started
     run.source = source.stats()
     return run
+
+
+def _stopping(should_stop: Callable[[], bool], started: float, max_seconds: float | None
+              ) -> bool:
+    """``should_stop`` says so, or ``max_seconds`` have passed since ``started``."""
+    return should_stop() or (max_seconds is not None
+                             and time.monotonic() - started >= max_seconds)
 
 
 def _record(run: LiveRun, frame: LiveFrame,
@@ -110,8 +116,7 @@ def run_pipelined(source: LiveSource, detect: Callable[[LiveFrame], Any],
     failed: list[BaseException] = []
 
     def over() -> bool:
-        return done.is_set() or should_stop() or (
-            max_seconds is not None and time.monotonic() - started >= max_seconds)
+        return done.is_set() or _stopping(should_stop, started, max_seconds)
 
     def detecting() -> None:
         try:
@@ -131,8 +136,7 @@ def run_pipelined(source: LiveSource, detect: Callable[[LiveFrame], Any],
     detector = threading.Thread(target=detecting, name="live detection", daemon=True)
     detector.start()
     try:
-        while not (should_stop() or (max_seconds is not None
-                                     and time.monotonic() - started >= max_seconds)):
+        while not _stopping(should_stop, started, max_seconds):
             item = handoff.get(timeout=0.1)
             if item is None:
                 if handoff.finished:
@@ -151,9 +155,17 @@ def run_pipelined(source: LiveSource, detect: Callable[[LiveFrame], Any],
     return run
 
 
-def in_process(recovery) -> tuple[Callable[[LiveFrame], Any], Callable[[Any], tuple]]:
-    """Answers from a ``LiveRecovery`` in this process, as ``run_pipelined``'s two stages:
-    the frame's detection, its fit."""
+def run_in_process(recovery, source: LiveSource,
+                   on_answer: Callable[[LiveAnswer, LiveFrame], None] | None = None,
+                   should_stop: Callable[[], bool] = lambda: False,
+                   max_seconds: float | None = None, pipelined: bool | None = None
+                   ) -> LiveRun:
+    """Answers from a ``LiveRecovery`` in this process, on one torch thread (a frame's fit is
+    many small operations, which a second thread slows). ``pipelined`` (default: when the
+    source keeps every frame): detection and fit on a core each (``run_pipelined``, 1.3-1.5x
+    the frames per second); else one after the other (``run_live``), whose answers come
+    sooner in real time (docs/live.md)."""
+    import torch
 
     def detect(frame: LiveFrame):
         return recovery.detect(Frame(frame.index, frame.time, frame.image))
@@ -163,16 +175,17 @@ def in_process(recovery) -> tuple[Callable[[LiveFrame], Any], Callable[[Any], tu
         return (None, None, False) if latest is None else (latest.params, latest.cam_t,
                                                            latest.found)
 
-    return detect, fit
-
-
-def in_turn(detect: Callable[[LiveFrame], Any], fit: Callable[[Any], tuple]) -> Answerer:
-    """``run_pipelined``'s two stages as one ``run_live`` answerer: one after the other."""
-
-    def answer(frame: LiveFrame) -> tuple[dict | None, np.ndarray | None, bool]:
-        return fit(detect(frame))
-
-    return answer
+    if pipelined is None:
+        pipelined = source.keeps_every_frame
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if pipelined:
+            return run_pipelined(source, detect, fit, on_answer, should_stop, max_seconds)
+        return run_live(source, lambda frame: fit(detect(frame)), on_answer, should_stop,
+                        max_seconds)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def through_session(session, image_format: str = "jpeg", first_index: int = 0) -> Answerer:
