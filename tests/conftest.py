@@ -18,6 +18,10 @@ from .open_asset_cache import TEST_BUILD, cached_open_asset
 # they are built once per machine, not once per test; each test still gets a fresh PEAR_HOME.
 route_caches()
 TEST_CACHE = pear_home() / "cache" / "tests"
+# The live fit compiles its steps (backend/compiling.py: minutes per body model the first time
+# on a machine); tests run them eagerly, server children included, except those that compare
+# the two (test_compiling.py). PEAR_COMPILE=1 runs every test compiled.
+os.environ.setdefault("PEAR_COMPILE", "0")
 
 
 @pytest.fixture(autouse=True)

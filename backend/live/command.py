@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..compiling import compiling_enabled
 from ..errors import InputError
 from .run import LiveAnswer, LiveRun, run_in_process, run_live, through_session
 from .sources import LiveFrame, open_source
@@ -41,6 +42,9 @@ def live_command(args: argparse.Namespace, load_asset, load_regressor) -> int:
         if args.server:
             return _through_server(args, source, asset, stop, show, meter)
         regressor = load_regressor(args, asset)
+        if args.estimator != "regressor" and compiling_enabled():
+            print("preparing the live fit (compiling its steps: a few minutes the first time "
+                  "on this machine, seconds after) ...", flush=True)
         recovery = LiveRecovery(source.width, source.height, asset, estimator=args.estimator,
                                 regressor=regressor, fps=source.fps, focal=args.focal,
                                 smooth=args.smooth)

@@ -59,6 +59,12 @@ class LiveRecovery(ClipRecovery):
         self.latest: OnlineEstimate | None = None
         self._answers: list[tuple[int, float, OnlineEstimate, FrameLandmarks]] = []
 
+    def warm_up(self) -> float:
+        """Prepare the fit's compiled steps (``OnlineTracker.warm_up``) before the first
+        frame, on the torch thread count the frames will be fitted with (compiled code is
+        specific to it). Seconds it took."""
+        return self.online.warm_up() if self.estimator != "regressor" else 0.0
+
     def add(self, frame: Frame) -> FrameLandmarks:
         detected = self.detect(frame)
         self.answer(detected)

@@ -138,11 +138,13 @@ class EstimatorClip(DetectorClip):
         if "cx" in intrinsics or "cy" in intrinsics:
             center = (intrinsics.get("cx", width / 2), intrinsics.get("cy", height / 2))
         if self.settings.get("live"):
-            return LiveRecovery(width, height, self.asset, estimator=self.settings["estimator"],
+            live = LiveRecovery(width, height, self.asset, estimator=self.settings["estimator"],
                                 regressor=self.regressor, fps=self.settings["fps"],
                                 focal=intrinsics.get("focal"), center=center,
                                 subject=self.subject or None, smooth=self.settings["smooth"],
                                 device=self.device, **self.following)
+            live.warm_up()  # in the first frame's wait, not the later frames'
+            return live
         # regressor_batch None: the server runs the regressor over several sessions' frames
         # at once (run_regressor_batches).
         return ClipRecovery(width, height, self.asset, estimator=self.settings["estimator"],

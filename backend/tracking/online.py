@@ -13,12 +13,15 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from ..body.model import BodyModel
+from ..camera import principal_point, project, to_camera
 from ..conventions import KEYPOINT_SEEN
 from ..temporal.filters import OneEuroFilter
 from .optimizer_memory import OptimizerMemory
-from .tracker import FitResult, Keypoints, Tracker, TrackerConfig, part_scales
+from .tracker import (PART_LANDMARKS, FitResult, Keypoints, Tracker, TrackerConfig,
+                      part_scales)
 
 # The first frame starts from the rest pose on a short schedule, so the first answer comes in
 # a second or two rather than the offline schedule's ten; the frames after it converge the rest
@@ -60,6 +63,10 @@ class OnlineConfig:
     # alone, 41.1 with both.
     carry_moments: bool = True
     final_lr_fraction: float = 0.5
+    # Each step through ``torch.compile`` (``TrackerConfig.compile``): a frame's step is ~500
+    # small operations, ~4x faster fused (docs/live.md). Off, or where compiling fails, the
+    # same steps run eagerly.
+    compile: bool = True
 
 
 @dataclass
@@ -84,7 +91,8 @@ class OnlineTracker:
         # No contact stage (it needs a clip) and no smoothness (one frame has no acceleration).
         self._base = TrackerConfig(focal=focal, center=center, device=device, contact=0.0,
                                    subject=subject, world_bones=config.world_bones,
-                                   final_lr_fraction=config.final_lr_fraction)
+                                   final_lr_fraction=config.final_lr_fraction,
+                                   compile=config.compile)
         self._memory: OptimizerMemory | None = None  # the last fit's moments
         self.tracker = Tracker(model, self._base)
         self._per_subject = [name for name, spec in model.spec.items() if spec.per == "subject"]
@@ -150,6 +158,25 @@ class OnlineTracker:
         self._last = OnlineEstimate(params, cam_t, True, time.perf_counter() - started)
         return self._last
 
+    def warm_up(self) -> float:
+        """Compile the fitting steps (``OnlineConfig.compile``) on a stand-in frame, the rest
+        pose 3 m in front of the camera, before the first real frame, so that no frame waits
+        for them: with the body's shape free and held, as the first frames and the later ones
+        fit it. Minutes the first time on a machine, seconds from the cache after, nothing
+        once this process has them. Compiled code is specific to torch's thread count: call
+        this under the count the frames will be fitted with. Returns the seconds it took; 0
+        when the steps run eagerly."""
+        if not self.tracker.compiled:
+            return 0.0
+        started = time.perf_counter()
+        keypoints = _stand_in(self.tracker, self.width, self.height, self._base)
+        fit = self._fit(keypoints, None, (1, 1, 1), None)
+        if self._subject is None:
+            held = {name: fit.params[name] for name in self._per_subject if name in fit.params}
+            self.tracker.config = replace(self._base, iterations=(1, 1, 1), subject=held)
+            self.tracker.fit(keypoints)
+        return time.perf_counter() - started
+
     def _new_memory(self) -> OptimizerMemory | None:
         return OptimizerMemory() if self.config.carry_moments else None
 
@@ -200,6 +227,23 @@ class OnlineTracker:
             out[name] = smooth[at:at + size].reshape(params[name].shape).astype(np.float32)
             at += size
         return out, smooth[at:].reshape(cam_t.shape).astype(np.float32)
+
+
+def _stand_in(tracker: Tracker, width: int, height: int, config: TrackerConfig) -> Keypoints:
+    """Every landmark set of the rest pose 3 m in front of the camera, in pixels, found
+    everywhere, and its metric pose: a frame of the shapes a live one has."""
+    focal = config.focal or float(max(width, height))
+    center = torch.tensor(principal_point(width, height, config.center))
+    cam_t = torch.tensor([[0.0, 0.0, 3.0]])
+    parts = {}
+    for part, name in PART_LANDMARKS.items():
+        points = tracker.rest_landmarks[name][None].float()
+        pixels = project(to_camera(points, cam_t), focal, center)[0].numpy()
+        parts[part] = np.concatenate([pixels, np.ones((len(pixels), 1))], 1)[None]
+    pose = tracker.rest_landmarks[PART_LANDMARKS["pose"]].numpy()
+    hips = pose[[23, 24]].mean(0)
+    world = np.concatenate([pose - hips, np.ones((len(pose), 1))], 1)[None]
+    return Keypoints(parts, width, height, world=world)
 
 
 def _pose_px(fit: FitResult) -> float:

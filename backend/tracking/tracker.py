@@ -24,6 +24,7 @@ from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
 from ..body.params import FACE_ACTION_PARAMS, subject_values
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
+from ..compiling import CompiledOrEager
 from ..conventions import FOOT_JOINTS, KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from ..priors.mixture import MixtureDensity
 from ..priors.pose_prior import load_pose_prior
@@ -139,6 +140,10 @@ class TrackerConfig:
     # "cam_t" -> (T, ...) per frame; per-subject ones are averaged over the frames.
     initial: dict[str, np.ndarray] | None = None
     device: str | None = None  # None: CUDA when present
+    # Each step's loss through ``torch.compile`` (``backend.compiling``): worth it where a
+    # step is many small operations and the shapes repeat, as a live frame's (batch of one,
+    # ~4x faster); a whole clip's fit would compile anew for every length.
+    compile: bool = False
 
 
 CONTACT_STAGE = "feet on the ground"  # the stage after the three, when ``contact`` is on
@@ -270,6 +275,14 @@ class Tracker:
         self.rest_bend = torch.tensor([bent[j] for j in axes], device=device)
         self.learned = self._learned_prior_weights(model.asset_id)
         self.feet = [model.joint_names.index(name) for name in FOOT_JOINTS]
+        self._objective = (CompiledOrEager(self._step_loss, "the tracker's fitting step")
+                           if self.config.compile else self._step_loss)
+
+    @property
+    def compiled(self) -> bool:
+        """Steps run through ``torch.compile`` (``TrackerConfig.compile``, until a compile
+        fails)."""
+        return isinstance(self._objective, CompiledOrEager) and self._objective.compiled
 
     def _learned_prior_weights(self, asset_id: str) -> dict[str, tuple[float, MixtureDensity]]:
         """Part -> (weight, density) of the learned pose prior; empty without one."""
@@ -493,6 +506,26 @@ class Tracker:
         # is penalised alike at 12 or 60 fps.
         return self.config.smoothness * (fps / 30.0) ** 4 * loss
 
+    def _step_loss(self, v: dict[str, torch.Tensor], parts: dict[str, list[int] | None],
+                   targets: dict[str, torch.Tensor], scales: dict[str, torch.Tensor],
+                   world: tuple[torch.Tensor, torch.Tensor] | None, late: bool, sigma: float,
+                   expression_weight: torch.Tensor, fps: float, frames: int,
+                   feet_on: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """One step's loss: the data terms of ``parts`` at robust scale ``sigma``, the metric
+        3D term, the feet's contacts (``feet_on``: contacts and ground) and the priors.
+        ``late``: a stage after the body's."""
+        landmarks, joints = self._posed(v, parts, frames)
+        data = self._data_term(v, landmarks, targets, scales, parts, sigma)
+        if world is not None:
+            # Whole directions while the limbs find their side of the image plane; after that
+            # only their depth, where the detector's ~19 degrees of noise would otherwise
+            # outweigh pixel-exact 2D points (docs/tracker.md).
+            data = data + self._world_term(v, landmarks, world, depth_only=late)
+        if feet_on is not None:
+            data = data + self.config.contact * contact_cost(self._feet(joints, v), *feet_on)
+        return (data + self._prior_term(v, frames, expression_weight)
+                + self._temporal_term(v, fps))
+
     # -- the fit ------------------------------------------------------------------------------
 
     def fit(self, keypoints: Keypoints, progress: Progress | None = None,
@@ -560,20 +593,10 @@ class Tracker:
                     group["lr"] = (group["lr_scale"] * c.learning_rate
                                    * c.final_lr_fraction ** (step / iterations))
                 optimizer.zero_grad()
-                landmarks, joints = self._posed(v, parts, frames)
-                data = self._data_term(v, landmarks, targets if label in early else fine,
-                                       scales, parts, sigma)
-                if world is not None:
-                    # Whole directions while the limbs find their side of the image plane;
-                    # after that only their depth, where the detector's ~19 degrees of noise
-                    # would otherwise outweigh pixel-exact 2D points (docs/tracker.md).
-                    data = data + self._world_term(v, landmarks, world,
-                                                   depth_only=label not in early)
-                if contacts is not None:
-                    data = data + c.contact * contact_cost(self._feet(joints, v), contacts,
-                                                           ground)
-                loss = (data + self._prior_term(v, frames, expression_weight)
-                        + self._temporal_term(v, keypoints.fps))
+                loss = self._objective(
+                    v, parts, targets if label in early else fine, scales, world,
+                    label not in early, sigma, expression_weight, keypoints.fps, frames,
+                    None if contacts is None else (contacts, ground))
                 loss.backward()
                 optimizer.step()
                 if progress and (step % 10 == 0 or step == iterations - 1):
