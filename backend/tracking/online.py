@@ -20,8 +20,7 @@ from ..camera import principal_point, project, to_camera
 from ..conventions import KEYPOINT_SEEN
 from ..temporal.filters import OneEuroFilter
 from .optimizer_memory import OptimizerMemory
-from .tracker import (PART_LANDMARKS, FitResult, Keypoints, Tracker, TrackerConfig,
-                      part_scales)
+from .tracker import PART_LANDMARKS, FitResult, Keypoints, Tracker, TrackerConfig, part_scales
 
 # The first frame starts from the rest pose on a short schedule, so the first answer comes in
 # a second or two rather than the offline schedule's ten; the frames after it converge the rest
