@@ -306,6 +306,22 @@ def test_regions_tried_start_where_the_part_was_and_skip_what_is_out_of_view():
     assert regions(None, (np.array([300.0, 520.0]), 80.0), "hand", 640, 480) == []
 
 
+def test_live_detection_tries_one_region_a_frame_the_pose_s_in_turn():
+    from backend.perception.crops import regions_this_frame
+
+    before, pose_1x, pose_15x = [(np.array([float(i), 0.0]), 50.0) for i in range(3)]
+    assert regions_this_frame([before, pose_1x, pose_15x], True, None, 0) == (
+        [before, pose_1x, pose_15x], 0)  # offline: every region
+    assert regions_this_frame([before, pose_1x, pose_15x], True, 1, 4) == ([before], 4)
+    # Missed in the frame before: the pose's regions, one frame each, round and round.
+    turn, seen = 0, []
+    for _ in range(3):
+        tried, turn = regions_this_frame([pose_1x, pose_15x], False, 1, turn)
+        seen += tried
+    assert seen == [pose_1x, pose_15x, pose_1x]
+    assert regions_this_frame([pose_1x], False, 1, 7) == ([pose_1x], 7)
+
+
 def test_a_face_found_in_the_frame_before_is_found_again(open_asset):
     """The pose gives no face region (its face points unseen), but the face's landmarks from
     the frame before seed the crop: Face Mesh finds it there."""

@@ -16,7 +16,10 @@ a ``backend serve`` child's ``live`` session (tracker estimator):
 - every frame in this process, as ``backend live --all-frames`` answers it (one torch
   thread): ``in_process_fps`` with detection and fit one after the other,
   ``in_process_pipelined_fps`` with them on two threads (``run_pipelined``), and their ratio
-  ``pipelined_speedup``.
+  ``pipelined_speedup``;
+- in real time in this process, as ``backend live`` answers a camera (pipelined):
+  ``in_process_realtime_fps``, ``_latency_ms_p50`` / ``_p95``, ``_drop_frac`` and
+  ``_pa_mpjpe_mm``.
 """
 
 from __future__ import annotations
@@ -69,22 +72,36 @@ def answers_pa_mm(model: BodyModel, run: LiveRun, truth: np.ndarray) -> tuple[fl
     return body_pa_mm(model, params, truth[[a.index for a in answered]]), len(answered)
 
 
-def in_process_fields(asset, movie: Path) -> dict:
-    """Every frame of ``movie`` answered in this process as ``backend live --all-frames``
-    does (``run_in_process``), with detection and fit one after the other and pipelined:
-    frames per second of each and their ratio."""
-    fps = {}
-    for pipelined in (False, True):
-        with open_source(movie, realtime=False) as source:
+def in_process_fields(asset, movie: Path, truth: np.ndarray) -> dict:
+    """``movie`` answered in this process as ``backend live`` answers it
+    (``run_in_process``): every frame (``--all-frames``) with detection and fit one after
+    the other and pipelined, their frames per second and ratio; then played in real time,
+    pipelined, its frames per second, latency and the answers' body PA-MPJPE against
+    ``truth``."""
+    fields = {}
+    for pipelined, realtime in ((False, False), (True, False), (True, True)):
+        with open_source(movie, realtime=realtime) as source:
             recovery = LiveRecovery(source.width, source.height, asset, fps=source.fps,
                                     focal=FOCAL)
             try:
-                fps[pipelined] = run_in_process(recovery, source,
-                                                pipelined=pipelined).summary()["fps"]
+                run = run_in_process(recovery, source, pipelined=pipelined)
             finally:
                 recovery.close()
-    return {"in_process_fps": fps[False], "in_process_pipelined_fps": fps[True],
-            "pipelined_speedup": round(fps[True] / fps[False], 2)}
+        summary = run.summary()
+        if not realtime:
+            fields["in_process_pipelined_fps" if pipelined else "in_process_fps"] = \
+                summary["fps"]
+            continue
+        fields.update({
+            "in_process_realtime_fps": summary["fps"],
+            "in_process_realtime_latency_ms_p50": summary["latency_ms_p50"],
+            "in_process_realtime_latency_ms_p95": summary["latency_ms_p95"],
+            "in_process_realtime_drop_frac": summary["drop_frac"],
+            "in_process_realtime_pa_mpjpe_mm": answers_pa_mm(BodyModel(asset).double(), run,
+                                                             truth)[0]})
+    fields["pipelined_speedup"] = round(fields["in_process_pipelined_fps"]
+                                        / fields["in_process_fps"], 2)
+    return fields
 
 
 def run_live_bench(progress: bool = True, frames: int = 300, mocap: str | None = None) -> dict:
@@ -117,8 +134,9 @@ def run_live_bench(progress: bool = True, frames: int = 300, mocap: str | None =
                 everything = run_live(source, through_session(session, "raw"))
             live_s = time.perf_counter() - started
             offline = session.finish()
-        say("every frame in this process, one stage after the other, then pipelined ...")
-        in_process = in_process_fields(asset, movie)
+        say("in this process: every frame, one stage after the other, then pipelined; then "
+            "in real time ...")
+        in_process = in_process_fields(asset, movie, clip.joints)
     live_pa, answered = answers_pa_mm(model, everything, clip.joints)
     realtime_pa, _ = answers_pa_mm(model, realtime, clip.joints)
     offline_pa = body_pa_mm(model, {k: v for k, v in offline.params.items() if k != "transl"},

@@ -67,6 +67,19 @@ def regions(previous: np.ndarray | None, predicted: Region | None, kind: str,
             if 0 <= centre[0] < width and 0 <= centre[1] < height]
 
 
+def regions_this_frame(tried: list[Region], previous_found: bool, limit: int | None,
+                       turn: int) -> tuple[list[Region], int]:
+    """Of the regions ``tried`` for a part (``regions``), those to try this frame, at most
+    ``limit`` (None: all), and the next frame's ``turn``: where the part was found in the
+    frame before (``previous_found``: ``tried`` starts there), from the start; else the
+    pose's regions in turn, from ``turn`` on."""
+    if limit is None or len(tried) <= limit:
+        return tried, turn
+    if previous_found:
+        return tried[:limit], turn
+    return [tried[(turn + i) % len(tried)] for i in range(limit)], turn + limit
+
+
 def crop(image: np.ndarray, centre: np.ndarray, side: float, size: int = CROP_SIZE
          ) -> tuple[np.ndarray, np.ndarray]:
     """The square region resampled to ``size`` pixels, and the 2x3 map crop -> frame pixels."""
@@ -88,21 +101,35 @@ def to_frame(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
 
 
 class CropDetector:
-    """Face Mesh and Hands on crops (static-image mode: each crop stands alone)."""
+    """Face Mesh and Hands on crops (static-image mode: each crop stands alone).
 
-    def __init__(self):
+    ``regions_per_frame``: try at most this many regions per part and frame (None: all), for
+    a detector with a frame rate to keep (live capture): a part found in the frame before is
+    looked for around it first; one that stays missing is looked for in the pose's regions in
+    turn, one frame after the other, instead of in all of them every frame."""
+
+    def __init__(self, regions_per_frame: int | None = None):
         from .face_mesh import FaceMeshDetector, QuietSolution, import_mediapipe
 
         mp = import_mediapipe()
         self._face = FaceMeshDetector()
         self._hands = QuietSolution(lambda: mp.solutions.hands.Hands(
             static_image_mode=True, max_num_hands=1, model_complexity=1))
+        self.regions_per_frame = regions_per_frame
+        self._turns: dict[str, int] = {}  # per part: the next of the pose's regions to try
+
+    def _to_try(self, part: str, previous: np.ndarray | None, predicted: Region | None,
+                kind: str, width: int, height: int) -> list[Region]:
+        tried, self._turns[part] = regions_this_frame(
+            regions(previous, predicted, kind, width, height), previous is not None,
+            self.regions_per_frame, self._turns.get(part, 0))
+        return tried
 
     def face(self, image: np.ndarray, pose: np.ndarray, previous: np.ndarray | None = None
              ) -> np.ndarray | None:
         """The face's landmarks, or None; ``previous``: its landmarks in the frame before."""
         height, width = image.shape[:2]
-        for region in regions(previous, face_region(pose), "face", width, height):
+        for region in self._to_try("face", previous, face_region(pose), "face", width, height):
             patch, transform = crop(image, *region)
             points = self._face(patch)
             if points is not None:
@@ -113,7 +140,8 @@ class CropDetector:
              previous: np.ndarray | None = None) -> np.ndarray | None:
         """One hand's landmarks, or None; ``previous``: its landmarks in the frame before."""
         height, width = image.shape[:2]
-        for region in regions(previous, hand_region(pose, side), "hand", width, height):
+        for region in self._to_try(side, previous, hand_region(pose, side), "hand", width,
+                                   height):
             patch, transform = crop(image, *region)
             result = self._hands.process(patch)
             if result.multi_hand_landmarks:

@@ -199,9 +199,11 @@ def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
 class Holistic:
     """Video-mode Holistic (tracking between frames); one instance per clip. With ``crops``,
     a face or hand Holistic misses gets second tries on upscaled crops (``crops.py``), first
-    around where it was in the frame before."""
+    around where it was in the frame before; ``crop_regions``: at most this many crops per
+    part and frame (``CropDetector``; None: every region)."""
 
-    def __init__(self, static: bool = False, crops: bool = True):
+    def __init__(self, static: bool = False, crops: bool = True,
+                 crop_regions: int | None = None):
         mp = import_mediapipe()
         self._model = QuietSolution(lambda: mp.solutions.holistic.Holistic(
             static_image_mode=static, model_complexity=1, smooth_landmarks=not static,
@@ -210,7 +212,7 @@ class Holistic:
         if crops:
             from .crops import CropDetector
 
-            self._crops = CropDetector()
+            self._crops = CropDetector(crop_regions)
         self.first_pass_found = {part: 0 for part in ("face", "left_hand", "right_hand")}
         self._static = static
         self._last_found: dict[str, np.ndarray] = {}
@@ -305,17 +307,18 @@ class ClipDetector:
 
     ``person``: follow the person with this number (1 = leftmost in the first frame showing
     anybody; ``people.py``); or ``person_box``: the one at this box (x0, y0, x1, y1) in the
-    first frame; neither lets Holistic pick the most prominent one.
+    first frame; neither lets Holistic pick the most prominent one. ``crop_regions``: the
+    crop pass's limit per part and frame (``Holistic``).
     """
 
     def __init__(self, width: int, height: int, crops: bool = True, person: int | None = None,
-                 person_box: np.ndarray | None = None):
+                 person_box: np.ndarray | None = None, crop_regions: int | None = None):
         self.width, self.height = width, height
         self._finder = self.follower = None
         if person is not None or person_box is not None:
             self._finder = PersonFinder()
             self.follower = PersonFollower(self._finder, person=person, box=person_box)
-        self._holistic = Holistic(crops=crops)
+        self._holistic = Holistic(crops=crops, crop_regions=crop_regions)
         self._indices: list[int] = []
         self._times: list[float] = []
         self._found: list[FrameLandmarks] = []

@@ -223,13 +223,15 @@ class ClipRecovery:
     ``person``/``person_box``: which person to follow (``ClipDetector``); ``regressor``: a
     loaded one (``load_regressor``), needed by the regressor estimators, run on
     ``regressor_batch`` frames at a time (None: when told, see ``FrameRegressions``);
-    ``focal``, ``center``: the camera's focal length and principal point in pixels, if known.
+    ``focal``, ``center``: the camera's focal length and principal point in pixels, if known;
+    ``crop_regions``: the detector's crop pass's limit per part and frame (``ClipDetector``).
     """
 
     def __init__(self, width: int, height: int, asset: Asset, estimator: str = "tracker",
                  regressor=None, focal: float | None = None, person: int | None = None,
                  person_box: np.ndarray | None = None,
-                 center: tuple[float, float] | None = None, regressor_batch: int | None = 8):
+                 center: tuple[float, float] | None = None, regressor_batch: int | None = 8,
+                 crop_regions: int | None = None):
         self.asset, self.estimator = asset, check_estimator(estimator)
         self.focal, self.center = focal, center
         # A set-up problem: named before any frame is decoded, not after the detection.
@@ -240,7 +242,8 @@ class ClipRecovery:
                                              principal_point(width, height, center),
                                              batch=regressor_batch)
                             if uses_regressor(estimator) else None)
-        self.detector = ClipDetector(width, height, person=person, person_box=person_box)
+        self.detector = ClipDetector(width, height, person=person, person_box=person_box,
+                                     crop_regions=crop_regions)
 
     def __len__(self) -> int:
         return len(self.detector)
