@@ -72,12 +72,12 @@ def answers_pa_mm(model: BodyModel, run: LiveRun, truth: np.ndarray) -> tuple[fl
     return body_pa_mm(model, params, truth[[a.index for a in answered]]), len(answered)
 
 
-def in_process_fields(asset, movie: Path, truth: np.ndarray) -> dict:
+def in_process_fields(asset, movie: Path, model: BodyModel, truth: np.ndarray) -> dict:
     """``movie`` answered in this process as ``backend live`` answers it
     (``run_in_process``): every frame (``--all-frames``) with detection and fit one after
     the other and pipelined, their frames per second and ratio; then played in real time,
     pipelined, its frames per second, latency and the answers' body PA-MPJPE against
-    ``truth``."""
+    ``truth`` (posed by ``model``)."""
     fields = {}
     for pipelined, realtime in ((False, False), (True, False), (True, True)):
         with open_source(movie, realtime=realtime) as source:
@@ -97,8 +97,7 @@ def in_process_fields(asset, movie: Path, truth: np.ndarray) -> dict:
             "in_process_realtime_latency_ms_p50": summary["latency_ms_p50"],
             "in_process_realtime_latency_ms_p95": summary["latency_ms_p95"],
             "in_process_realtime_drop_frac": summary["drop_frac"],
-            "in_process_realtime_pa_mpjpe_mm": answers_pa_mm(BodyModel(asset).double(), run,
-                                                             truth)[0]})
+            "in_process_realtime_pa_mpjpe_mm": answers_pa_mm(model, run, truth)[0]})
     fields["pipelined_speedup"] = round(fields["in_process_pipelined_fps"]
                                         / fields["in_process_fps"], 2)
     return fields
@@ -136,7 +135,7 @@ def run_live_bench(progress: bool = True, frames: int = 300, mocap: str | None =
             offline = session.finish()
         say("in this process: every frame, one stage after the other, then pipelined; then "
             "in real time ...")
-        in_process = in_process_fields(asset, movie, clip.joints)
+        in_process = in_process_fields(asset, movie, model, clip.joints)
     live_pa, answered = answers_pa_mm(model, everything, clip.joints)
     realtime_pa, _ = answers_pa_mm(model, realtime, clip.joints)
     offline_pa = body_pa_mm(model, {k: v for k, v in offline.params.items() if k != "transl"},

@@ -162,8 +162,8 @@ def run_in_process(recovery, source: LiveSource,
     """Answers from a ``LiveRecovery`` in this process, on one torch thread (a frame's fit is
     many small operations, which a second thread slows), its compiled steps prepared first.
     ``pipelined``: detection and fit on a core each (``run_pipelined``); else one after the
-    other (``run_live``). With the fit compiled (~50 ms a frame) the detector (~110 ms) is
-    the longer stage, and the pipeline answers more frames per second in real time as well
+    other (``run_live``). With the fit compiled (~50-70 ms a frame) the detector (~60-110
+    ms) is the longer stage, and the pipeline answers more frames per second in real time as well
     as with every frame kept (docs/live.md)."""
     import torch
 

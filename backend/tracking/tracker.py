@@ -31,6 +31,7 @@ from ..priors.pose_prior import load_pose_prior
 from .contact import (
     FOOT_PAIRS,
     MIN_FRAMES,
+    Ground,
     contact_cost,
     detect_contacts,
     estimate_ground,
@@ -510,7 +511,7 @@ class Tracker:
                    targets: dict[str, torch.Tensor], scales: dict[str, torch.Tensor],
                    world: tuple[torch.Tensor, torch.Tensor] | None, late: bool, sigma: float,
                    expression_weight: torch.Tensor, fps: float, frames: int,
-                   feet_on: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+                   feet_on: tuple[torch.Tensor, Ground] | None) -> torch.Tensor:
         """One step's loss: the data terms of ``parts`` at robust scale ``sigma``, the metric
         3D term, the feet's contacts (``feet_on``: contacts and ground) and the priors.
         ``late``: a stage after the body's."""
