@@ -3,6 +3,8 @@ requested GPU is not there."""
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from .errors import InputError
@@ -29,3 +31,21 @@ def choose_device(gpu: str | None = None, warn=print) -> str:
                          f"device(s) are visible: use --gpu 0 to "
                          f"{torch.cuda.device_count() - 1}, or --gpu cpu")
     return f"cuda:{gpu}"
+
+
+def use_torch_threads(count: int) -> None:
+    """Run this thread's torch CPU operations on ``count`` threads, leaving every other
+    thread's count as it was.
+
+    With PyTorch's OpenMP backend the count is kept per thread, but ``torch.set_num_threads``
+    also sets the count that threads started later begin with; a short-lived thread sets
+    that back to this thread's count before the call. A live fit (one thread: its ~500 small
+    operations a step run slower on two) and the server's whole-clip fits (two) share a
+    process this way."""
+    default = torch.get_num_threads()
+    torch.set_num_threads(count)
+    if count != default:
+        restorer = threading.Thread(target=torch.set_num_threads, args=(default,),
+                                    name="torch thread default")
+        restorer.start()
+        restorer.join()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from backend.body.model import BodyModel
-from backend.live.run import run_live, run_pipelined, through_session
+from backend.live.run import run_pipelined, run_through_session
 from backend.live.sources import open_source
 from backend.pipeline.demo import DEMO_SIZE, demo_frames, write_movie
 from backend.results import load_results
@@ -127,7 +127,7 @@ def test_a_movie_played_in_real_time_drives_a_live_server_session(server_home, m
             Client(server.endpoint, timeout=300) as client:
         session = client.open_session("tracker", fps=30.0, live=True)
         with open_source(movie) as source:
-            run = run_live(source, through_session(session, "png"))
+            run = run_through_session(source, session, "png")
         closed = session.finish()
     answers = run.answers
     indices = [a.index for a in answers]
@@ -258,3 +258,39 @@ def test_backend_live_saves_a_result_and_names_bad_sources(server_home, movie, t
     misused = backend("live", str(movie), "--out", str(tmp_path / "x.npz"), "--server",
                       "tcp://127.0.0.1:9", "--checkpoint", str(tmp_path), home=server_home)
     assert misused.returncode == 2 and "--server" in misused.stderr
+
+
+def test_a_live_session_answers_frames_in_flight_in_order_and_closes_or_cancels_after_them(
+        server_home, movie):
+    """The server detects a live frame while it fits the one before (two threads): frames
+    sent together are each answered once, in order; a close sent behind them fits the clip
+    of all of them; a cancel answers those not yet fitted ``cancelled``, and the server goes
+    on serving."""
+    with open_source(movie, realtime=False) as source:
+        frames = [source.next(timeout=5.0) for _ in range(6)]
+    with serve_process(server_home, "--estimator", "tracker") as server, \
+            Client(server.endpoint, timeout=300) as client:
+        session = client.open_session("tracker", fps=30.0, live=True)
+        sent = [session.send_frame(f.index, f.time, f.image, "png") for f in frames]
+        closing = session.send_close()
+        replies = [session.receive(request) for request in sent]
+        closed = session.closed(session.receive(closing))
+        assert [r["index"] for r in replies] == [f.index for f in frames]
+        assert all(r["result"]["live"]["params"]["body_pose"].shape == (1, 21, 3)
+                   and r["result"]["detections"]["pose"].shape == (33, 3) for r in replies)
+        assert list(closed.frames) == [f.index for f in frames]
+
+        session = client.open_session("tracker", fps=30.0, live=True)
+        sent = [session.send_frame(f.index, f.time, f.image, "png") for f in frames]
+        session.receive(sent[0])  # one fitted; the rest queued or in the live fitter's hands
+        session.cancel()
+        outcomes = []
+        for request in sent[1:]:
+            try:
+                session.connection.receive(request)
+                outcomes.append("answered")
+            except BackendError as error:
+                outcomes.append(error.code)
+        assert set(outcomes) <= {"answered", ErrorCode.CANCELLED}
+        assert ErrorCode.CANCELLED in outcomes
+        assert client.ping() and client.status()[0]["queued"] == 0

@@ -33,7 +33,7 @@ import torch
 
 from ..body import registry
 from ..body.model import BodyModel
-from ..live.run import LiveRun, run_in_process, run_live, through_session
+from ..live.run import LiveRun, run_in_process, run_through_session
 from ..live.sources import open_source
 from ..pipeline.demo import write_movie
 from ..pipeline.live import LiveRecovery
@@ -124,13 +124,13 @@ def run_live_bench(progress: bool = True, frames: int = 300, mocap: str | None =
                 session.receive(session.send_frame(0, 0.0, source.next().image, "raw"))
             first_answer_ms = 1000 * (time.perf_counter() - started)
             with open_source(movie) as source:
-                realtime = run_live(source, through_session(session, "raw", first_index=1))
+                realtime = run_through_session(source, session, "raw", first_index=1)
             session.cancel()
             say("every frame through a live session, then its whole-clip fit ...")
             session = client.open_session("tracker", fps=30.0, live=True, intrinsics=intrinsics)
             started = time.perf_counter()
             with open_source(movie, realtime=False) as source:
-                everything = run_live(source, through_session(session, "raw"))
+                everything = run_through_session(source, session, "raw")
             live_s = time.perf_counter() - started
             offline = session.finish()
         say("in this process: every frame, one stage after the other, then pipelined; then "

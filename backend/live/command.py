@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..compiling import compiling_enabled
 from ..errors import InputError
-from .run import LiveAnswer, LiveRun, run_in_process, run_live, through_session
+from .run import LiveAnswer, LiveRun, run_in_process, run_through_session
 from .sources import LiveFrame, open_source
 
 PREVIEW_WINDOW = "backend live (q or Esc to stop)"
@@ -74,7 +74,8 @@ def _through_server(args, source, asset, stop, show, meter) -> int:
                                       fps=source.fps, live=True,
                                       intrinsics=None if args.focal is None
                                       else {"focal": args.focal})
-        run = run_live(source, through_session(session), _both(meter, show), stop, args.seconds)
+        run = run_through_session(source, session, on_answer=_both(meter, show),
+                                  should_stop=stop, max_seconds=args.seconds)
         results = session.finish()
     results.info.update(_run_info(run, args.source))
     save_results(results, args.out)

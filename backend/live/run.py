@@ -6,6 +6,7 @@ The estimator is either in this process (``LiveRecovery``) or a server session o
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,10 @@ import numpy as np
 
 from ..perception.frames import Frame
 from .sources import LatestFrame, LiveFrame, LiveSource
+
+# How long ``run_through_session`` waits for a new frame while an answer is owed, before it
+# looks for the answer again.
+OWED_POLL_S = 0.005
 
 
 @dataclass
@@ -188,15 +193,44 @@ def run_in_process(recovery, source: LiveSource,
         torch.set_num_threads(threads)
 
 
-def through_session(session, image_format: str = "jpeg", first_index: int = 0) -> Answerer:
-    """Answers from a server session opened with ``live=True`` (``RemoteSession``); the
-    source's frames go as ``first_index`` onwards (after frames the session already had)."""
+def run_through_session(source: LiveSource, session, image_format: str = "jpeg",
+                        first_index: int = 0,
+                        on_answer: Callable[[LiveAnswer, LiveFrame], None] | None = None,
+                        should_stop: Callable[[], bool] = lambda: False,
+                        max_seconds: float | None = None, in_flight: int = 2) -> LiveRun:
+    """``run_live`` answered by a server session opened with ``live=True``
+    (``RemoteSession``), with up to ``in_flight`` frames at the server: it detects a frame
+    while it fits the one before, a core each (docs/live.md). The source's frames go as
+    ``first_index`` onwards (after frames the session already had). Stopping waits for the
+    answers still owed."""
+    run = LiveRun()
+    started = time.monotonic()
+    owed: collections.deque[tuple[LiveFrame, int]] = collections.deque()
+    taking = True  # the source still gives frames and nobody said stop
+    while taking or owed:
+        taking = taking and not _stopping(should_stop, started, max_seconds)
+        if taking and len(owed) < in_flight:
+            # While an answer is owed, look for a frame only briefly, then for the answer.
+            frame = source.next(timeout=OWED_POLL_S if owed else 0.5)
+            if frame is not None:
+                owed.append((frame, session.send_frame(first_index + frame.index, frame.time,
+                                                       frame.image, image_format)))
+                continue
+            taking = not source.ended
+        if not owed:
+            continue
+        frame, request = owed[0]
+        waiting = not taking or len(owed) >= in_flight  # nothing else to do meanwhile
+        reply = session.receive(request) if waiting else session.poll(request)
+        if reply is not None:
+            owed.popleft()
+            _record(run, frame, _live_answer(reply), on_answer)
+    run.seconds = time.monotonic() - started
+    run.source = source.stats()
+    return run
 
-    def answer(frame: LiveFrame) -> tuple[dict | None, np.ndarray | None, bool]:
-        reply = session.receive(session.send_frame(first_index + frame.index, frame.time,
-                                                   frame.image, image_format))
-        live = reply["result"].get("live")
-        return (None, None, False) if live is None else (live["params"], live["cam_t"],
-                                                         bool(live["found"]))
 
-    return answer
+def _live_answer(reply: dict) -> tuple[dict | None, np.ndarray | None, bool]:
+    live = reply["result"].get("live")
+    return (None, None, False) if live is None else (live["params"], live["cam_t"],
+                                                     bool(live["found"]))

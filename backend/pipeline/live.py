@@ -62,12 +62,17 @@ class LiveRecovery(ClipRecovery):
                                     device=device)
         self.fps, self.width, self.height = fps, width, height
         self.latest: OnlineEstimate | None = None
+        self._warm = False
         self._answers: list[tuple[int, float, OnlineEstimate, FrameLandmarks]] = []
 
     def warm_up(self) -> float:
         """Prepare the fit's compiled steps (``OnlineTracker.warm_up``) before the first
         frame, on the torch thread count the frames will be fitted with (compiled code is
-        specific to it). Seconds it took."""
+        specific to it). Seconds it took (0 once done: the first ``answer`` does it if no one
+        did)."""
+        if self._warm:
+            return 0.0
+        self._warm = True
         return self.online.warm_up() if self.estimator != "regressor" else 0.0
 
     def add(self, frame: Frame) -> FrameLandmarks:
@@ -89,6 +94,7 @@ class LiveRecovery(ClipRecovery):
     def answer(self, detected: Detected) -> OnlineEstimate | None:
         """The online fit of a detected frame, left in ``latest``: the second half of ``add``.
         Frames must be answered in the order they were detected."""
+        self.warm_up()
         found = detected.found
         parts = {part: getattr(found, part) for part in PART_LANDMARKS}
         self.latest = self.online.step(parts, detected.time, found.pose_world, detected.start,

@@ -1,6 +1,7 @@
 """Live captures the server runs itself: ``capture.start`` names a source the backend opens
-(a camera, a stream URL, a movie played in real time; ``backend.live.sources``), a thread
-answers its newest frame after frame with a ``live`` estimator, and the client collects the
+(a camera, a stream URL, a movie played in real time; ``backend.live.sources``), its threads
+answer its newest frames with a ``live`` estimator (one detects while the other fits, a core
+each: ``run_pipelined``), and the client collects the
 answers with ``capture.poll`` and ends it with ``capture.stop`` (docs/protocol.md). The
 Blender add-on's *Live* button drives a rig this way: only the backend touches the camera.
 """
@@ -14,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..live.run import LiveAnswer, run_live
+from ..device import use_torch_threads
+from ..live.run import LiveAnswer, run_pipelined
 from ..live.sources import LiveSource, SourceError, open_source
 from ..results import results_to_message
 from .protocol import ErrorCode, ProtocolError
@@ -27,7 +29,7 @@ MAX_POLL_ANSWERS = 64  # answers one poll returns at most: the newest
 
 class Capture:
     """One running capture: its thread opens the source, then answers frames until stopped,
-    the source ends or fails."""
+    the source ends or fails (and fits them, on one torch thread, while a second detects)."""
 
     def __init__(self, capture_id: str, owner: bytes, fields: dict, open_estimator: Callable):
         self.id, self.owner, self.fields = capture_id, owner, fields
@@ -57,7 +59,9 @@ class Capture:
                             "subject": None, "person": None, "person_box": None}
                 self._clip = self._open_estimator(settings)
                 self.state = "running"
-                run_live(self.source, self._answer, self._keep, self._stop.is_set)
+                use_torch_threads(1)
+                run_pipelined(self.source, self._detect, self._fit, self._keep,
+                              self._stop.is_set)
             self.state = "stopped" if self._stop.is_set() else "ended"
         except SourceError as exc:
             self._fail(ErrorCode.UNAVAILABLE, str(exc))
@@ -67,8 +71,11 @@ class Capture:
             logger.exception("capture %s failed", self.id)
             self._fail(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
-    def _answer(self, frame) -> tuple[dict | None, object, bool]:
-        live = self._clip.add_frame(frame.index, frame.time, frame.image)["live"]
+    def _detect(self, frame):
+        return self._clip.detect_frame(frame.index, frame.time, frame.image)[1]
+
+    def _fit(self, detected) -> tuple[dict | None, object, bool]:
+        live = self._clip.answer_frame(detected)["live"]
         return (None, None, False) if live is None else (live["params"], live["cam_t"],
                                                          live["found"])
 

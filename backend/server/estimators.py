@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -29,9 +30,9 @@ from ..errors import ClipError, SetupError
 from ..estimator_names import ESTIMATORS, UnknownEstimator, uses_regressor
 from ..paths import adapters_dir
 from ..perception.frames import Frame
-from ..perception.holistic import ClipDetector
+from ..perception.holistic import ClipDetector, FrameLandmarks
 from ..perception.people import PersonNotFound
-from ..pipeline.live import LiveRecovery
+from ..pipeline.live import Detected, LiveRecovery
 from ..pipeline.recovery import (
     ClipRecovery,
     FrameRegressions,
@@ -47,6 +48,8 @@ from ..tracking.tracker import check_landmark_sets
 from .protocol import ErrorCode, ProtocolError
 
 logger = logging.getLogger("backend.server")
+
+_Found = TypeVar("_Found")
 
 
 class Cancelled(ClipError):
@@ -85,7 +88,17 @@ class DetectorClip:
         """The regressor's queue of this clip's frames (None: no regressor, or no frame yet)."""
         return None
 
+    @property
+    def live(self) -> bool:
+        """The session answers each frame with its body (``EstimatorClip``'s ``live: true``)."""
+        return False
+
     def add_frame(self, index: int, time: float, image: np.ndarray) -> dict:
+        found = _detected(self._clip_for(index, image).add, Frame(index, time, image))
+        return detections_message(found)
+
+    def _clip_for(self, index: int, image: np.ndarray) -> ClipDetector | ClipRecovery:
+        """The session's clip, started on its first frame; a frame of another size refused."""
         height, width = image.shape[:2]
         if self._clip is None:
             self._clip = self._start(width, height)
@@ -94,13 +107,7 @@ class DetectorClip:
             raise ProtocolError(ErrorCode.BAD_IMAGE, f"frame {index} is {width}x{height} but "
                                 f"this session's frames are {self._size[0]}x{self._size[1]}; "
                                 "open a new session per clip")
-        try:
-            found = self._clip.add(Frame(index, time, image))
-        except PersonNotFound as exc:
-            raise ProtocolError(ErrorCode.PERSON_NOT_FOUND, str(exc)) from None
-        detections = {part: points.astype(np.float32) for part, points in found._asdict().items()}
-        # The person's box, so a later session of the same footage can follow them on.
-        return {"detections": {**detections, "box": found.box().astype(np.float32)}}
+        return self._clip
 
     def _check_frames(self) -> None:
         if self._clip is None or not len(self._clip):
@@ -143,7 +150,6 @@ class EstimatorClip(DetectorClip):
                                 focal=intrinsics.get("focal"), center=center,
                                 subject=self.subject or None, smooth=self.settings["smooth"],
                                 device=self.device, **self.following)
-            live.warm_up()  # in the first frame's wait, not the later frames'
             return live
         # regressor_batch None: the server runs the regressor over several sessions' frames
         # at once (run_regressor_batches).
@@ -151,11 +157,30 @@ class EstimatorClip(DetectorClip):
                             regressor=self.regressor, focal=intrinsics.get("focal"),
                             center=center, regressor_batch=None, **self.following)
 
+    @property
+    def live(self) -> bool:
+        return bool(self.settings.get("live"))
+
     def add_frame(self, index: int, time: float, image: np.ndarray) -> dict:
-        reply = super().add_frame(index, time, image)
-        if self.settings.get("live"):
-            reply["live"] = live_message(self._clip.latest)
-        return reply
+        if not self.live:
+            return super().add_frame(index, time, image)
+        reply, detected = self.detect_frame(index, time, image)
+        return {**reply, **self.answer_frame(detected)}
+
+    def detect_frame(self, index: int, time: float, image: np.ndarray
+                     ) -> tuple[dict, Detected]:
+        """A live frame's first half: the frame reply's detections, and the frame as
+        ``answer_frame`` takes it. The server runs the halves on two threads, so that one
+        frame is detected while the one before is fitted."""
+        clip = self._clip_for(index, image)
+        detected = _detected(clip.detect, Frame(index, time, image))
+        return detections_message(detected.found), detected
+
+    def answer_frame(self, detected: Detected) -> dict:
+        """A live frame's second half, its body (the reply's ``live``); frames in the order
+        they were detected. The first prepares the compiled fit on the calling thread's torch
+        thread count (``LiveRecovery.warm_up``)."""
+        return {"live": live_message(self._clip.answer(detected))}
 
     def live_rig(self) -> dict | None:
         """A live clip's rig, shaped by the body measured so far (None before the first
@@ -196,6 +221,21 @@ class EstimatorClip(DetectorClip):
         if self.settings.get("rig"):
             reply["rig"] = build_rig(self.asset, subject)
         return reply
+
+
+def _detected(detect: Callable[[Frame], _Found], frame: Frame) -> _Found:
+    """``detect(frame)``, nobody to follow reported as the protocol's error."""
+    try:
+        return detect(frame)
+    except PersonNotFound as exc:
+        raise ProtocolError(ErrorCode.PERSON_NOT_FOUND, str(exc)) from None
+
+
+def detections_message(found: FrameLandmarks) -> dict:
+    """A frame reply's ``detections``: each part's points, and the person's box, so that a
+    later session of the same footage can follow them on."""
+    detections = {part: points.astype(np.float32) for part, points in found._asdict().items()}
+    return {"detections": {**detections, "box": found.box().astype(np.float32)}}
 
 
 def live_message(estimate: OnlineEstimate | None) -> dict | None:

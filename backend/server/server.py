@@ -8,6 +8,9 @@ Threads and why:
   time round-robin over sessions (fair to every client; a session's frames stay in order):
   the detector per frame, then the regressor once per body model for all of those frames
   that need it, whichever session they came from (one batched forward on the device);
+- the live fitter answers ``live`` sessions' frames once the frame worker has detected
+  them, on one torch thread, in each session's order: the next frame is detected while one
+  is fitted, each stage on a core (a client keeps two frames in flight to use both);
 - the finisher, on the thread that calls ``run``, runs the long jobs: ``session.close`` (the
   tracker's fit over a clip: seconds to minutes) and the ``avatar.*`` ops, so other sessions'
   frames keep flowing meanwhile.
@@ -67,6 +70,15 @@ class _Job:
 
 
 @dataclass
+class _LiveFrame:
+    """A live session's frame detected by the frame worker, for the live fitter to answer."""
+
+    job: _Job
+    detections: dict  # the reply's detections (``EstimatorClip.detect_frame``)
+    detected: object  # a pipeline.live.Detected
+
+
+@dataclass
 class _SessionSlot:
     """The server's bookkeeping of one open session: owner, queued jobs, window, state."""
 
@@ -79,7 +91,7 @@ class _SessionSlot:
     last_seen: float = field(default_factory=time.monotonic)
     frames_done: int = 0
     state: str = "open"  # open | closing | cancelled
-    finishing: bool = False  # its close job went to the finisher
+    finishing: bool = False  # its close job was taken for the finisher
     cancel_event: threading.Event = field(default_factory=threading.Event)
 
 
@@ -162,7 +174,12 @@ class Server:
         self._regressor_batches: collections.Counter[int] = collections.Counter()  # size: count
         # Live captures of sources the server opens itself (``captures.py``).
         self._captures = Captures(self.estimators.open, self.config.max_captures)
+        # The live fitter's work, in order: (session, _LiveFrame), or (session, _Job) for a
+        # live session's close or release (after its frames); None ends it.
+        self._live_fits: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._frame_worker, name="frames", daemon=True)
+        self._fitter = threading.Thread(target=self._live_fitter, name="live fits",
+                                        daemon=True)
         self._io = threading.Thread(target=self._serve_io, name="io", daemon=True)
         self._finisher_done = threading.Event()
 
@@ -177,6 +194,7 @@ class Server:
         ~25% slower in a spawned thread than in the main one here (PyTorch CPU), and
         ``backend serve`` calls this from the main thread."""
         self._worker.start()
+        self._fitter.start()
         self._io.start()
         try:
             self._finisher()
@@ -465,7 +483,8 @@ class Server:
         self._lock.notify()
 
     def _queued(self) -> int:
-        return sum(len(s.jobs) for s in self._sessions.values()) + self._finishing.qsize()
+        return (sum(len(s.jobs) for s in self._sessions.values()) + self._live_fits.qsize()
+                + self._finishing.qsize())
 
     def _idle(self) -> bool:
         with self._lock:
@@ -503,8 +522,11 @@ class Server:
             with self._lock:
                 self._stopping.set()
                 self._lock.notify_all()
-            self._finishing.put(None)
+            # In this order: the live fitter may still pass a live session's close on.
             self._worker.join(timeout=5.0)
+            self._live_fits.put(None)
+            self._fitter.join(timeout=5.0)
+            self._finishing.put(None)
             self._finisher_done.wait(timeout=5.0)
             self._forward_replies()
             self._router.close()
@@ -523,7 +545,10 @@ class Server:
             batch = []
             while self._ready and len(batch) < self.config.max_batch:
                 session = self._ready.popleft()
-                batch.append((session, session.jobs.popleft()))
+                job = session.jobs.popleft()
+                # From now on the finisher releases its models (a cancel must not as well).
+                session.finishing = session.finishing or job.kind == "close"
+                batch.append((session, job))
                 if session.jobs:
                     self._ready.append(session)  # round-robin: back of the line
             return batch
@@ -540,9 +565,13 @@ class Server:
                 for session, job in batch:
                     if job.kind != "frame":  # a session's frames are regressed before it ends
                         self._regress_and_reply(detected, out)
+                        if session.estimator.live:  # ...and a live one's fitted
+                            self._live_fits.put((session, job))
+                            continue
                     reply = self._run_job(session, job)
                     if job.kind == "frame":
-                        detected.append((session, job, reply))
+                        if reply is not None:  # else the live fitter replies
+                            detected.append((session, job, reply))
                     elif reply is not None:
                         out.send_multipart([job.peer, pack(reply)])
                 self._regress_and_reply(detected, out)
@@ -572,18 +601,39 @@ class Server:
             session.estimator.close()
             return None
         if job.kind == "close":
-            with self._lock:
-                session.finishing = True  # from now on the finisher releases its models
             self._finishing.put((job.peer, job.request_id,
                                  lambda: self._finish_session(session), None))
             return None
-        request = job.request
-        index = request.fields["index"]
+        if session.estimator.live:
+            return self._frame_reply(session, job, lambda: self._detect_live(session, job))
+        return self._frame_reply(session, job, lambda: session.estimator.add_frame(
+            job.request.fields["index"], job.request.fields["time"],
+            decode_image(job.request.image)))
+
+    def _detect_live(self, session: _SessionSlot, job: _Job) -> None:
+        """A live frame's detection, handed to the live fitter (which replies)."""
+        fields = job.request.fields
+        detections, detected = session.estimator.detect_frame(
+            fields["index"], fields["time"], decode_image(job.request.image))
+        self._live_fits.put((session, _LiveFrame(job, detections, detected)))
+
+    def _answer_live(self, session: _SessionSlot, frame: _LiveFrame) -> dict:
+        return self._frame_reply(session, frame.job, lambda: {
+            **frame.detections, **session.estimator.answer_frame(frame.detected)})
+
+    def _frame_reply(self, session: _SessionSlot, job: _Job,
+                     work: Callable[[], dict | None]) -> dict | None:
+        """A frame's reply: ``work``'s result (None: another thread replies, and the frame
+        stays in flight until then), or the error it raised, typed."""
+        index = job.request.fields["index"]
+        handed_on = False
         try:
             if session.state == "cancelled":
                 raise ProtocolError(ErrorCode.CANCELLED, f"session {session.id} was cancelled")
-            image = decode_image(request.image)
-            result = session.estimator.add_frame(index, request.fields["time"], image)
+            result = work()
+            if result is None:
+                handed_on = True
+                return None
             session.frames_done += 1
             return ok_reply(job.request_id, session=session.id, index=index, result=result)
         except ProtocolError as exc:
@@ -593,9 +643,29 @@ class Server:
             return error_reply(job.request_id, ErrorCode.INTERNAL,
                                f"frame {index}: {type(exc).__name__}: {exc}")
         finally:
-            with self._lock:
-                session.in_flight = max(session.in_flight - 1, 0)
-                session.last_seen = time.monotonic()  # idle time counts from the last reply
+            if not handed_on:
+                with self._lock:
+                    session.in_flight = max(session.in_flight - 1, 0)
+                    session.last_seen = time.monotonic()  # idle time counts from the reply
+
+    def _live_fitter(self) -> None:
+        """Answer live sessions' detected frames, in order, on one torch thread (the frame
+        worker's detection has the other core); pass a live session's close and release on
+        once its frames are answered."""
+        from ..device import use_torch_threads
+
+        use_torch_threads(1)
+        out = self.context.socket(zmq.PUSH)
+        out.connect(self._replies_address)
+        try:
+            while (item := self._live_fits.get()) is not None:
+                session, work = item
+                if isinstance(work, _Job):
+                    self._run_job(session, work)  # a close goes to the finisher; no reply
+                    continue
+                out.send_multipart([work.job.peer, pack(self._answer_live(session, work))])
+        finally:
+            out.close(linger=1000)
 
     def _finisher(self) -> None:
         out = self.context.socket(zmq.PUSH)
