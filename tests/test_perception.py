@@ -322,6 +322,33 @@ def test_live_detection_tries_one_region_a_frame_the_pose_s_in_turn():
     assert regions_this_frame([pose_1x], False, 1, 7) == ([pose_1x], 7)
 
 
+def test_live_crops_look_again_later_after_each_miss_and_at_once_once_found():
+    """Under a ``CropBudget`` a part the crops keep missing is looked for again 2, 4, 4, 4
+    ... frames; found again (by the crops, or Holistic in the frame before), every frame."""
+    from backend.perception.crops import CropBudget, CropSchedule
+
+    region = (np.array([10.0, 10.0]), 50.0)
+    schedule = CropSchedule(CropBudget(regions_per_frame=1, max_wait=4))
+    looked = []
+    for frame in range(16):
+        tried = schedule.regions([region], previous_found=False)
+        if tried:
+            looked.append(frame)
+            schedule.tried(found=False)
+    assert looked == [0, 2, 6, 10, 14]
+    assert schedule.regions([region], previous_found=True) == [region]  # seen: no wait
+    schedule.tried(found=False)
+    assert schedule.regions([region], previous_found=False) == []
+    assert schedule.regions([region], previous_found=False) == [region]
+    schedule.tried(found=True)
+    assert schedule.regions([region], previous_found=False) == [region]
+    # Offline: every region, every frame, whatever was missed.
+    offline = CropSchedule(None)
+    for _ in range(3):
+        assert offline.regions([region, region], previous_found=False) == [region, region]
+        offline.tried(found=False)
+
+
 def test_a_face_found_in_the_frame_before_is_found_again(open_asset):
     """The pose gives no face region (its face points unseen), but the face's landmarks from
     the frame before seed the crop: Face Mesh finds it there."""

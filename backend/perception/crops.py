@@ -8,6 +8,9 @@ image are not tried: a hand out of view costs nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
@@ -100,55 +103,102 @@ def to_frame(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
     return points @ transform[:, :2].T + transform[:, 2]
 
 
+@dataclass(frozen=True)
+class CropBudget:
+    """The crop pass's limits for a detector with a frame rate to keep (live capture; None
+    elsewhere: every region, every frame). At most ``regions_per_frame`` regions per part and
+    frame: a part found in the frame before is looked for around it first; one that stays
+    missing is looked for in the pose's regions in turn, one frame after the other. And a part
+    the crops missed ``k`` times in a row is looked for again only ``2**k`` frames later, at
+    most ``max_wait``: a hand out of view or blurred stops costing a crop every frame."""
+
+    regions_per_frame: int = 1
+    max_wait: int = 4
+
+
+class CropSchedule:
+    """When and where one part's crop pass looks, frame after frame, under a ``CropBudget``
+    (None: every region, every frame). Pure: ``regions`` once per frame the part is missing,
+    ``tried`` after looking."""
+
+    def __init__(self, budget: CropBudget | None):
+        self.budget = budget
+        self._turn = 0  # the next of the pose's regions to try
+        self._misses = 0  # the crops' misses in a row
+        self._waited = 0  # frames since the crops last looked
+
+    def regions(self, candidates: list[Region], previous_found: bool) -> list[Region]:
+        """The regions to try this frame, of the part's ``candidates`` (``regions``);
+        ``previous_found``: the part was found in the frame before (``candidates`` start
+        around it)."""
+        if self.budget is None:
+            return candidates
+        if previous_found:
+            self._misses = 0
+        self._waited += 1
+        if self._waited < min(2 ** self._misses, self.budget.max_wait):
+            return []
+        self._waited = 0
+        chosen, self._turn = regions_this_frame(candidates, previous_found,
+                                                self.budget.regions_per_frame, self._turn)
+        return chosen
+
+    def tried(self, found: bool) -> None:
+        """What looking in this frame's regions gave."""
+        self._misses = 0 if found else self._misses + 1
+
+
 class CropDetector:
-    """Face Mesh and Hands on crops (static-image mode: each crop stands alone).
+    """Face Mesh and Hands on crops (static-image mode: each crop stands alone), each part's
+    regions chosen by a ``CropSchedule`` under ``budget``."""
 
-    ``regions_per_frame``: try at most this many regions per part and frame (None: all), for
-    a detector with a frame rate to keep (live capture): a part found in the frame before is
-    looked for around it first; one that stays missing is looked for in the pose's regions in
-    turn, one frame after the other, instead of in all of them every frame."""
-
-    def __init__(self, regions_per_frame: int | None = None):
+    def __init__(self, budget: CropBudget | None = None):
         from .face_mesh import FaceMeshDetector, QuietSolution, import_mediapipe
 
         mp = import_mediapipe()
         self._face = FaceMeshDetector()
         self._hands = QuietSolution(lambda: mp.solutions.hands.Hands(
             static_image_mode=True, max_num_hands=1, model_complexity=1))
-        self.regions_per_frame = regions_per_frame
-        self._turns: dict[str, int] = {}  # per part: the next of the pose's regions to try
-
-    def _to_try(self, part: str, previous: np.ndarray | None, predicted: Region | None,
-                kind: str, width: int, height: int) -> list[Region]:
-        tried, self._turns[part] = regions_this_frame(
-            regions(previous, predicted, kind, width, height), previous is not None,
-            self.regions_per_frame, self._turns.get(part, 0))
-        return tried
+        self.budget = budget
+        self._schedules: dict[str, CropSchedule] = {}
 
     def face(self, image: np.ndarray, pose: np.ndarray, previous: np.ndarray | None = None
              ) -> np.ndarray | None:
         """The face's landmarks, or None; ``previous``: its landmarks in the frame before."""
-        height, width = image.shape[:2]
-        for region in self._to_try("face", previous, face_region(pose), "face", width, height):
-            patch, transform = crop(image, *region)
-            points = self._face(patch)
-            if points is not None:
-                return to_frame(points, transform)
-        return None
+        return self._look("face", image, previous, face_region(pose), "face", self._face)
 
     def hand(self, image: np.ndarray, pose: np.ndarray, side: str,
              previous: np.ndarray | None = None) -> np.ndarray | None:
         """One hand's landmarks, or None; ``previous``: its landmarks in the frame before."""
+        return self._look(side, image, previous, hand_region(pose, side), "hand",
+                          self._hand_points)
+
+    def _look(self, part: str, image: np.ndarray, previous: np.ndarray | None,
+              predicted: Region | None, kind: str,
+              detect: Callable[[np.ndarray], np.ndarray | None]) -> np.ndarray | None:
+        """The part's landmarks in the first of this frame's regions where ``detect`` finds
+        them on the crop, mapped into the frame; None if none."""
         height, width = image.shape[:2]
-        for region in self._to_try(side, previous, hand_region(pose, side), "hand", width,
-                                   height):
+        schedule = self._schedules.setdefault(part, CropSchedule(self.budget))
+        tried = schedule.regions(regions(previous, predicted, kind, width, height),
+                                 previous is not None)
+        found = None
+        for region in tried:
             patch, transform = crop(image, *region)
-            result = self._hands.process(patch)
-            if result.multi_hand_landmarks:
-                points = np.array([[p.x * CROP_SIZE, p.y * CROP_SIZE]
-                                   for p in result.multi_hand_landmarks[0].landmark])
-                return to_frame(points, transform)
-        return None
+            points = detect(patch)
+            if points is not None:
+                found = to_frame(points, transform)
+                break
+        if tried:
+            schedule.tried(found is not None)
+        return found
+
+    def _hand_points(self, patch: np.ndarray) -> np.ndarray | None:
+        result = self._hands.process(patch)
+        if not result.multi_hand_landmarks:
+            return None
+        return np.array([[p.x * CROP_SIZE, p.y * CROP_SIZE]
+                         for p in result.multi_hand_landmarks[0].landmark])
 
     def close(self) -> None:
         self._face.close()

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from ..errors import FootageError
+from .crops import CropBudget
 from .face_mesh import QuietSolution, import_mediapipe
 from .frames import Frame
 from .people import PersonFollower
@@ -199,11 +200,11 @@ def person_box(*parts: np.ndarray, margin: float = 0.1) -> np.ndarray:
 class Holistic:
     """Video-mode Holistic (tracking between frames); one instance per clip. With ``crops``,
     a face or hand Holistic misses gets second tries on upscaled crops (``crops.py``), first
-    around where it was in the frame before; ``crop_regions``: at most this many crops per
-    part and frame (``CropDetector``; None: every region)."""
+    around where it was in the frame before; ``crop_budget``: the crop pass's limits for live
+    capture (``CropBudget``; None: every region, every frame)."""
 
     def __init__(self, static: bool = False, crops: bool = True,
-                 crop_regions: int | None = None):
+                 crop_budget: CropBudget | None = None):
         mp = import_mediapipe()
         self._model = QuietSolution(lambda: mp.solutions.holistic.Holistic(
             static_image_mode=static, model_complexity=1, smooth_landmarks=not static,
@@ -212,7 +213,7 @@ class Holistic:
         if crops:
             from .crops import CropDetector
 
-            self._crops = CropDetector(crop_regions)
+            self._crops = CropDetector(crop_budget)
         self.first_pass_found = {part: 0 for part in ("face", "left_hand", "right_hand")}
         self._static = static
         self._last_found: dict[str, np.ndarray] = {}
@@ -307,18 +308,18 @@ class ClipDetector:
 
     ``person``: follow the person with this number (1 = leftmost in the first frame showing
     anybody; ``people.py``); or ``person_box``: the one at this box (x0, y0, x1, y1) in the
-    first frame; neither lets Holistic pick the most prominent one. ``crop_regions``: the
-    crop pass's limit per part and frame (``Holistic``).
+    first frame; neither lets Holistic pick the most prominent one. ``crop_budget``: the
+    crop pass's limits (``Holistic``).
     """
 
     def __init__(self, width: int, height: int, crops: bool = True, person: int | None = None,
-                 person_box: np.ndarray | None = None, crop_regions: int | None = None):
+                 person_box: np.ndarray | None = None, crop_budget: CropBudget | None = None):
         self.width, self.height = width, height
         self._finder = self.follower = None
         if person is not None or person_box is not None:
             self._finder = PersonFinder()
             self.follower = PersonFollower(self._finder, person=person, box=person_box)
-        self._holistic = Holistic(crops=crops, crop_regions=crop_regions)
+        self._holistic = Holistic(crops=crops, crop_budget=crop_budget)
         self._indices: list[int] = []
         self._times: list[float] = []
         self._found: list[FrameLandmarks] = []

@@ -16,6 +16,7 @@ import numpy as np
 from ..body.asset import Asset
 from ..body.model import BodyModel
 from ..camera import principal_point
+from ..perception.crops import CropBudget
 from ..perception.frames import Frame
 from ..perception.holistic import FrameLandmarks
 from ..perception.people import PersonNotFound
@@ -24,10 +25,11 @@ from ..tracking.online import OnlineConfig, OnlineEstimate, OnlineTracker
 from ..tracking.tracker import PART_LANDMARKS
 from .recovery import ClipRecovery
 
-# The crop pass's regions per missed part and frame: a live frame's detection is the longer
-# of the pipeline's two stages, and one region a frame (in turn) costs 63 against 79-89 ms
-# on the bench walk, finding the hands in 0.57 / 0.73 of frames against 0.60 / 0.79.
-LIVE_CROP_REGIONS = 1
+# The crop pass's limits in live capture: a live frame's detection is the longer of the
+# pipeline's two stages. On the bench walk, one region a frame (in turn) cost 63 against
+# 79-89 ms, the hands found in 0.57 / 0.73 of frames against 0.60 / 0.79; waiting after
+# misses (up to 4 frames) 52-54 against 59-68 ms, 0.59 / 0.63 against 0.61 / 0.67.
+LIVE_CROP_BUDGET = CropBudget(regions_per_frame=1, max_wait=4)
 
 
 @dataclass
@@ -50,11 +52,11 @@ class LiveRecovery(ClipRecovery):
                  center: tuple[float, float] | None = None, person: int | None = None,
                  person_box: np.ndarray | None = None,
                  subject: dict[str, np.ndarray] | None = None, smooth: float = 1.0,
-                 device: str | None = None, crop_regions: int | None = LIVE_CROP_REGIONS):
+                 device: str | None = None, crop_budget: CropBudget | None = LIVE_CROP_BUDGET):
         # The regressor runs on each frame as it comes (a batch of one): the answer cannot wait.
         super().__init__(width, height, asset, estimator=estimator, regressor=regressor,
                          focal=focal, person=person, person_box=person_box, center=center,
-                         regressor_batch=1, crop_regions=crop_regions)
+                         regressor_batch=1, crop_budget=crop_budget)
         config = OnlineConfig()
         self.online = OnlineTracker(BodyModel(asset), width, height, fps=fps, focal=focal,
                                     center=center, subject=subject,

@@ -27,6 +27,7 @@ from ..body.params import subject_values
 from ..camera import principal_point
 from ..estimator_names import check_estimator, uses_regressor
 from ..paths import checkpoints_dir
+from ..perception.crops import CropBudget
 from ..perception.frames import Frame
 from ..perception.holistic import ClipDetections, ClipDetector, FrameLandmarks
 from ..perception.people import PersonNotFound
@@ -224,14 +225,14 @@ class ClipRecovery:
     loaded one (``load_regressor``), needed by the regressor estimators, run on
     ``regressor_batch`` frames at a time (None: when told, see ``FrameRegressions``);
     ``focal``, ``center``: the camera's focal length and principal point in pixels, if known;
-    ``crop_regions``: the detector's crop pass's limit per part and frame (``ClipDetector``).
+    ``crop_budget``: the detector's crop pass's limits (``ClipDetector``).
     """
 
     def __init__(self, width: int, height: int, asset: Asset, estimator: str = "tracker",
                  regressor=None, focal: float | None = None, person: int | None = None,
                  person_box: np.ndarray | None = None,
                  center: tuple[float, float] | None = None, regressor_batch: int | None = 8,
-                 crop_regions: int | None = None):
+                 crop_budget: CropBudget | None = None):
         self.asset, self.estimator = asset, check_estimator(estimator)
         self.focal, self.center = focal, center
         # A set-up problem: named before any frame is decoded, not after the detection.
@@ -243,7 +244,7 @@ class ClipRecovery:
                                              batch=regressor_batch)
                             if uses_regressor(estimator) else None)
         self.detector = ClipDetector(width, height, person=person, person_box=person_box,
-                                     crop_regions=crop_regions)
+                                     crop_budget=crop_budget)
 
     def __len__(self) -> int:
         return len(self.detector)
