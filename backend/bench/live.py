@@ -4,7 +4,8 @@ A 10-second 640x480 synthetic clip with exact truth (the open model's painted lo
 held-out CMU clip, else the procedural motion) is written as a movie and played twice through
 a ``backend serve`` child's ``live`` session (tracker estimator):
 
-- in real time at 30 fps, the newest frame sent whenever the last answer came back:
+- in real time at 30 fps, the newest frame sent whenever fewer than two were unanswered
+  (``run_through_session``: the server detects one while it fits the other):
   ``fps`` answered, ``latency_ms_p50`` / ``_p95`` (a frame's capture to its answer, served
   over loopback), ``drop_frac`` (the source's frames that came while the server was busy),
   after the movie's first frame was sent alone (``first_answer_ms``: the session's models

@@ -1,9 +1,9 @@
 """Live captures the server runs itself: ``capture.start`` names a source the backend opens
 (a camera, a stream URL, a movie played in real time; ``backend.live.sources``), its threads
 answer its newest frames with a ``live`` estimator (one detects while the other fits, a core
-each: ``run_pipelined``), and the client collects the
-answers with ``capture.poll`` and ends it with ``capture.stop`` (docs/protocol.md). The
-Blender add-on's *Live* button drives a rig this way: only the backend touches the camera.
+each: ``run_pipelined``), and the client collects the answers with ``capture.poll`` and ends
+it with ``capture.stop`` (docs/protocol.md). The Blender add-on's *Live* button drives a rig
+this way: only the backend touches the camera.
 """
 
 from __future__ import annotations
