@@ -95,10 +95,20 @@ class ServerProcess:
 
 def _read_logs(stream, logs: list[dict]) -> None:
     for line in stream:
-        try:
-            logs.append(json.loads(line))
-        except ValueError:  # third-party noise on stderr
-            logs.append({"event": "stderr", "line": line.rstrip()})
+        logs.append(_log_entry(line))
+
+
+def _log_entry(line: str) -> dict:
+    """A log line's event; third-party noise on stderr as a ``stderr`` event. A C++ library
+    writing to the same stream without ending its line leaves an event after its text: found
+    there too."""
+    for start in (0, line.find('{"')):
+        if start >= 0:
+            try:
+                return json.loads(line[start:])
+            except ValueError:
+                pass
+    return {"event": "stderr", "line": line.rstrip()}
 
 
 @contextmanager
