@@ -224,13 +224,14 @@ def run_through_session(source: LiveSource, session, image_format: str = "jpeg",
         reply = session.receive(request) if waiting else session.poll(request)
         if reply is not None:
             owed.popleft()
-            _record(run, frame, _live_answer(reply), on_answer)
+            _record(run, frame, live_answer(reply["result"].get("live")), on_answer)
     run.seconds = time.monotonic() - started
     run.source = source.stats()
     return run
 
 
-def _live_answer(reply: dict) -> tuple[dict | None, np.ndarray | None, bool]:
-    live = reply["result"].get("live")
+def live_answer(live: dict | None) -> tuple[dict | None, np.ndarray | None, bool]:
+    """A frame reply's ``live`` (``server.estimators.live_message``) as an answer's (params,
+    cam_t, found)."""
     return (None, None, False) if live is None else (live["params"], live["cam_t"],
                                                      bool(live["found"]))

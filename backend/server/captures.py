@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from ..device import use_torch_threads
-from ..live.run import LiveAnswer, run_pipelined
+from ..live.run import LiveAnswer, live_answer, run_pipelined
 from ..live.sources import LiveSource, SourceError, open_source
 from ..results import results_to_message
 from .protocol import ErrorCode, ProtocolError
@@ -75,9 +75,7 @@ class Capture:
         return self._clip.detect_frame(frame.index, frame.time, frame.image)[1]
 
     def _fit(self, detected) -> tuple[dict | None, object, bool]:
-        live = self._clip.answer_frame(detected)["live"]
-        return (None, None, False) if live is None else (live["params"], live["cam_t"],
-                                                         live["found"])
+        return live_answer(self._clip.answer_frame(detected)["live"])
 
     def _keep(self, answer: LiveAnswer, _frame) -> None:
         with self._lock:
