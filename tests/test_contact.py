@@ -10,6 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from backend.body.model import BodyModel
 from backend.conventions import FOOT_JOINTS, MODEL_TO_CAMERA
+from backend.mocap.foot_planting import LEG_JOINTS, plant_feet
 from backend.tracking.contact import (
     FOOT_PAIRS,
     Ground,
@@ -142,3 +143,31 @@ def test_a_walk_keeps_its_planted_feet_still_with_the_contact_stage(open_asset):
     assert fits[on].contacts is not None and fits[0.0].contacts is None
     assert skate[on] < 0.6 * skate[0.0], skate
     assert error[on] < 1.1 * error[0.0], error
+
+
+def test_planting_stops_the_feet_of_a_walk_played_on_other_legs_sliding(open_asset):
+    """A walk whose root travels 15 % farther than its legs reach (a performer with longer
+    legs): its stance feet slide; planted, they hold still, the body stays within a few cm of
+    the capture, only the legs' angles change, and the motion is no jerkier."""
+    model = BodyModel(open_asset).double()
+    walk = walking_motion(model, 45, FPS)
+    walk["transl"] = walk["transl"] * 1.15
+    clip = make_clip(BodyModel(open_asset), frames=45, seed=1, betas_scale=0.0, motion=walk)
+    params, cam_t, contacts = plant_feet(model, clip.params, clip.cam_t, FPS)
+    feet = [model.joint_names.index(name) for name in FOOT_JOINTS]
+    before = _camera_joints(model, clip.params, clip.cam_t)
+    after = _camera_joints(model, params, cam_t)
+    normal = estimate_ground(before[:, feet], np.array(MODEL_TO_CAMERA)[:, 1], FPS,
+                             FOOT_PAIRS).normal
+    assert 0.2 < contacts.mean() < 0.8
+    sliding = foot_skate_mm(before[:, feet], contacts, normal)
+    planted = foot_skate_mm(after[:, feet], contacts, normal)
+    assert sliding > 2.0 and planted < 0.25 * sliding, (sliding, planted)
+    assert np.linalg.norm(after - before, axis=-1).mean() < 0.03
+    assert jitter_mm_s2(after[:, :22], FPS) < 1.1 * jitter_mm_s2(before[:, :22], FPS)
+    legs = [model.pose_joints["body_pose"].index(model.joint_names.index(name))
+            for name in LEG_JOINTS]
+    others = [row for row in range(params["body_pose"].shape[1]) if row not in legs]
+    torch.testing.assert_close(params["body_pose"][:, others],
+                               clip.params["body_pose"][:, others])
+    assert not torch.allclose(params["body_pose"][:, legs], clip.params["body_pose"][:, legs])

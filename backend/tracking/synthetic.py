@@ -13,6 +13,7 @@ from ..body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..camera import MODEL_TO_CAMERA, principal_point, project, to_camera
 from ..conventions import FOOT_JOINTS
 from ..errors import InputError
+from ..mocap.foot_planting import plant_feet
 from ..mocap.retarget import leg_length
 from .priors import hinge_axes
 from .tracker import PART_LANDMARKS, Keypoints
@@ -103,7 +104,7 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
               focal: float = 1100.0, betas_scale: float = 0.8,
               center: tuple[float, float] | None = None,
               motion: dict[str, np.ndarray] | None = None,
-              world_noise_m: float | None = None) -> SyntheticClip:
+              world_noise_m: float | None = None, planted: bool = False) -> SyntheticClip:
     """A clip of ``frames`` frames (width, height = ``size``) with exact ground truth, seen
     through a camera of focal length ``focal`` and principal point ``center`` (pixels;
     default the image centre). The body moves by smoothed random turns of every joint, or as
@@ -114,7 +115,9 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
     keypoints carry a metric 3D pose as MediaPipe's ``pose_world_landmarks`` would
     (``world_bones.py``: hip-centred, in the axes of a camera looking at the person), each
     point off by slowly varying noise of that many metres per axis (MediaPipe's own errors
-    persist over frames)."""
+    persist over frames). ``planted``: the motion's feet planted on this body
+    (``mocap.foot_planting``: a capture retargeted onto it slides where its legs are not the
+    performer's)."""
     rng = np.random.default_rng(seed)
     model = model.converted(torch.float64)
     params = {k: v.clone() for k, v in model.default_params(frames).items()}
@@ -155,6 +158,10 @@ def make_clip(model: BodyModel, frames: int = 30, seed: int = 0, noise_px: float
         wander = framed(strides * np.asarray(motion["transl"][:frames])
                         @ np.array(MODEL_TO_CAMERA).T)
     cam_t = torch.as_tensor(np.array([0.05, 0.25, 3.2]) + wander)
+    if planted and motion is not None:
+        params, cam_t, _ = plant_feet(model, params, cam_t, fps=30.0)
+        with torch.no_grad():
+            output = model(params)
     width, height = size
     center = torch.tensor(principal_point(width, height, center), dtype=torch.float64)
     parts = {}
