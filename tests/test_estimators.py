@@ -27,7 +27,12 @@ from backend.regressor.layout import ParamLayout
 from backend.regressor.model import PearRegressor, RegressorConfig
 from backend.server.client import BackendError, Client, frames_of
 from backend.server.process import serve_process
-from backend.tracking.tracker import CONTACT_STAGE, REFINE_ITERATIONS, TrackerConfig
+from backend.tracking.tracker import (
+    CONTACT_STAGE,
+    ITERATIONS_WITHOUT_CONTACT,
+    REFINE_ITERATIONS,
+    TrackerConfig,
+)
 
 FRAMES = 4
 
@@ -87,6 +92,21 @@ def test_the_regressor_estimator_keeps_the_networks_estimates(open_asset, checkp
     assert set(fit.reprojection_px) >= {"pose", "face"}
     assert results.info["regressor_s"] > 0
 
+
+def test_without_the_contact_stage_the_body_gets_its_steps_back(open_asset, frames):
+    """`--no-contact`: no feet-on-the-ground stage, and the stages run
+    ``ITERATIONS_WITHOUT_CONTACT``, since the contact stage's steps also finish the body."""
+    schedules = {}
+    for contact in (True, False):
+        steps = {}
+
+        def progress(label, step, total, steps=steps):
+            steps[label] = total
+
+        _recover(frames, open_asset, "tracker", progress=progress, contact=contact)
+        schedules[contact] = tuple(steps.values())
+    assert schedules[True] == (*TrackerConfig.iterations, TrackerConfig.contact_iterations)
+    assert schedules[False] == ITERATIONS_WITHOUT_CONTACT
 
 def test_regressor_plus_tracker_starts_the_tracker_from_the_estimate(open_asset, checkpoint,
                                                                     frames):

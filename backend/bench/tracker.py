@@ -62,6 +62,7 @@ from ..tracking.synthetic import (
     turned,
 )
 from ..tracking.tracker import (
+    ITERATIONS_WITHOUT_CONTACT,
     PART_LANDMARKS,
     REFINE_ITERATIONS,
     FitResult,
@@ -260,13 +261,14 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
                  key=lambda r: r.seconds)
     # Without the terms beyond 2D keypoints and joint limits (the learned prior, the metric
     # pose, the feet's contacts), and without each of the last two alone.
+    # Without the contact stage, as ``--no-contact`` fits (ITERATIONS_WITHOUT_CONTACT).
     without_prior = Tracker(BodyModel(asset), TrackerConfig(
         focal=clip.focal, learned_pose_prior=0.0, learned_hand_prior=0.0, world_bones=0.0,
-        contact=0.0)).fit(clip.keypoints)
+        contact=0.0, iterations=ITERATIONS_WITHOUT_CONTACT)).fit(clip.keypoints)
     without_world = Tracker(BodyModel(asset), TrackerConfig(
         focal=clip.focal, world_bones=0.0)).fit(clip.keypoints)
     without_contact = Tracker(BodyModel(asset), TrackerConfig(
-        focal=clip.focal, contact=0.0)).fit(clip.keypoints)
+        focal=clip.focal, contact=0.0, iterations=ITERATIONS_WITHOUT_CONTACT)).fit(clip.keypoints)
     # regressor+tracker: the short schedule from a start like a regressor's estimate.
     refine = Tracker(BodyModel(asset), TrackerConfig(
         focal=clip.focal, initial=rough_start(clip, seed=1), iterations=REFINE_ITERATIONS)

@@ -79,7 +79,9 @@ class Keypoints:
 
 @dataclass
 class TrackerConfig:
-    iterations: tuple[int, int, int] = (80, 500, 200)
+    # Steps of the three stages; the contact stage's (``contact_iterations``) also finish the
+    # body's, which had 500 before it ran 300 (docs/tracker.md, "Feet on the ground").
+    iterations: tuple[int, int, int] = (80, 350, 200)
     learning_rate: float = 0.02
     final_lr_fraction: float = 0.05
     # Robust scale per stage, as a fraction of each part's unit (``part_scales``).
@@ -116,7 +118,9 @@ class TrackerConfig:
     # round is still pulled back); 0 turns the term off. Used when the keypoints carry
     # ``world`` (results format 2 and later). Weight and scale by measurement (docs/tracker.md):
     # 0.5 scored better than 1.0 on each of two held-out CMU clips with MediaPipe-like errors
-    # and on MediaPipe's own output on rendered frames, from the front and from behind.
+    # and on MediaPipe's own output on rendered frames, from the front and from behind; 0.2
+    # scored better still on those and on four Human3.6M photographs (2026-12-03) but no
+    # longer pulls a limb fitted behind the body back to the front.
     world_bones: float = 0.5
     world_sigma: float = 1.5
     # Feet on the ground (``contact.py``): after the other stages, the ground and each foot's
@@ -124,7 +128,11 @@ class TrackerConfig:
     # every foot above the ground, at this weight per squared metre; 0 turns it off
     # (``--no-contact``).
     contact: float = 30.0
-    contact_iterations: int = 100
+    contact_iterations: int = 300
+    # The contact stage's step size, a multiple of ``learning_rate``, held (not decayed): the
+    # other stages have converged, and pins settle over many small steps; a decaying step
+    # stalled them halfway (docs/tracker.md, "Feet on the ground").
+    contact_learning_rate: float = 0.1
     # The speeds (m/s) under which a fitted foot point starts and keeps touching the ground
     # (``contact.detect_contacts``): looser than a captured foot's 0.25 and 0.5, since the
     # fit's feet carry its noise (on the bench walk, 0.43 m/s at the median in the contacts
@@ -150,6 +158,10 @@ class TrackerConfig:
 # Devices whose torch has a fused Adam (one kernel per parameter and step).
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 CONTACT_STAGE = "feet on the ground"  # the stage after the three, when ``contact`` is on
+
+# Steps per stage when no contact stage follows (``--no-contact``): the body stage gets the
+# steps the contact stage would have given it (docs/tracker.md, "Feet on the ground").
+ITERATIONS_WITHOUT_CONTACT = (80, 500, 200)
 
 # Steps per stage when starting from a regressor's estimate instead of the rest pose: the
 # root and camera are already placed and the body nearly so (measured by `backend bench
@@ -595,9 +607,10 @@ class Tracker:
                 # fit's own noise cut short are found whole.
                 if label == CONTACT_STAGE and step in (0, iterations // 2):
                     ground, contacts = self._ground_and_contacts(v, frames, keypoints.fps)
+                rate = (c.learning_rate * c.contact_learning_rate if label == CONTACT_STAGE
+                        else c.learning_rate * c.final_lr_fraction ** (step / iterations))
                 for group in optimizer.param_groups:
-                    group["lr"] = (group["lr_scale"] * c.learning_rate
-                                   * c.final_lr_fraction ** (step / iterations))
+                    group["lr"] = group["lr_scale"] * rate
                 optimizer.zero_grad()
                 loss = self._objective(
                     v, parts, targets if label in early else fine, scales, world,
