@@ -108,6 +108,7 @@ def test_without_the_contact_stage_the_body_gets_its_steps_back(open_asset, fram
     assert schedules[True] == (*TrackerConfig.iterations, TrackerConfig.contact_iterations)
     assert schedules[False] == ITERATIONS_WITHOUT_CONTACT
 
+
 def test_regressor_plus_tracker_starts_the_tracker_from_the_estimate(open_asset, checkpoint,
                                                                     frames):
     steps = {}

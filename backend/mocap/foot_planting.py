@@ -16,16 +16,9 @@ import torch
 
 from ..body.landmark_model import LandmarkModel
 from ..body.model import BodyModel
-from ..body.rotations import axis_angle_to_matrix
-from ..camera import MODEL_TO_CAMERA, to_camera
+from ..camera import to_camera
 from ..conventions import FOOT_JOINTS
-from ..tracking.contact import (
-    FOOT_PAIRS,
-    MIN_FRAMES,
-    contact_cost,
-    detect_contacts,
-    estimate_ground,
-)
+from ..tracking.contact import MIN_FRAMES, contact_cost, ground_and_contacts
 
 LEG_JOINTS = ("left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
               "left_foot", "right_foot")
@@ -49,10 +42,17 @@ def plant_feet(model: BodyModel, params: dict[str, torch.Tensor], cam_t: torch.T
     still while it touches the ground. Returns them and the contacts (T, 4) they were planted
     on. Clips shorter than the shortest contact come back unchanged."""
     frames = len(cam_t)
+    if frames < MIN_FRAMES:
+        return params, cam_t, np.zeros((frames, len(FOOT_JOINTS)), bool)
     joints_only = LandmarkModel(model, [])
     feet = [model.joint_names.index(name) for name in FOOT_JOINTS]
     legs = [model.pose_joints["body_pose"].index(model.joint_names.index(name))
             for name in LEG_JOINTS]
+
+    def with_legs(change: torch.Tensor) -> torch.Tensor:
+        pose = params["body_pose"].clone()
+        pose[:, legs] = pose[:, legs] + change
+        return pose
 
     def feet_of(pose: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
         posed = {**{k: v.expand(frames, *v.shape[1:]) for k, v in params.items()},
@@ -61,12 +61,7 @@ def plant_feet(model: BodyModel, params: dict[str, torch.Tensor], cam_t: torch.T
 
     with torch.no_grad():
         captured = feet_of(params["body_pose"], cam_t).cpu().double().numpy()
-    if frames < MIN_FRAMES:
-        return params, cam_t, np.zeros((frames, len(feet)), bool)
-    up_model = axis_angle_to_matrix(params["global_orient"].reshape(-1, 3))[:, :, 1]
-    up = up_model.mean(0).cpu().double().numpy() @ np.array(MODEL_TO_CAMERA).T
-    ground = estimate_ground(captured, up, fps, FOOT_PAIRS)
-    contacts = detect_contacts(captured, ground, fps)
+    ground, contacts = ground_and_contacts(captured, params["global_orient"], fps)
     held = torch.as_tensor(contacts, device=cam_t.device)
 
     shift = torch.zeros_like(cam_t, requires_grad=True)
@@ -75,17 +70,15 @@ def plant_feet(model: BodyModel, params: dict[str, torch.Tensor], cam_t: torch.T
     optimizer = torch.optim.Adam([shift, change], lr=2e-3)
     for _ in range(iterations):
         optimizer.zero_grad()
-        pose = params["body_pose"].clone()
-        pose[:, legs] = pose[:, legs] + change
-        cost = (SLIDE_WEIGHT * contact_cost(feet_of(pose, cam_t + shift), held, ground)
+        cost = (SLIDE_WEIGHT * contact_cost(feet_of(with_legs(change), cam_t + shift), held,
+                                            ground)
                 + ROOT_SMOOTHNESS * _acceleration(shift)
                 + LEG_CHANGE * change.square().sum()
                 + LEG_SMOOTHNESS * _acceleration(change))
         cost.backward()
         optimizer.step()
     with torch.no_grad():
-        pose = params["body_pose"].clone()
-        pose[:, legs] = pose[:, legs] + change
+        pose = with_legs(change)
     return {**params, "body_pose": pose}, (cam_t + shift).detach(), contacts
 
 

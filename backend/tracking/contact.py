@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..body.rotations import axis_angle_to_matrix
+from ..camera import MODEL_TO_CAMERA
+
 # The points that touch the ground are conventions.FOOT_JOINTS: SMPL-X's ankles (the heel's
 # joint) and feet (the ball).
 FOOT_PAIRS = ((0, 1), (2, 3))  # points of FOOT_JOINTS that rest at one height: left and right
@@ -68,6 +71,18 @@ def estimate_ground(points: np.ndarray, up: np.ndarray, fps: float,
                         else np.percentile(heights[:, p], 10) for p in range(points.shape[1])])
     offset = -float(resting.min())
     return Ground(normal, offset, resting + offset)
+
+
+def ground_and_contacts(points: np.ndarray, global_orient: torch.Tensor, fps: float,
+                        speeds: tuple[float, float] = (ENTER_SPEED, EXIT_SPEED)
+                        ) -> tuple[Ground, np.ndarray]:
+    """The ground under foot points (T, P, 3), camera frame (``FOOT_JOINTS``), its normal
+    first guessed as the body's mean up (``global_orient``: (T, 3) axis-angle, model frame),
+    and each point's contacts with it (``detect_contacts`` at ``speeds``)."""
+    up_model = axis_angle_to_matrix(global_orient.reshape(-1, 3))[:, :, 1]
+    up = up_model.mean(0).cpu().double().numpy() @ np.array(MODEL_TO_CAMERA).T
+    ground = estimate_ground(points, up, fps, FOOT_PAIRS)
+    return ground, detect_contacts(points, ground, fps, speeds)
 
 
 def detect_contacts(points: np.ndarray, ground: Ground, fps: float,

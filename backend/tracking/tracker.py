@@ -28,14 +28,7 @@ from ..compiling import CompiledOrEager
 from ..conventions import FOOT_JOINTS, KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from ..priors.mixture import MixtureDensity
 from ..priors.pose_prior import load_pose_prior
-from .contact import (
-    FOOT_PAIRS,
-    MIN_FRAMES,
-    Ground,
-    contact_cost,
-    detect_contacts,
-    estimate_ground,
-)
+from .contact import MIN_FRAMES, Ground, contact_cost, ground_and_contacts
 from .optimizer_memory import OptimizerMemory
 from .priors import angle_bounds, hinge_axes, joint_limit_loss, range_loss, rest_flexion
 from .world_bones import world_bone_cost, world_targets
@@ -455,14 +448,10 @@ class Tracker:
     @torch.no_grad()
     def _ground_and_contacts(self, v, frames: int, fps: float):
         """The ground under the fit so far and each foot point's contacts with it."""
-        from ..body.rotations import axis_angle_to_matrix
-
         _, joints = self.body_landmarks(self._params(v, frames))
         feet = self._feet(joints, v).cpu().double().numpy()
-        up_model = axis_angle_to_matrix(v["global_orient"].reshape(frames, 3))[:, :, 1]
-        up = (up_model.mean(0).cpu().double().numpy() @ np.array(MODEL_TO_CAMERA).T)
-        ground = estimate_ground(feet, up, fps, FOOT_PAIRS)
-        contacts = detect_contacts(feet, ground, fps, self.config.contact_speeds)
+        ground, contacts = ground_and_contacts(feet, v["global_orient"], fps,
+                                               self.config.contact_speeds)
         return ground, torch.as_tensor(contacts, device=self.device)
 
     def _posed(self, v, parts, frames: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
