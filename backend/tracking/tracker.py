@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.ndimage import median_filter
 
 from ..body.errors import MissingLandmarkSets
 from ..body.landmark_model import LandmarkModel
@@ -52,6 +53,12 @@ _SHOULDERS, _HIPS = (11, 12), (23, 24)
 # Body spans whose length in the image gives the distance, longest (most reliable) first:
 # shoulders-to-hips, shoulder to shoulder, eye to eye.
 _SPANS = [(_SHOULDERS, _HIPS), ((11,), (12,)), ((2,), (5,))]
+# The starting camera is a running median over this long (seconds) of each frame's own guess:
+# on close-ups BlazePose's shoulders can collapse for a few frames as the head turns (3x
+# narrower at confidence 1.0), and a depth started there (2.8 m for 1.0) lies beyond what the
+# stages' steps bring back (docs/tracker.md, "The face"). A person's distance changes slowly,
+# and a median keeps a steady approach to the camera while it drops such glitches.
+_START_MEDIAN_S = 0.5
 
 
 @dataclass
@@ -344,8 +351,8 @@ class Tracker:
     def _initial(self, keypoints: Keypoints, focal: float, center: np.ndarray
                  ) -> dict[str, torch.Tensor]:
         """Root and camera (focal length ``focal``, principal point ``center``): depth from the
-        longest visible body span (torso, else shoulders, else eyes, for close-ups), facing
-        from the order of the shoulders."""
+        longest visible body span (torso, else shoulders, else eyes, for close-ups), a running
+        median over ``_START_MEDIAN_S``; facing from the order of the shoulders."""
         frames = keypoints.frames
         pose = keypoints.parts["pose"]
         rotation = np.array(MODEL_TO_CAMERA)
@@ -376,6 +383,8 @@ class Tracker:
             for axis in range(3):
                 cam_t[:, axis] = np.interp(np.arange(frames), np.flatnonzero(known),
                                            cam_t[known, axis])
+            window = 2 * round(_START_MEDIAN_S * keypoints.fps / 2) + 1
+            cam_t = median_filter(cam_t, size=(window, 1), mode="nearest")
         defaults = self.model.default_params(1)
         variables = {name: defaults[name].expand(
             frames if spec.per == "frame" else 1, *spec.shape).clone().to(self.device)
