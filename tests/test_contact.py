@@ -13,6 +13,7 @@ from backend.conventions import FOOT_JOINTS, MODEL_TO_CAMERA
 from backend.mocap.foot_planting import LEG_JOINTS, plant_feet
 from backend.tracking.contact import (
     FOOT_PAIRS,
+    MIN_FRAMES,
     Ground,
     contact_cost,
     detect_contacts,
@@ -22,7 +23,7 @@ from backend.tracking.contact import (
 )
 from backend.tracking.metrics import pa_error_mm
 from backend.tracking.synthetic import make_clip, walking_motion
-from backend.tracking.tracker import Tracker, TrackerConfig
+from backend.tracking.tracker import ITERATIONS_WITHOUT_CONTACT, Tracker, TrackerConfig
 
 FPS = 30.0
 
@@ -171,3 +172,19 @@ def test_planting_stops_the_feet_of_a_walk_played_on_other_legs_sliding(open_ass
     torch.testing.assert_close(params["body_pose"][:, others],
                                clip.params["body_pose"][:, others])
     assert not torch.allclose(params["body_pose"][:, legs], clip.params["body_pose"][:, legs])
+
+
+def test_a_fit_with_no_contact_stage_gives_the_body_its_steps(open_asset):
+    """A clip too short for contacts (here two frames; one photograph alike) runs no contact
+    stage, and its body stage gets the steps that stage would have finished it with, as a
+    ``--no-contact`` fit does; steps a caller sets are kept."""
+    clip = make_clip(BodyModel(open_asset), frames=MIN_FRAMES - 1, seed=0)
+
+    def schedule(config: TrackerConfig) -> tuple[int, ...]:
+        steps = {}
+        Tracker(BodyModel(open_asset), config).fit(
+            clip.keypoints, progress=lambda label, step, total: steps.update({label: total}))
+        return tuple(steps.values())
+
+    assert schedule(TrackerConfig(focal=clip.focal)) == ITERATIONS_WITHOUT_CONTACT
+    assert schedule(TrackerConfig(focal=clip.focal, iterations=(2, 3, 4))) == (2, 3, 4)

@@ -29,6 +29,7 @@ from backend.server.client import BackendError, Client, frames_of
 from backend.server.process import serve_process
 from backend.tracking.tracker import (
     CONTACT_STAGE,
+    DEFAULT_ITERATIONS,
     ITERATIONS_WITHOUT_CONTACT,
     REFINE_ITERATIONS,
     TrackerConfig,
@@ -105,7 +106,7 @@ def test_without_the_contact_stage_the_body_gets_its_steps_back(open_asset, fram
 
         _recover(frames, open_asset, "tracker", progress=progress, contact=contact)
         schedules[contact] = tuple(steps.values())
-    assert schedules[True] == (*TrackerConfig.iterations, TrackerConfig.contact_iterations)
+    assert schedules[True] == (*DEFAULT_ITERATIONS, TrackerConfig.contact_iterations)
     assert schedules[False] == ITERATIONS_WITHOUT_CONTACT
 
 

@@ -19,7 +19,7 @@ motion), fitted with and without the learned pose prior.
   60 frames rendered with the asset's painted look, facing the camera and turned away from it,
   detected by MediaPipe and fitted with and without its metric 3D pose: the detector's real
   errors (the fields above simulate them).
-- ``expr_r``, ``expr_r_by_name``, ``face_px`` (``face_fields``): a 60-frame rendered close-up
+- ``expr_r``, ``expr_r_by_name``, ``face_px`` (``face_fields``): a 240-frame rendered close-up
   performing known facial actions (``synthetic.face_clip``), detected by MediaPipe and
   fitted: the correlation of each action's fitted weights with the truth, their mean, and
   the face's reprojection error (against the detections; ``face_px_truth`` against the true
@@ -62,7 +62,6 @@ from ..tracking.synthetic import (
     turned,
 )
 from ..tracking.tracker import (
-    ITERATIONS_WITHOUT_CONTACT,
     PART_LANDMARKS,
     REFINE_ITERATIONS,
     FitResult,
@@ -165,7 +164,11 @@ def detected_body_fields(asset, clip: SyntheticClip, frames: int = DETECTED_FRAM
     return fields
 
 
-FACE_FRAMES = 60
+# 8 s: each facial action swells 4-9 times. Over the 2 s used before, each swelled once or
+# twice, so an action's correlation was one event's and swung between seeds (the raised
+# inner brows -0.37 to 0.67 over three; over 8 s, 0.23 to 0.48)
+# (docs/tracker.md, "The face").
+FACE_FRAMES = 240
 
 
 def face_fields(asset, frames: int = FACE_FRAMES) -> dict:
@@ -260,15 +263,15 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
     result = min((tracker.fit(clip.keypoints, progress=say) for _ in range(repeats)),
                  key=lambda r: r.seconds)
     # Without the terms beyond 2D keypoints and joint limits (the learned prior, the metric
-    # pose, the feet's contacts), and without each of the last two alone.
-    # Without the contact stage, as ``--no-contact`` fits (ITERATIONS_WITHOUT_CONTACT).
+    # pose, the feet's contacts), and without each of the last two alone; without the contact
+    # stage the body's gets its steps (``ITERATIONS_WITHOUT_CONTACT``), as ``--no-contact``.
     without_prior = Tracker(BodyModel(asset), TrackerConfig(
         focal=clip.focal, learned_pose_prior=0.0, learned_hand_prior=0.0, world_bones=0.0,
-        contact=0.0, iterations=ITERATIONS_WITHOUT_CONTACT)).fit(clip.keypoints)
+        contact=0.0)).fit(clip.keypoints)
     without_world = Tracker(BodyModel(asset), TrackerConfig(
         focal=clip.focal, world_bones=0.0)).fit(clip.keypoints)
     without_contact = Tracker(BodyModel(asset), TrackerConfig(
-        focal=clip.focal, contact=0.0, iterations=ITERATIONS_WITHOUT_CONTACT)).fit(clip.keypoints)
+        focal=clip.focal, contact=0.0)).fit(clip.keypoints)
     # regressor+tracker: the short schedule from a start like a regressor's estimate.
     refine = Tracker(BodyModel(asset), TrackerConfig(
         focal=clip.focal, initial=rough_start(clip, seed=1), iterations=REFINE_ITERATIONS)

@@ -34,7 +34,6 @@ from ..perception.people import PersonNotFound
 from ..results import ClipResults
 from ..temporal.postprocess import postprocess
 from ..tracking.tracker import (
-    ITERATIONS_WITHOUT_CONTACT,
     PART_LANDMARKS,
     REFINE_ITERATIONS,
     FitResult,
@@ -198,8 +197,6 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
             config.iterations = REFINE_ITERATIONS
         if not contact:
             config.contact = 0.0
-            if start is None:
-                config.iterations = ITERATIONS_WITHOUT_CONTACT
         config.smoothness *= smooth
         fit = Tracker(model, config).fit(keypoints, progress=progress)
     with torch.no_grad():

@@ -79,9 +79,11 @@ class Keypoints:
 
 @dataclass
 class TrackerConfig:
-    # Steps of the three stages; the contact stage's (``contact_iterations``) also finish the
-    # body's, which had 500 before it ran 300 (docs/tracker.md, "Feet on the ground").
-    iterations: tuple[int, int, int] = (80, 350, 200)
+    # Steps of the three stages; None: ``DEFAULT_ITERATIONS`` when the contact stage runs (its
+    # steps also finish the body's, which had 500 before it ran 350: docs/tracker.md, "Feet on
+    # the ground"), else ``ITERATIONS_WITHOUT_CONTACT`` (``--no-contact``, or a clip too short
+    # for contacts, such as one photograph).
+    iterations: tuple[int, int, int] | None = None
     learning_rate: float = 0.02
     final_lr_fraction: float = 0.05
     # Robust scale per stage, as a fraction of each part's unit (``part_scales``).
@@ -128,7 +130,7 @@ class TrackerConfig:
     # every foot above the ground, at this weight per squared metre; 0 turns it off
     # (``--no-contact``).
     contact: float = 30.0
-    contact_iterations: int = 300
+    contact_iterations: int = 350
     # The contact stage's step size, a multiple of ``learning_rate``, held (not decayed): the
     # other stages have converged, and pins settle over many small steps; a decaying step
     # stalled them halfway (docs/tracker.md, "Feet on the ground").
@@ -159,8 +161,10 @@ class TrackerConfig:
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 CONTACT_STAGE = "feet on the ground"  # the stage after the three, when ``contact`` is on
 
-# Steps per stage when no contact stage follows (``--no-contact``): the body stage gets the
-# steps the contact stage would have given it (docs/tracker.md, "Feet on the ground").
+# Steps per stage when the contact stage follows, and when it does not (``--no-contact``, or
+# fewer than ``contact.MIN_FRAMES`` frames): then the body stage gets the steps the contact
+# stage would have given it (docs/tracker.md, "Feet on the ground").
+DEFAULT_ITERATIONS = (80, 300, 200)
 ITERATIONS_WITHOUT_CONTACT = (80, 500, 200)
 
 # Steps per stage when starting from a regressor's estimate instead of the rest pose: the
@@ -572,12 +576,15 @@ class Tracker:
                                 *per_clip_face] + (["log_focal"] if c.optimize_focal else []),
              {part: None for part in targets}),
         ]
-        schedule = list(zip(stages, c.iterations, c.robust_sigma, strict=True))
+        contact_stage = bool(c.contact and c.contact_iterations and frames >= MIN_FRAMES)
+        iterations = c.iterations or (DEFAULT_ITERATIONS if contact_stage
+                                      else ITERATIONS_WITHOUT_CONTACT)
+        schedule = list(zip(stages, iterations, c.robust_sigma, strict=True))
         early = {label for label, _, _ in stages[:2]}
         face_found = self._face_found(targets)
         fine = self._face_over_pose(targets, face_found)
         expression_weight = torch.where(face_found, 1.0, c.unseen_face_prior)
-        if c.contact and c.contact_iterations and frames >= MIN_FRAMES:
+        if contact_stage:
             # The body's shape stays as fitted: the feet move, not the legs' length.
             moving = [n for n in stages[-1][1] if self.model.spec.get(n) is None
                       or self.model.spec[n].per == "frame"]
