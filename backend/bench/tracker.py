@@ -5,8 +5,8 @@ the longest held-out clip, its feet planted on the clip's body; without one, a p
 motion), fitted with and without the learned pose prior.
 
 - ``s_per_frame``: the full schedule from the rest pose, after a short fit has paid what a
-  process pays once (``warmup_s``); ``refine_*``: the short schedule from a regressor-like
-  start.
+  process pays once (``warmup_s``); ``refine_*`` (and ``foot_skate_refine_mm``,
+  ``jitter_refine_mm_s2``): the short schedule from a regressor-like start.
 - ``vs_guava_quoted_120s``: GUAVA's tracker time per frame *as quoted* (120 s, not measured
   here) over ``s_per_frame``.
 - ``overlay_ms_720p``: milliseconds per 1280x720 frame to draw the mesh over the footage as
@@ -290,7 +290,8 @@ def run_tracker_bench(repeats: int = 1, progress: bool = True, frames: int = 300
                          ).numpy()
 
     truth = to_camera(torch.as_tensor(clip.joints), clip.cam_t).numpy()
-    motion_fields = feet_and_jitter(truth, {"": result, "_no_contact": without_contact},
+    motion_fields = feet_and_jitter(truth, {"": result, "_no_contact": without_contact,
+                                            "_refine": refine},
                                     in_camera, BodyModel(asset).joint_names,
                                     clip.keypoints.fps)
     out = posed(result.params)
