@@ -90,7 +90,7 @@ def test_procrustes_alignment_removes_similarity_transforms():
 NO_LEARNED_PRIOR = {"learned_pose_prior": 0.0, "learned_hand_prior": 0.0}
 # Their bodies also float: feet drift slowly at any height with no floor to stand on, which the
 # contact stage would take for planted feet and pin (the noise-free clip: 17.9 mm without it,
-# 20.9 with its 300 steps), so they are fitted as `--no-contact` fits; tests/test_contact.py
+# 20.9 with 300 contact steps), so they are fitted as `--no-contact` fits; tests/test_contact.py
 # fits walks with it.
 FLOATING = {**NO_LEARNED_PRIOR, "contact": 0.0}
 

@@ -80,7 +80,7 @@ class Keypoints:
 @dataclass
 class TrackerConfig:
     # Steps of the three stages; None: ``DEFAULT_ITERATIONS`` when the contact stage runs (its
-    # steps also finish the body's, which had 500 before it ran 350: docs/tracker.md, "Feet on
+    # steps also finish the body's, so the body stage is shorter: docs/tracker.md, "Feet on
     # the ground"), else ``ITERATIONS_WITHOUT_CONTACT`` (``--no-contact``, or a clip too short
     # for contacts, such as one photograph).
     iterations: tuple[int, int, int] | None = None
@@ -577,9 +577,9 @@ class Tracker:
              {part: None for part in targets}),
         ]
         contact_stage = bool(c.contact and c.contact_iterations and frames >= MIN_FRAMES)
-        iterations = c.iterations or (DEFAULT_ITERATIONS if contact_stage
-                                      else ITERATIONS_WITHOUT_CONTACT)
-        schedule = list(zip(stages, iterations, c.robust_sigma, strict=True))
+        stage_steps = c.iterations or (DEFAULT_ITERATIONS if contact_stage
+                                       else ITERATIONS_WITHOUT_CONTACT)
+        schedule = list(zip(stages, stage_steps, c.robust_sigma, strict=True))
         early = {label for label, _, _ in stages[:2]}
         face_found = self._face_found(targets)
         fine = self._face_over_pose(targets, face_found)
