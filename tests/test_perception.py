@@ -242,6 +242,10 @@ def test_backend_fit_end_to_end_on_rendered_footage(open_asset, tmp_path):
     fitted = load_results(tmp_path / "r.npz")
     assert fitted.asset_id == "open" and len(fitted.frames) == 8
     assert fitted.detections["pose_world"].shape == (8, 33, 4)
+    # The face's blendshape scores are kept; a frame without a face has none.
+    scores = fitted.detections["face_scores"]
+    found = fitted.detections["face"][:, :, 2].any(1)
+    assert scores.shape == (8, 52) and np.isnan(scores[~found]).all()
     assert fitted.info["reprojection_px"]["pose"] < 10.0
     assert open_footage(tmp_path / "overlay.mp4").frame_count == 8
 

@@ -55,6 +55,9 @@ class BodyModel(torch.nn.Module):
         self.joint_names = asset.joint_names
         self.spec: dict[str, ParamSpec] = {p.name: p for p in asset.param_spec}
         self.pose_joints: dict[str, list[int]] = meta["pose_joints"]
+        # The expression coefficients' names where they are named actions (the open asset's
+        # ARKit blend shapes); empty for unnamed ones (SMPL-X's and FLAME's PCA).
+        self.expression_names: list[str] = list(meta.get("expression_names") or [])
         self.chain = KinematicChain([int(p) for p in arrays["parents"]])
         num_vertices = arrays["v_template"].shape[0]
 

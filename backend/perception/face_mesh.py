@@ -22,7 +22,7 @@ INSTALL_HINT = (
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """Point file descriptor 2 at /dev/null: MediaPipe's C++ logs bypass Python's sys.stderr."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -39,17 +39,17 @@ class QuietSolution:
     """A MediaPipe solution whose native log lines (absl warnings at graph start and on the first
     frames, nothing a user can act on) are kept off the console."""
 
-    _NOISY_CALLS = 2
+    NOISY_CALLS = 2  # the first calls' native log lines
 
     def __init__(self, make):
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._solution = make()
         self._calls = 0
 
     def process(self, image: np.ndarray):
-        if self._calls < self._NOISY_CALLS:
+        if self._calls < self.NOISY_CALLS:
             self._calls += 1
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 return self._solution.process(image)
         return self._solution.process(image)
 

@@ -13,10 +13,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..conventions import KEYPOINT_CONFIDENT, KEYPOINT_SEEN
+from ..conventions import FACE_BLENDSHAPES, KEYPOINT_CONFIDENT, KEYPOINT_SEEN
 from ..errors import FootageError
 from .crops import CropBudget
 from .face_mesh import QuietSolution, import_mediapipe
+from .face_scores import FaceScorer, optional_scorer
 from .frames import Frame
 from .people import PersonFollower
 
@@ -47,13 +48,15 @@ class FrameLandmarks(NamedTuple):
     """One frame's landmarks: the image parts as (K, 3) arrays of (u, v, confidence) in pixels
     (confidence 0 = not found), and ``pose_world``, BlazePose's metric 3D pose as (33, 4):
     x, y, z in metres about the hips' midpoint, in the camera's axes as the person's crop
-    sees them (x right, y down, z away), and the point's visibility."""
+    sees them (x right, y down, z away), and the point's visibility; ``face_scores``: the
+    face's blendshape scores (``face_scores.py``), None when they were not taken."""
 
     pose: np.ndarray
     face: np.ndarray
     left_hand: np.ndarray
     right_hand: np.ndarray
     pose_world: np.ndarray
+    face_scores: np.ndarray | None = None
 
     @property
     def image_parts(self) -> tuple[np.ndarray, ...]:
@@ -68,7 +71,8 @@ class FrameLandmarks(NamedTuple):
 @dataclass
 class ClipDetections:
     """Per-frame landmarks: the image parts as (T, K, 3) arrays of (u, v, confidence),
-    confidence 0 = not found, and the metric 3D pose as (T, 33, 4) (``FrameLandmarks``)."""
+    confidence 0 = not found, the metric 3D pose as (T, 33, 4) and, when they were taken, the
+    face's blendshape scores as (T, 52), NaN in frames not scored (``FrameLandmarks``)."""
 
     frames: np.ndarray  # (T,) footage frame indices
     times: np.ndarray  # (T,) seconds
@@ -81,6 +85,7 @@ class ClipDetections:
     width: int
     height: int
     first_pass_rates: dict[str, float] | None = None  # before the crop pass, for reporting
+    face_scores: np.ndarray | None = None
 
     @property
     def parts(self) -> dict[str, np.ndarray]:
@@ -89,8 +94,9 @@ class ClipDetections:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything per frame for a result file's ``det/``: the image parts, the metric 3D
-        pose and the boxes."""
-        return {**self.parts, "pose_world": self.pose_world, "boxes": self.boxes}
+        pose, the boxes and the face's scores when taken."""
+        scores = {} if self.face_scores is None else {"face_scores": self.face_scores}
+        return {**self.parts, "pose_world": self.pose_world, "boxes": self.boxes, **scores}
 
     def rates(self) -> dict[str, float]:
         """Fraction of frames in which each part was found."""
@@ -201,10 +207,11 @@ class Holistic:
     """Video-mode Holistic (tracking between frames); one instance per clip. With ``crops``,
     a face or hand Holistic misses gets second tries on upscaled crops (``crops.py``), first
     around where it was in the frame before; ``crop_budget``: the crop pass's limits for live
-    capture (``CropBudget``; None: every region, every frame)."""
+    capture (``CropBudget``; None: every region, every frame). ``face_scores``: also score
+    the found face's blendshapes (``face_scores.py``) when that model is installed."""
 
     def __init__(self, static: bool = False, crops: bool = True,
-                 crop_budget: CropBudget | None = None):
+                 crop_budget: CropBudget | None = None, face_scores: bool = False):
         mp = import_mediapipe()
         self._model = QuietSolution(lambda: mp.solutions.holistic.Holistic(
             static_image_mode=static, model_complexity=1, smooth_landmarks=not static,
@@ -217,6 +224,7 @@ class Holistic:
         self.first_pass_found = {part: 0 for part in ("face", "left_hand", "right_hand")}
         self._static = static
         self._last_found: dict[str, np.ndarray] = {}
+        self._scorer: FaceScorer | None = optional_scorer() if face_scores else None
 
     def detect(self, image: np.ndarray) -> FrameLandmarks:
         """The landmarks of one RGB image."""
@@ -252,7 +260,8 @@ class Holistic:
             part: points[:, :2] for part, points in (("face", face), ("left_hand", left),
                                                      ("right_hand", right))
             if points[:, 2].any()}
-        return FrameLandmarks(pose, face, left, right, world)
+        scores = None if self._scorer is None else self._scorer(image, face)
+        return FrameLandmarks(pose, face, left, right, world, scores)
 
     def close(self) -> None:
         """Release the models; closing twice is harmless."""
@@ -262,6 +271,8 @@ class Holistic:
         self._model = None
         if self._crops is not None:
             self._crops.close()
+        if self._scorer is not None:
+            self._scorer.close()
 
     def __enter__(self) -> Holistic:
         return self
@@ -309,17 +320,18 @@ class ClipDetector:
     ``person``: follow the person with this number (1 = leftmost in the first frame showing
     anybody; ``people.py``); or ``person_box``: the one at this box (x0, y0, x1, y1) in the
     first frame; neither lets Holistic pick the most prominent one. ``crop_budget``: the
-    crop pass's limits (``Holistic``).
+    crop pass's limits, ``face_scores``: score the face's blendshapes (``Holistic``).
     """
 
     def __init__(self, width: int, height: int, crops: bool = True, person: int | None = None,
-                 person_box: np.ndarray | None = None, crop_budget: CropBudget | None = None):
+                 person_box: np.ndarray | None = None, crop_budget: CropBudget | None = None,
+                 face_scores: bool = True):
         self.width, self.height = width, height
         self._finder = self.follower = None
         if person is not None or person_box is not None:
             self._finder = PersonFinder()
             self.follower = PersonFollower(self._finder, person=person, box=person_box)
-        self._holistic = Holistic(crops=crops, crop_budget=crop_budget)
+        self._holistic = Holistic(crops=crops, crop_budget=crop_budget, face_scores=face_scores)
         self._indices: list[int] = []
         self._times: list[float] = []
         self._found: list[FrameLandmarks] = []
@@ -353,16 +365,27 @@ class ClipDetector:
         count = len(self._found)
         first_pass = {part: found / count
                       for part, found in self._holistic.first_pass_found.items()}
-        stacked = (np.stack(p) for p in zip(*self._found, strict=True))
+        stacked = (np.stack(p) for p in zip(*((*found.image_parts, found.pose_world)
+                                                for found in self._found), strict=True))
         boxes = np.stack([found.box() for found in self._found])
         return ClipDetections(np.array(self._indices), np.array(self._times, dtype=float),
-                              *stacked, boxes, self.width, self.height, first_pass)
+                              *stacked, boxes, self.width, self.height, first_pass,
+                              _stacked_scores(self._found))
 
     def close(self) -> None:
         self._holistic.close()
         if self._finder is not None:
             self._finder.close()
             self._finder = None
+
+
+def _stacked_scores(found: list[FrameLandmarks]) -> np.ndarray | None:
+    """(T, 52) the frames' face scores, NaN where a frame has none; None if none has any."""
+    if all(frame.face_scores is None for frame in found):
+        return None
+    unscored = np.full(len(FACE_BLENDSHAPES), np.nan)
+    return np.stack([unscored if frame.face_scores is None else frame.face_scores
+                     for frame in found])
 
 
 def detect_clip(frames: Iterable[Frame], width: int, height: int,

@@ -54,9 +54,11 @@ class LiveRecovery(ClipRecovery):
                  subject: dict[str, np.ndarray] | None = None, smooth: float = 1.0,
                  device: str | None = None, crop_budget: CropBudget | None = LIVE_CROP_BUDGET):
         # The regressor runs on each frame as it comes (a batch of one): the answer cannot wait.
+        # The online fit does not use the face's blendshape scores (yet): they would cost
+        # ~10 ms a frame (docs/tracker.md, "MediaPipe's blendshape scores").
         super().__init__(width, height, asset, estimator=estimator, regressor=regressor,
                          focal=focal, person=person, person_box=person_box, center=center,
-                         regressor_batch=1, crop_budget=crop_budget)
+                         regressor_batch=1, crop_budget=crop_budget, face_scores=False)
         config = OnlineConfig()
         self.online = OnlineTracker(BodyModel(asset), width, height, fps=fps, focal=focal,
                                     center=center, subject=subject,

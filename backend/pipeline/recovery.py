@@ -190,7 +190,7 @@ def recover_clip(detections: ClipDetections, fps: float, asset: Asset, smooth: f
                             subject, regressor_s)
     else:
         keypoints = Keypoints(detections.parts, detections.width, detections.height, fps=fps,
-                              world=detections.pose_world)
+                              world=detections.pose_world, face_scores=detections.face_scores)
         config = TrackerConfig(focal=focal, center=center, device=device, subject=subject,
                                initial=start)
         if start is not None:
@@ -225,14 +225,15 @@ class ClipRecovery:
     loaded one (``load_regressor``), needed by the regressor estimators, run on
     ``regressor_batch`` frames at a time (None: when told, see ``FrameRegressions``);
     ``focal``, ``center``: the camera's focal length and principal point in pixels, if known;
-    ``crop_budget``: the detector's crop pass's limits (``ClipDetector``).
+    ``crop_budget``: the detector's crop pass's limits and ``face_scores`` whether it scores
+    the face's blendshapes (``ClipDetector``).
     """
 
     def __init__(self, width: int, height: int, asset: Asset, estimator: str = "tracker",
                  regressor=None, focal: float | None = None, person: int | None = None,
                  person_box: np.ndarray | None = None,
                  center: tuple[float, float] | None = None, regressor_batch: int | None = 8,
-                 crop_budget: CropBudget | None = None):
+                 crop_budget: CropBudget | None = None, face_scores: bool = True):
         self.asset, self.estimator = asset, check_estimator(estimator)
         self.focal, self.center = focal, center
         # A set-up problem: named before any frame is decoded, not after the detection.
@@ -244,7 +245,7 @@ class ClipRecovery:
                                              batch=regressor_batch)
                             if uses_regressor(estimator) else None)
         self.detector = ClipDetector(width, height, person=person, person_box=person_box,
-                                     crop_budget=crop_budget)
+                                     crop_budget=crop_budget, face_scores=face_scores)
 
     def __len__(self) -> int:
         return len(self.detector)

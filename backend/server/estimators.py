@@ -232,9 +232,10 @@ def _detected(detect: Callable[[Frame], _Found], frame: Frame) -> _Found:
 
 
 def detections_message(found: FrameLandmarks) -> dict:
-    """A frame reply's ``detections``: each part's points, and the person's box, so that a
-    later session of the same footage can follow them on."""
-    detections = {part: points.astype(np.float32) for part, points in found._asdict().items()}
+    """A frame reply's ``detections``: each part's points (and the face's scores when taken),
+    and the person's box, so that a later session of the same footage can follow them on."""
+    detections = {part: points.astype(np.float32) for part, points in found._asdict().items()
+                  if points is not None}
     return {"detections": {**detections, "box": found.box().astype(np.float32)}}
 
 
