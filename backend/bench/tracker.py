@@ -23,8 +23,10 @@ motion), fitted with and without the learned pose prior.
   performing known facial actions (``synthetic.face_clip``), detected by MediaPipe and
   fitted: the correlation of each action's fitted weights with the truth, their mean, and
   the face's reprojection error (against the detections; ``face_px_truth`` against the true
-  landmarks); ``*_keypoints``: the same fitted to the true landmarks (1 px noise) instead
-  of the detections, the fit alone without the detector's errors.
+  landmarks); ``*_no_scores``: the same fitted from the face's landmarks alone, without
+  MediaPipe's blendshape scores; ``expr_r_scores*``: those scores' own correlations, the
+  detector without the fit; ``*_keypoints``: fitted to the true landmarks (1 px noise)
+  instead of the detections, the fit alone without the detector's errors.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import torch
 from ..body import registry
 from ..body.model import BodyModel
 from ..camera import project, to_camera
-from ..conventions import FOOT_JOINTS, MODEL_TO_CAMERA
+from ..conventions import FACE_BLENDSHAPES, FOOT_JOINTS, MODEL_TO_CAMERA
 from ..mocap.poses import held_out_motion
 from ..perception.holistic import person_box
 from ..pipeline.overlay import draw_mesh, meshes_on_screen
@@ -140,7 +142,8 @@ def detect_rendered(asset, params: dict[str, torch.Tensor], cam_t: torch.Tensor,
     images = render_frames(BodyModel(asset).double(), params, cam_t, clip.focal, size, colors)
     detections = detect_clip((Frame(t, t / fps, image) for t, image in enumerate(images)),
                              *size)
-    return detections, Keypoints(detections.parts, *size, fps=fps, world=detections.pose_world)
+    return detections, Keypoints(detections.parts, *size, fps=fps, world=detections.pose_world,
+                                 face_scores=detections.face_scores)
 
 
 DETECTED_FRAMES = 60
@@ -185,13 +188,19 @@ def face_fields(asset, frames: int = FACE_FRAMES) -> dict:
         float(detections.rates().get("face", 0.0)), 3)}
     others = [k for k, name in enumerate(names)  # shapes no performed action drives
               if not any(name in shapes for shapes in FACIAL_ACTIONS.values())]
-    for suffix, keypoints in (("", detected), ("_keypoints", clip.keypoints)):
-        fit = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal)).fit(keypoints)
+    if detections.face_scores is not None:
+        by_name = action_correlations(np.nan_to_num(detections.face_scores), clip.actions,
+                                      list(FACE_BLENDSHAPES), FACIAL_ACTIONS)
+        fields.update(_correlation_fields("_scores", by_name))
+    for suffix, keypoints, overrides in (("", detected, {}),
+                                         ("_no_scores", detected, {"face_scores": 0.0}),
+                                         ("_keypoints", clip.keypoints, {})):
+        fit = Tracker(BodyModel(asset), TrackerConfig(focal=clip.focal, **overrides)
+                      ).fit(keypoints)
         by_name = action_correlations(fit.params["expression"], clip.actions, names,
                                       FACIAL_ACTIONS)
+        fields.update(_correlation_fields(suffix, by_name))
         fields.update({
-            f"expr_r{suffix}": round(float(np.mean(list(by_name.values()))), 3),
-            f"expr_r{suffix}_by_name": {k: round(v, 3) for k, v in by_name.items()},
             f"expr_other_mean{suffix}": round(float(np.abs(
                 fit.params["expression"][:, others]).mean()), 3),
             f"face_px{suffix}": round(fit.reprojection_px.get("face", float("nan")), 2),
@@ -201,6 +210,11 @@ def face_fields(asset, frames: int = FACE_FRAMES) -> dict:
             fields["face_px_truth"] = round(float(np.linalg.norm(
                 fitted - true_pixels, axis=-1).mean()), 2)
     return fields
+
+
+def _correlation_fields(suffix: str, by_name: dict[str, float]) -> dict:
+    return {f"expr_r{suffix}": round(float(np.mean(list(by_name.values()))), 3),
+            f"expr_r{suffix}_by_name": {k: round(v, 3) for k, v in by_name.items()}}
 
 
 def face_pixels(model: BodyModel, params, cam_t, focal: float, center) -> np.ndarray:
