@@ -102,3 +102,33 @@ def test_scores_of_the_wrong_shape_are_named(open_asset):
                           face_scores=np.zeros((3, 10)))
     with pytest.raises(ValueError, match=r"face_scores has shape \(3, 10\)"):
         Tracker(BodyModel(open_asset), TrackerConfig(iterations=(1, 1, 1))).fit(keypoints)
+
+
+def test_fit_takes_the_scores_unless_told_not_to(open_asset, tmp_path):
+    """`backend fit` on a rendered close-up keeps the face's scores in its result and fits
+    with them; `--no-face-scores` takes none."""
+    from PIL import Image
+
+    from backend.body.asset import save_asset
+    from backend.cli import main
+    from backend.paths import assets_dir
+    from backend.results import load_results
+
+    names = open_asset.meta["expression_names"]
+    model = BodyModel(open_asset).double()
+    clip = face_clip(model, names, frames=2, seed=3)
+    colors = torch.as_tensor(open_asset.arrays["vertex_colors"], dtype=torch.float64)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, image in enumerate(render_frames(model, clip.params, clip.cam_t, clip.focal,
+                                            (1280, 720), colors)):
+        Image.fromarray(image).save(folder / f"{t:03d}.png")
+    save_asset(open_asset, assets_dir() / "open.npz")
+    for flags, name in (([], "with.npz"), (["--no-face-scores"], "without.npz")):
+        assert main(["fit", str(folder), "-o", str(tmp_path / name), "--focal", "1100",
+                     *flags]) == 0
+    with_scores, without = (load_results(tmp_path / name) for name in ("with.npz", "without.npz"))
+    scores = with_scores.detections["face_scores"]
+    assert scores.shape == (2, 52) and np.isfinite(scores).all()
+    assert "face_scores" not in without.detections
+    assert np.abs(with_scores.params["expression"] - without.params["expression"]).max() > 0.02

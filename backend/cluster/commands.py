@@ -44,7 +44,8 @@ def settings_from(args: argparse.Namespace, formats: tuple[str, ...] = ()) -> Se
         checkpoint=str(args.checkpoint.resolve()) if args.checkpoint else None,
         adapter=str(args.adapter.resolve()) if args.adapter else None,
         smooth=args.smooth, focal=args.focal, max_frames=args.max_frames,
-        contact=not args.no_contact, person=person, formats=formats,
+        contact=not args.no_contact, face_scores=not args.no_face_scores, person=person,
+        formats=formats,
         background=not getattr(args, "no_background", False),
         overlay=getattr(args, "overlay", None) is True,  # `fit --overlay` names a file
         body_shape_keys=getattr(args, "body_shape_keys", False),

@@ -35,6 +35,7 @@ class Settings:
     focal: float | None = None
     max_frames: int | None = None
     contact: bool = True
+    face_scores: bool = True
     person: int | str | None = None  # a number, "all" (bake only) or None: the most prominent
     formats: tuple[str, ...] = ()
     background: bool = True
@@ -146,7 +147,8 @@ class ClipWorker:
                            max_frames=part.stop,
                            person=task.person, estimator=settings.estimator,
                            regressor=self.regressor, progress=progress,
-                           contact=settings.contact, first=part.fit_from,
+                           contact=settings.contact, face_scores=settings.face_scores,
+                           first=part.fit_from,
                            subject=subject_params(self.asset, first.params) if first else None
                            ).results
 

@@ -77,7 +77,8 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
               overlay: bool = False, body_shape_keys: bool = False,
               person: int | str | None = None, checkpoint: Path | None = None,
               progress: Progress | None = None, contact: bool = True,
-              retarget: RetargetTo | None = None, adapter: Path | None = None) -> BakeOutputs:
+              retarget: RetargetTo | None = None, adapter: Path | None = None,
+              face_scores: bool = True) -> BakeOutputs:
     """Bake one clip of ``asset``'s body into ``out_dir``; ``formats`` from ``fbx``, ``glb``,
     ``bvh`` (the PEAR armature), ``npz``; ``retarget``: also key that character; with
     ``overlay``, also a video of the fitted mesh over the footage; with
@@ -85,7 +86,8 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     which person to follow when several are in view (``ClipDetector``), or ``"all"``: each
     person of the first frame showing anybody, each into a rig of their own (``Person1``,
     ``Person2`` ... from the left; files per person get ``_PersonN``); ``estimator``,
-    ``checkpoint``, ``adapter``, ``progress`` and ``contact`` as in ``fit_footage``."""
+    ``checkpoint``, ``adapter``, ``progress``, ``contact`` and ``face_scores`` as in
+    ``fit_footage``."""
     if estimator not in ESTIMATORS:
         raise BakeError(f"estimator {estimator!r} is not available; choose from "
                         f"{list(ESTIMATORS)}")
@@ -98,7 +100,7 @@ def bake_clip(footage: Path, out_dir: Path, asset: Asset, estimator: str = "trac
     people = [PersonMotion(number, [(0, fit_footage(
         footage, asset, smooth=smooth, focal=focal, max_frames=max_frames, person=number,
         estimator=estimator, checkpoint=checkpoint, progress=progress, contact=contact,
-        adapter=adapter).results)]) for number in followed]
+        adapter=adapter, face_scores=face_scores).results)]) for number in followed]
     files = write_bake(footage, out_dir, asset, people, formats, background=background,
                        overlay=overlay, body_shape_keys=body_shape_keys, retarget=retarget,
                        everyone=person == "all")

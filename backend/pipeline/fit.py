@@ -74,13 +74,16 @@ def fit_footage(footage: str | Path, asset: Asset, out: str | Path | None = None
                 estimator: str = "tracker", checkpoint: str | Path | None = None,
                 contact: bool = True, first: int = 0,
                 subject: dict[str, np.ndarray] | None = None, regressor=None,
+                face_scores: bool = True,
                 adapter: str | Path | None = None) -> FootageFit:
     """Footage -> detections -> the estimator (``recovery.py``) -> results, saved to ``out``
     unless None, with the mesh drawn over the footage into ``overlay`` if given. ``person``:
     which person to follow (``ClipDetector``); ``checkpoint``: the regressor's (default: the
     body model's in ``$PEAR_HOME/checkpoints``) with ``adapter`` on it if given, or
     ``regressor`` already loaded;
-    ``contact``: keep feet that touch the ground still (``TrackerConfig.contact``).
+    ``contact``: keep feet that touch the ground still (``TrackerConfig.contact``);
+    ``face_scores``: take MediaPipe's facial blendshape scores as evidence for the expressions
+    (``perception/face_scores.py``).
     ``first``: the footage frame to start from (frames ``first`` to ``max_frames``, a part of
     a clip); ``subject``: per-subject parameters to hold (another part's body)."""
     start = time.perf_counter()
@@ -99,7 +102,8 @@ def fit_footage(footage: str | Path, asset: Asset, out: str | Path | None = None
 
     detect_start = time.perf_counter()
     recovery = ClipRecovery(source.width, source.height, asset, estimator=estimator,
-                            regressor=regressor, focal=focal, person=person)
+                            regressor=regressor, focal=focal, person=person,
+                            face_scores=face_scores)
     label = "detecting (MediaPipe)" if regressor is None else "detecting + regressor"
     feed(recovery, limited(),
          (lambda n: progress(label, n, total - first)) if progress else None)
