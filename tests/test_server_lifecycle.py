@@ -175,11 +175,11 @@ def test_a_send_nobody_takes_times_out_instead_of_hanging():
 
 _CRASHING_THREAD = """
 import logging, threading
-from backend.perception.face_mesh import native_stderr_silenced
+from backend.perception.face_mesh import _native_stderr_silenced
 from backend.server import logs
 logs.configure()
 with logs.thread_failures_logged(logging.getLogger("backend.server")):
-    with native_stderr_silenced():  # as while MediaPipe runs on another thread
+    with _native_stderr_silenced():  # as while MediaPipe runs on another thread
         worker = threading.Thread(target=lambda: 1 / 0, name="worker")
         worker.start()
         worker.join()

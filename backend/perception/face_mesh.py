@@ -22,7 +22,7 @@ INSTALL_HINT = (
 
 
 @contextlib.contextmanager
-def native_stderr_silenced():
+def _native_stderr_silenced():
     """Point file descriptor 2 at /dev/null: MediaPipe's C++ logs bypass Python's sys.stderr."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -36,22 +36,24 @@ def native_stderr_silenced():
 
 
 class QuietSolution:
-    """A MediaPipe solution whose native log lines (absl warnings at graph start and on the first
-    frames, nothing a user can act on) are kept off the console."""
+    """A MediaPipe solution (or task) whose native log lines (absl warnings at graph start and
+    on the first frames, nothing a user can act on) are kept off the console; ``process``
+    calls its ``method``."""
 
-    NOISY_CALLS = 2  # the first calls' native log lines
+    _NOISY_CALLS = 2
 
-    def __init__(self, make):
-        with native_stderr_silenced():
+    def __init__(self, make, method: str = "process"):
+        with _native_stderr_silenced():
             self._solution = make()
+        self._method = getattr(self._solution, method)
         self._calls = 0
 
-    def process(self, image: np.ndarray):
-        if self._calls < self.NOISY_CALLS:
+    def process(self, image):
+        if self._calls < self._NOISY_CALLS:
             self._calls += 1
-            with native_stderr_silenced():
-                return self._solution.process(image)
-        return self._solution.process(image)
+            with _native_stderr_silenced():
+                return self._method(image)
+        return self._method(image)
 
     def close(self) -> None:
         self._solution.close()

@@ -19,7 +19,7 @@ import numpy as np
 from ..conventions import FACE_BLENDSHAPES, KEYPOINT_SEEN
 from ..errors import SetupError
 from ..paths import pear_home
-from .face_mesh import QuietSolution, import_mediapipe, native_stderr_silenced
+from .face_mesh import QuietSolution, import_mediapipe
 
 MODEL_FILE = "face_landmarker.task"
 # The package that ships the model, and where in it.
@@ -75,9 +75,8 @@ class FaceScorer:
             running_mode=vision.RunningMode.IMAGE, num_faces=1,
             output_face_blendshapes=True)
         self._mp = mp
-        with native_stderr_silenced():  # its graph's start-up lines: nothing to act on
-            self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        self._calls = 0
+        self._landmarker = QuietSolution(
+            lambda: vision.FaceLandmarker.create_from_options(options), method="detect")
 
     def __call__(self, image: np.ndarray, face: np.ndarray) -> np.ndarray:
         scores = np.full(len(FACE_BLENDSHAPES), np.nan)
@@ -87,12 +86,7 @@ class FaceScorer:
         x0, y0, x1, y1 = box
         crop = self._mp.Image(image_format=self._mp.ImageFormat.SRGB,
                               data=np.ascontiguousarray(image[y0:y1, x0:x1, :3]))
-        if self._calls < QuietSolution.NOISY_CALLS:
-            self._calls += 1
-            with native_stderr_silenced():
-                result = self._landmarker.detect(crop)
-        else:
-            result = self._landmarker.detect(crop)
+        result = self._landmarker.process(crop)
         if result.face_blendshapes:
             for category in result.face_blendshapes[0]:
                 scores[FACE_BLENDSHAPES.index(category.category_name)] = category.score
